@@ -1,0 +1,11 @@
+//! The contract between tether's XDP program and its daemon.
+//!
+//! Everything here is `no_std`, `#[repr(C)]`, integers and byte arrays only, so the
+//! same definitions compile for the BPF target and the host. Fields that hold
+//! network-order values end in `_be`.
+#![no_std]
+
+pub mod maps;
+pub mod reason;
+
+pub use maps::{Family, Protocol, VipKey, VipInfo};

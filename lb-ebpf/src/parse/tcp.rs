@@ -1,0 +1,26 @@
+//! The TCP header (RFC 9293 §3.1).
+
+use aya_ebpf::programs::XdpContext;
+use lb_common::reason;
+
+use super::bytes_at;
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+
+const TCP_MIN_HLEN: usize = 20;
+
+pub struct L4 {
+    pub dst_port_be: u16,
+    pub flags: u8,
+}
+
+#[inline(always)]
+pub fn parse(ctx: &XdpContext, off: usize) -> Result<L4, u32> {
+    let tcp = bytes_at::<TCP_MIN_HLEN>(ctx, off).ok_or(reason::PASS_TRUNCATED)?;
+    let data_offset = ((tcp[12] >> 4) as usize) * 4;
+    if data_offset < TCP_MIN_HLEN {
+        return Err(reason::PASS_MALFORMED);
+    }
+    Ok(L4 { dst_port_be: u16::from_ne_bytes([tcp[2], tcp[3]]), flags: tcp[13] })
+}

@@ -1,0 +1,12 @@
+//! tether's daemon as a library, so the binary, tests and benchmarks drive the
+//! same code.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod loader;
+pub mod pins;
+pub mod stats;
+
+/// The compiled XDP object (lb-ebpf), embedded at build time.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
