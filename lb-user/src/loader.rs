@@ -49,7 +49,9 @@ impl Dataplane {
     /// attaches to every configured interface.
     pub fn start(config: &Config, instance: &str) -> Result<Dataplane, LoadError> {
         let pin_dir = pins::prepare(&config.daemon.pin_path, instance)?;
-        let mut dp = Dataplane { ebpf: Ebpf::load(EBPF_OBJECT)?, pin_dir, attached: Vec::new() };
+        let ebpf = Ebpf::load(EBPF_OBJECT).inspect_err(|_| pins::remove(&pin_dir))?;
+        // From here on, Drop detaches and unpins whatever a failed step leaves.
+        let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
         dp.write_vips(config)?;
         dp.pin_stats()?;
         let program: &mut Xdp = dp

@@ -1,1 +1,93 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's entry points.
+//!
+//! - `setup`: install the toolchain and tools (also run by the others)
+//! - `test`:  every test: unit, golden packets (BPF_PROG_TEST_RUN), namespaces
+//! - `demo`:  tether in network namespaces with real TLS backends
+//! - `bench`: per-path ns/packet through BPF_PROG_TEST_RUN
+//! - `build`: the release `tether` binary
+
+mod setup;
+
+use std::{path::PathBuf, process::Command};
+
+use anyhow::{Context as _, bail};
+
+const USAGE: &str = "usage: cargo xtask <setup|build|test|demo|bench> [-- extra args for cargo test]";
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match command.as_str() {
+        "setup" => setup::setup(),
+        "build" => {
+            setup::setup()?;
+            build_tether(true)
+        }
+        "test" => test(&rest),
+        "demo" => demo(),
+        "bench" => bench(),
+        _ => bail!("{USAGE}"),
+    }
+}
+
+/// Namespace and golden-packet tests need root: say so before building anything.
+fn require_root(what: &str) -> anyhow::Result<()> {
+    if !setup::is_root() {
+        bail!("{what} needs root (network namespaces, XDP, BPF_PROG_TEST_RUN); run it with sudo");
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    require_root("cargo xtask test")?;
+    setup::setup()?;
+    build_tether(false)?;
+    let tether = workspace_root().join("target/debug/tether");
+    // Host crates only: lb-ebpf is built for the BPF target by lb-user's build script.
+    run(Command::new("cargo").args(["test", "--workspace", "--exclude", "lb-ebpf"]).args(extra).env("TETHER_BIN", tether))
+}
+
+fn demo() -> anyhow::Result<()> {
+    require_root("cargo xtask demo")?;
+    setup::setup()?;
+    build_tether(true)?;
+    let tether = workspace_root().join("target/release/tether");
+    run(Command::new("cargo")
+        .args(["run", "--release", "--quiet", "-p", "tether-tests", "--bin", "tether-demo"])
+        .env("TETHER_BIN", tether))
+}
+
+fn bench() -> anyhow::Result<()> {
+    require_root("cargo xtask bench")?;
+    setup::setup()?;
+    build_tether(true)?;
+    run(Command::new("cargo").args(["run", "--release", "--quiet", "-p", "tether-tests", "--bin", "tether-bench"]))
+}
+
+fn build_tether(release: bool) -> anyhow::Result<()> {
+    let mut cmd = Command::new("cargo");
+    cmd.args(["build", "-p", "lb-user", "--bin", "tether"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Runs a command in the workspace root, inheriting stdio; fails if it fails.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.current_dir(workspace_root()).status().with_context(|| format!("cannot start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// True if the command runs and exits 0 (output discarded).
+pub fn cmd_ok(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
+}

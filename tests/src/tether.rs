@@ -1,0 +1,77 @@
+//! The `tether` daemon as a test sees it: a real process in the balancer's
+//! namespace, its counters read from the pins it makes.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitStatus,
+    time::Duration,
+};
+
+use lb_user::stats::{self, Counters};
+use tempfile::TempDir;
+
+use crate::{netns::Netns, process::Proc};
+
+/// The binary under test: `$TETHER_BIN` (set by `cargo xtask test`), else the
+/// debug build next to the test executable.
+pub fn tether_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TETHER_BIN") {
+        return bin.into();
+    }
+    let bin = crate::sibling_binary("tether");
+    assert!(bin.is_file(), "no tether binary at {}; run `cargo build -p lb-user`", bin.display());
+    bin
+}
+
+pub struct Tether {
+    proc: Proc,
+    instance_dir: PathBuf,
+    pin_root: PathBuf,
+    _config_dir: TempDir,
+}
+
+impl Tether {
+    /// Starts `tether run` in `ns` with `config` (which must set `pin_path`, e.g.
+    /// to `Topology::pin_path()`), and waits until it reports ready.
+    pub fn start(ns: &Netns, config: &str) -> Tether {
+        let config_dir = tempfile::tempdir().expect("tempdir");
+        let path = config_dir.path().join("tether.toml");
+        std::fs::write(&path, config).expect("write config");
+        let parsed = lb_user::config::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let pin_root = parsed.daemon.pin_path.clone();
+        let mut cmd = ns.command(tether_bin());
+        cmd.args(["run", "--config"]).arg(&path).env("TETHER_LOG", "info");
+        let mut proc = Proc::spawn("tether", cmd);
+        proc.wait_for_output(" ready ", Duration::from_secs(30));
+        let instance_dir = lb_user::pins::instance_dir(&pin_root, "default");
+        Tether { proc, instance_dir, pin_root, _config_dir: config_dir }
+    }
+
+    pub fn counters(&self) -> Counters {
+        stats::read_pinned(&self.instance_dir)
+            .unwrap_or_else(|e| panic!("read counters at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.output()
+    }
+
+    pub fn instance_dir(&self) -> &Path {
+        &self.instance_dir
+    }
+
+    /// SIGTERM and wait: returns the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.proc.stop()
+    }
+}
+
+impl Drop for Tether {
+    fn drop(&mut self) {
+        self.proc.stop();
+        // A daemon that crashed leaves its pins; they must not outlive the test.
+        if self.pin_root.exists() {
+            let _ = std::fs::remove_dir_all(&self.pin_root);
+        }
+    }
+}

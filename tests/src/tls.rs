@@ -1,0 +1,186 @@
+//! Real TLS peers for tests: backends that say which backend they are, and
+//! clients that ask.
+//!
+//! Both backends answer `GET /whoami` with their name: `tether-testsrv`
+//! (rustls + tokio, also an echo server for anything that is not a GET) and
+//! `openssl s_server -HTTP` serving a file named `whoami`.
+
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    process::Stdio,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, SignatureScheme,
+    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
+    crypto::{CryptoProvider, ring},
+    pki_types::{CertificateDer, ServerName, UnixTime},
+};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::{netns::Netns, process::Proc};
+
+/// The request both kinds of backend answer with their name.
+pub const WHOAMI_REQUEST: &[u8] = b"GET /whoami HTTP/1.0\r\n\r\n";
+
+/// A self-signed certificate and its PKCS#8 key, PEM encoded.
+pub fn self_signed(name: &str) -> (String, String) {
+    let ck = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("rcgen");
+    (ck.cert.pem(), ck.signing_key.serialize_pem())
+}
+
+pub struct TlsBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    proc: Proc,
+    _dir: TempDir,
+}
+
+impl TlsBackend {
+    /// `tether-testsrv` (rustls) listening on `addr` in `ns`.
+    pub fn rustls(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = ns.command(crate::sibling_binary("tether-testsrv"));
+        cmd.args(["--listen", &addr.to_string(), "--name", name]);
+        let mut proc = Proc::spawn(&format!("tether-testsrv {name}"), cmd);
+        proc.wait_for_output("listening", Duration::from_secs(10));
+        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+    }
+
+    /// `openssl s_server -HTTP` on `addr` in `ns`, serving `/whoami` = `name`.
+    pub fn openssl(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(name);
+        std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
+        std::fs::write(dir.path().join("key.pem"), key).expect("write key");
+        // -HTTP sends the file as it is, so the file carries the response header.
+        let response = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{name}\n");
+        std::fs::write(dir.path().join("whoami"), response).expect("write whoami");
+        let mut cmd = ns.command("openssl");
+        cmd.current_dir(dir.path()).args([
+            "s_server",
+            "-accept",
+            &addr.to_string(),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+            "-HTTP",
+        ]);
+        let mut proc = Proc::spawn(&format!("openssl s_server {name}"), cmd);
+        proc.wait_for_output("ACCEPT", Duration::from_secs(10));
+        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+    }
+
+    pub fn log(&self) -> String {
+        self.proc.output()
+    }
+}
+
+/// Connects from `ns` with rustls, sends `GET /whoami` and returns the body.
+pub fn rustls_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
+    let response = ns.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), rustls_request(addr, WHOAMI_REQUEST)).await })
+            .context("rustls client timed out")?
+    })?;
+    http_body(&response)
+}
+
+async fn rustls_request(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(insecure_client_config()));
+    let mut tls = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp).await.context("TLS handshake")?;
+    tls.write_all(request).await?;
+    let mut response = Vec::new();
+    // Servers close without close_notify after an HTTP/1.0 answer; what arrived counts.
+    match tls.read_to_end(&mut response).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(response)
+}
+
+/// Runs `openssl s_client` in `ns`, sends `GET /whoami`, returns the body.
+pub fn openssl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
+    let mut cmd = ns.command("timeout");
+    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-quiet", "-verify_quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("spawn openssl s_client")?;
+    child.stdin.take().expect("piped").write_all(WHOAMI_REQUEST)?;
+    let out = child.wait_with_output()?;
+    if out.stdout.is_empty() {
+        bail!("openssl s_client to {addr} got no answer ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    http_body(&out.stdout)
+}
+
+fn http_body(response: &[u8]) -> anyhow::Result<String> {
+    let text = String::from_utf8_lossy(response);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else { bail!("not an HTTP response: {text:?}") };
+    if !head.contains(" 200 ") && !head.to_ascii_lowercase().contains(" 200 ok") {
+        bail!("HTTP error: {head:?}");
+    }
+    Ok(body.trim().to_owned())
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// Test backends use throwaway self-signed certificates: the client checks the
+/// handshake's signatures but not the chain.
+fn insecure_client_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
+        .with_no_client_auth()
+}
+
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

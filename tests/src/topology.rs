@@ -1,0 +1,135 @@
+//! A two-armed test network, every host in its own namespace:
+//!
+//! ```text
+//!  client c0 ─┐                        ┌─ backend b0 198.19.0.11
+//!  client c1 ─┤ switch sc (br0)        │
+//!  198.18.0.10+  ── eth0 [ lb ] eth1 ── switch sb (br0) ─┤
+//!             198.18.0.1      198.19.0.1               └─ backend b1 198.19.0.12
+//! ```
+//!
+//! Clients reach the VIPs (198.18.100.0/24) and the backend network through the
+//! balancer. Each switch is a bridge in its own namespace; every switch port runs
+//! an XDP_PASS program, because XDP_TX or a redirect into a veth is dropped
+//! unless the peer runs XDP (DESIGN.md §5). TX checksum offload is off on every
+//! veth, so XDP sees complete checksums.
+
+use std::net::Ipv4Addr;
+
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode},
+};
+use lb_common::maps::XDP_PASS_PROGRAM;
+
+use crate::netns::{Netns, run_checked, unique_prefix};
+
+pub const LB_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub const LB_BACKEND_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
+/// The first VIP tests use; the whole 198.18.100.0/24 is routed to the balancer.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
+pub const VIP_NET: &str = "198.18.100.0/24";
+pub const BACKEND_NET: &str = "198.19.0.0/24";
+/// Interfaces of the balancer namespace.
+pub const LB_CLIENT_IF: &str = "eth0";
+pub const LB_BACKEND_IF: &str = "eth1";
+
+pub fn client_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 10 + i as u8)
+}
+
+pub fn backend_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, 0, 11 + i as u8)
+}
+
+pub struct Host {
+    pub ns: Netns,
+    pub addr: Ipv4Addr,
+}
+
+pub struct Topology {
+    // Field order is drop order: detach the peers' XDP before the namespaces go.
+    peer_xdp: Ebpf,
+    pub prefix: String,
+    pub lb: Netns,
+    pub clients: Vec<Host>,
+    pub backends: Vec<Host>,
+    switches: Vec<Netns>,
+}
+
+impl Topology {
+    pub fn two_armed(clients: usize, backends: usize) -> Topology {
+        crate::require_root();
+        assert!(clients <= 200 && backends <= 200, "addresses run out past 200 hosts a side");
+        let prefix = unique_prefix();
+        let ns = |role: &str| Netns::new(&format!("{prefix}-{role}"));
+        let lb = ns("lb");
+        let switch_c = ns("sc");
+        let switch_b = ns("sb");
+        let clients: Vec<Host> = (0..clients).map(|i| Host { ns: ns(&format!("c{i}")), addr: client_addr(i) }).collect();
+        let backends: Vec<Host> = (0..backends).map(|i| Host { ns: ns(&format!("b{i}")), addr: backend_addr(i) }).collect();
+
+        for sw in [&switch_c, &switch_b] {
+            sw.ip("link add br0 type bridge");
+            sw.ip("link set br0 up");
+        }
+        let mut peer_xdp = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
+        let pass: &mut Xdp = peer_xdp.program_mut(XDP_PASS_PROGRAM).expect("pass program").try_into().expect("xdp");
+        pass.load().expect("load the pass program");
+
+        plug(&lb, LB_CLIENT_IF, &switch_c, "lb", pass);
+        plug(&lb, LB_BACKEND_IF, &switch_b, "lb", pass);
+        lb.ip(&format!("addr add {LB_CLIENT_ADDR}/24 dev {LB_CLIENT_IF}"));
+        lb.ip(&format!("addr add {LB_BACKEND_ADDR}/24 dev {LB_BACKEND_IF}"));
+        lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+
+        for (i, c) in clients.iter().enumerate() {
+            plug(&c.ns, "eth0", &switch_c, &format!("c{i}"), pass);
+            c.ns.ip(&format!("addr add {}/24 dev eth0", c.addr));
+            c.ns.ip(&format!("route add {VIP_NET} via {LB_CLIENT_ADDR}"));
+            c.ns.ip(&format!("route add {BACKEND_NET} via {LB_CLIENT_ADDR}"));
+        }
+        for (i, b) in backends.iter().enumerate() {
+            plug(&b.ns, "eth0", &switch_b, &format!("b{i}"), pass);
+            b.ns.ip(&format!("addr add {}/24 dev eth0", b.addr));
+            b.ns.ip(&format!("route add default via {LB_BACKEND_ADDR}"));
+        }
+        Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch_c, switch_b] }
+    }
+
+    /// A bpffs directory unique to this topology, for tether's `pin_path`.
+    pub fn pin_path(&self) -> String {
+        format!("/sys/fs/bpf/{}", self.prefix)
+    }
+
+    /// Names of all namespaces, for messages.
+    pub fn namespaces(&self) -> Vec<&str> {
+        let mut names = vec![self.lb.name()];
+        names.extend(self.switches.iter().map(Netns::name));
+        names.extend(self.clients.iter().chain(&self.backends).map(|h| h.ns.name()));
+        names
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        // The pass programs detach when `peer_xdp` drops; namespaces follow.
+        let _ = &self.peer_xdp;
+    }
+}
+
+/// Connects `host`'s interface `ifname` to the bridge of `switch` through a veth
+/// whose switch end is `port`, with the switch end running XDP_PASS.
+fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) {
+    run_checked(
+        std::process::Command::new("ip")
+            .args(["-n", host.name(), "link", "add", ifname, "type", "veth", "peer", "name", port, "netns", switch.name()]),
+    );
+    switch.ip(&format!("link set {port} master br0"));
+    for (ns, dev) in [(host, ifname), (switch, port)] {
+        ns.run("ethtool", &["-K", dev, "tx", "off"]);
+        ns.ip(&format!("link set {dev} up"));
+    }
+    switch
+        .enter(|| pass.attach(port, XdpMode::Driver).map(|_| ()))
+        .unwrap_or_else(|e| panic!("attach XDP_PASS to {port} in {}: {e}", switch.name()));
+}
