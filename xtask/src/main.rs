@@ -52,17 +52,22 @@ fn demo() -> anyhow::Result<()> {
     require_root("cargo xtask demo")?;
     setup::setup()?;
     build_tether(true)?;
-    let tether = workspace_root().join("target/release/tether");
-    run(Command::new("cargo")
-        .args(["run", "--release", "--quiet", "-p", "tether-tests", "--bin", "tether-demo"])
-        .env("TETHER_BIN", tether))
+    build_test_bins()?;
+    let root = workspace_root();
+    run(Command::new(root.join("target/release/tether-demo")).env("TETHER_BIN", root.join("target/release/tether")))
 }
 
 fn bench() -> anyhow::Result<()> {
     require_root("cargo xtask bench")?;
     setup::setup()?;
     build_tether(true)?;
-    run(Command::new("cargo").args(["run", "--release", "--quiet", "-p", "tether-tests", "--bin", "tether-bench"]))
+    build_test_bins()?;
+    run(&mut Command::new(workspace_root().join("target/release/tether-bench")))
+}
+
+/// The demo, the benchmark and the test servers they start, in release mode.
+fn build_test_bins() -> anyhow::Result<()> {
+    run(Command::new("cargo").args(["build", "--release", "-p", "tether-tests", "--bins"]))
 }
 
 fn build_tether(release: bool) -> anyhow::Result<()> {
