@@ -45,7 +45,56 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     build_tether(false)?;
     let tether = workspace_root().join("target/debug/tether");
     // Host crates only: lb-ebpf is built for the BPF target by lb-user's build script.
-    run(Command::new("cargo").args(["test", "--workspace", "--exclude", "lb-ebpf"]).args(extra).env("TETHER_BIN", tether))
+    let mut cmd = Command::new("cargo");
+    cmd.args(["test", "--workspace", "--exclude", "lb-ebpf"]).args(extra).env("TETHER_BIN", tether);
+    let totals = run_counting_tests(&mut cmd)?;
+    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    if totals.failed > 0 || !totals.ok {
+        bail!("tests failed");
+    }
+    if totals.passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+    ok: bool,
+}
+
+/// Runs `cargo test`, echoing its output, and adds up its "test result:" lines
+/// so one closing line summarises every test binary.
+fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<Totals> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd
+        .current_dir(workspace_root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let mut totals = Totals::default();
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split([';', '.']) {
+                let mut words = part.split_whitespace();
+                if let (Some(n), Some(what)) = (words.next().and_then(|n| n.parse::<u64>().ok()), words.next()) {
+                    match what {
+                        "passed" => totals.passed += n,
+                        "failed" => totals.failed += n,
+                        "ignored" => totals.ignored += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    totals.ok = child.wait()?.success();
+    Ok(totals)
 }
 
 fn demo() -> anyhow::Result<()> {
