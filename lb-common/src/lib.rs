@@ -5,6 +5,7 @@
 //! network-order values end in `_be`.
 #![no_std]
 
+pub mod csum;
 pub mod maps;
 pub mod reason;
 
