@@ -6,7 +6,8 @@
 #![no_std]
 
 pub mod csum;
+pub mod hash;
 pub mod maps;
 pub mod reason;
 
-pub use maps::{Family, Protocol, VipKey, VipInfo};
+pub use maps::{BackendInfo, Family, Flow, FlowKey, Protocol, Settings, VipInfo, VipKey};

@@ -5,6 +5,10 @@ use core::mem::size_of;
 /// Map names, as the loader looks them up in the object file.
 pub const VIPS_MAP: &str = "VIPS";
 pub const STATS_MAP: &str = "STATS";
+pub const FLOWS_MAP: &str = "FLOWS";
+pub const BACKENDS_MAP: &str = "BACKENDS";
+pub const MAGLEV_MAP: &str = "MAGLEV";
+pub const SETTINGS_MAP: &str = "SETTINGS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// An XDP program that passes everything: attached to test peers so that frames
@@ -14,6 +18,16 @@ pub const XDP_PASS_PROGRAM: &str = "tether_pass";
 
 /// Most VIPs one instance serves.
 pub const MAX_VIPS: u32 = 1024;
+/// Most farms, and backends over all farms.
+pub const MAX_FARMS: u32 = 64;
+pub const MAX_BACKENDS: u32 = 4096;
+/// Slots in one farm's Maglev lookup table: a prime well above the number of
+/// backends, as the Maglev paper asks (Eisenbud et al., NSDI 2016, §3.4).
+pub const MAGLEV_RING: u32 = 65_537;
+/// Flow-table entries; each connection takes two (one per direction).
+pub const MAX_FLOWS: u32 = 1 << 20;
+/// A Maglev slot or backend reference that names no backend.
+pub const NO_BACKEND: u32 = u32::MAX;
 
 /// Address family, as stored in `VipKey::family`.
 #[repr(u8)]
@@ -101,12 +115,138 @@ pub struct VipInfo {
 }
 const _: () = assert!(size_of::<VipInfo>() == 28);
 
-// SAFETY: both types are repr(C), made of integers and byte arrays with explicit
+/// Key of the `FLOWS` LRU map: a TCP packet's addresses and ports as it arrives.
+/// A connection has two entries: client -> VIP, and backend -> SNAT address.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub saddr_be: [u8; 16],
+    pub daddr_be: [u8; 16],
+    pub sport_be: u16,
+    pub dport_be: u16,
+    /// `Family as u8`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<FlowKey>() == 40);
+
+/// Value of `FLOWS`: how to rewrite packets of one direction of a connection.
+/// Created by XDP when it binds a connection to a backend; `last_seen_ns` is
+/// refreshed by XDP; expired and removed by the daemon's sweeper.
+///
+/// The other direction's key is the reply tuple of the rewritten packet:
+/// `(new_daddr, new_saddr, new_dport, new_sport)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub new_saddr_be: [u8; 16],
+    pub new_daddr_be: [u8; 16],
+    pub new_sport_be: u16,
+    pub new_dport_be: u16,
+    /// Index into `BACKENDS`.
+    pub backend_id: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of creation and of the last packet,
+    /// the latter refreshed at most once a second.
+    pub created_ns: u64,
+    pub last_seen_ns: u64,
+    /// `FlowDirection as u8`.
+    pub direction: u8,
+    /// `flow_flags` bits.
+    pub flags: u8,
+    pub _pad: [u8; 6],
+}
+const _: () = assert!(size_of::<Flow>() == 64);
+
+/// `Flow::direction`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowDirection {
+    /// Client -> VIP, rewritten to SNAT -> backend.
+    ToBackend = 1,
+    /// Backend -> SNAT, rewritten to VIP -> client.
+    ToClient = 2,
+}
+
+impl TryFrom<u8> for FlowDirection {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            1 => Ok(FlowDirection::ToBackend),
+            2 => Ok(FlowDirection::ToClient),
+            other => Err(other),
+        }
+    }
+}
+
+/// `Flow::flags` bits.
+pub mod flow_flags {
+    /// This direction has sent a FIN.
+    pub const FIN: u8 = 0x01;
+}
+
+impl FlowKey {
+    /// The key of the other direction: the reply to a packet rewritten by `flow`.
+    pub const fn reply(flow: &Flow, family: u8) -> FlowKey {
+        FlowKey {
+            saddr_be: flow.new_daddr_be,
+            daddr_be: flow.new_saddr_be,
+            sport_be: flow.new_dport_be,
+            dport_be: flow.new_sport_be,
+            family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+/// Value of the `BACKENDS` array, indexed by backend id (the daemon numbers the
+/// backends of all farms in config order). Written by the daemon; read by XDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendInfo {
+    pub addr_be: [u8; 16],
+    pub port_be: u16,
+    /// `Family as u8`; 0 for an unused slot.
+    pub family: u8,
+    /// `BackendState as u8`.
+    pub state: u8,
+    pub farm_id: u32,
+}
+const _: () = assert!(size_of::<BackendInfo>() == 24);
+
+/// `BackendInfo::state`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendState {
+    Active = 1,
+    Draining = 2,
+    Disabled = 3,
+}
+
+/// The single entry of the `SETTINGS` array: instance-wide data-path knobs.
+/// Written by the daemon before it attaches; read by XDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Source ports towards backends: `snat_port_min .. snat_port_min + snat_port_count`.
+    pub snat_port_min: u32,
+    pub snat_port_count: u32,
+}
+const _: () = assert!(size_of::<Settings>() == 8);
+
+// SAFETY: these types are repr(C), made of integers and byte arrays with explicit
 // padding fields, so every bit pattern is valid and there is no uninitialised byte.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for VipKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for VipInfo {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Flow {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BackendInfo {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Settings {}
 
 #[cfg(test)]
 mod tests {

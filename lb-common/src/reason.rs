@@ -23,9 +23,27 @@ pub const PASS_NOT_VIP: u32 = 6;
 pub const VIP_SYN: u32 = 7;
 /// Any other TCP segment to a VIP.
 pub const VIP_OTHER: u32 = 8;
+/// A SYN to a `tcp` VIP bound to a backend: flow created, SYN forwarded.
+pub const NEW_FLOW: u32 = 9;
+/// A segment of a known flow forwarded client -> backend.
+pub const FWD_TO_BACKEND: u32 = 10;
+/// A segment of a known flow forwarded backend -> client.
+pub const FWD_TO_CLIENT: u32 = 11;
+/// The VIP's farm has no backend to take a new connection.
+pub const DROP_NO_BACKEND: u32 = 12;
+/// Every probed source port towards the chosen backend was in use.
+pub const DROP_PORTS_EXHAUSTED: u32 = 13;
+/// A non-SYN segment to a `tcp` VIP that belongs to no flow.
+pub const DROP_NO_FLOW: u32 = 14;
+/// The kernel has no route to the rewritten destination.
+pub const DROP_NO_ROUTE: u32 = 15;
+/// The next hop's link-layer address is not resolved yet.
+pub const DROP_NO_NEIGH: u32 = 16;
+/// The flow table refused an entry.
+pub const DROP_FLOW_TABLE: u32 = 17;
 
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 9;
+pub const COUNT: u32 = 18;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -39,6 +57,15 @@ pub const fn name(reason: u32) -> &'static str {
         PASS_NOT_VIP => "pass_not_vip",
         VIP_SYN => "vip_syn",
         VIP_OTHER => "vip_other",
+        NEW_FLOW => "new_flow",
+        FWD_TO_BACKEND => "fwd_to_backend",
+        FWD_TO_CLIENT => "fwd_to_client",
+        DROP_NO_BACKEND => "drop_no_backend",
+        DROP_PORTS_EXHAUSTED => "drop_ports_exhausted",
+        DROP_NO_FLOW => "drop_no_flow",
+        DROP_NO_ROUTE => "drop_no_route",
+        DROP_NO_NEIGH => "drop_no_neigh",
+        DROP_FLOW_TABLE => "drop_flow_table",
         _ => "unknown",
     }
 }

@@ -1,40 +1,75 @@
 //! tether's XDP entry points. Stages live in modules: `parse` reads headers into a
-//! plain struct, `lookup` consults maps without touching the packet, `verdict`
-//! turns a reason into an action and counts it.
+//! plain struct, `lookup` consults and updates maps without touching the packet,
+//! `rewrite` is the only stage that writes it, `verdict` turns the outcome into
+//! an action and counts it.
 #![no_std]
 #![no_main]
 
 mod lookup;
 mod parse;
+mod rewrite;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::reason;
+use lb_common::{Flow, Protocol, VipInfo, maps::FlowDirection, reason};
 
-use crate::parse::Tcp;
+use crate::{parse::Tcp, verdict::Verdict};
 
 /// The data path: every frame on every attached interface comes through here.
 #[xdp]
 pub fn tether_xdp(ctx: XdpContext) -> u32 {
-    let reason = match parse::headers(&ctx) {
-        Ok(headers) => classify(&headers),
-        Err(reason) => reason,
-    };
-    verdict::finish(reason)
+    verdict::finish(process(&ctx))
 }
 
-/// Decides what a parsed TCP segment is. The data path (delayed binding, NAT) hangs
-/// off the VIP branches; until it lands, VIP traffic is counted and passed.
 #[inline(always)]
-fn classify(tcp: &Tcp) -> u32 {
-    if lookup::vip(&tcp.vip_key()).is_none() {
-        return reason::PASS_NOT_VIP;
+fn process(ctx: &XdpContext) -> Verdict {
+    let pkt = match parse::headers(ctx) {
+        Ok(pkt) => pkt,
+        Err(reason) => return Verdict::pass(reason),
+    };
+    // Established traffic first: it is most of the packets, both directions.
+    if let Some(flow) = lookup::flow::get(&pkt.key) {
+        let Some(flow) = lookup::flow::on_packet(&pkt.key, flow, &pkt) else {
+            return Verdict::drop(reason::DROP_FLOW_TABLE);
+        };
+        let why = match FlowDirection::try_from(flow.direction) {
+            Ok(FlowDirection::ToClient) => reason::FWD_TO_CLIENT,
+            _ => reason::FWD_TO_BACKEND,
+        };
+        return forward(ctx, &pkt, flow, why);
     }
-    if tcp.is_syn() {
-        reason::VIP_SYN
-    } else {
-        reason::VIP_OTHER
+    let Some(vip) = lookup::vip(&pkt.vip_key()) else {
+        return Verdict::pass(reason::PASS_NOT_VIP);
+    };
+    match Protocol::try_from(vip.protocol) {
+        Ok(Protocol::Tcp) => new_tcp_connection(ctx, &pkt, vip),
+        // TLS VIPs bind on the ClientHello (delayed binding), which is not built
+        // yet: their segments are counted and left to the host.
+        _ => Verdict::pass(if pkt.is_syn() { reason::VIP_SYN } else { reason::VIP_OTHER }),
     }
+}
+
+/// A `tcp` VIP binds at the SYN: Maglev on the client address picks the backend.
+#[inline(always)]
+fn new_tcp_connection(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
+    if !pkt.is_syn() {
+        return Verdict::drop(reason::DROP_NO_FLOW);
+    }
+    let Some((backend_id, backend)) = lookup::select::maglev(vip.farm_id, &pkt.key.saddr_be) else {
+        return Verdict::drop(reason::DROP_NO_BACKEND);
+    };
+    match lookup::flow::bind(pkt, vip, backend_id, backend) {
+        Ok(flow) => forward(ctx, pkt, flow, reason::NEW_FLOW),
+        Err(why) => Verdict::drop(why),
+    }
+}
+
+#[inline(always)]
+fn forward(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
+    if rewrite::nat::apply(ctx, pkt, flow).is_none() {
+        return Verdict::drop(reason::PASS_TRUNCATED);
+    }
+    rewrite::nexthop::send(ctx, pkt, flow, why)
 }
 
 /// Passes everything. Attached to veth peers in tests (an XDP_TX or redirect into a

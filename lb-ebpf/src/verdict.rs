@@ -1,4 +1,4 @@
-//! The one place that turns a reason into an XDP action and counts it.
+//! The one place that turns a decision into an XDP action and counts it.
 
 use aya_ebpf::{bindings::xdp_action, macros::map, maps::PerCpuArray};
 use lb_common::reason;
@@ -8,19 +8,33 @@ use lb_common::reason;
 #[map(name = "STATS")]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(reason::COUNT, 0);
 
+/// What to do with a packet, and why.
+pub struct Verdict {
+    pub reason: u32,
+    pub action: u32,
+}
+
+impl Verdict {
+    pub const fn pass(reason: u32) -> Verdict {
+        Verdict { reason, action: xdp_action::XDP_PASS }
+    }
+
+    pub const fn drop(reason: u32) -> Verdict {
+        Verdict { reason, action: xdp_action::XDP_DROP }
+    }
+
+    /// XDP_TX or XDP_REDIRECT, as the next-hop stage decided.
+    pub const fn send(reason: u32, action: u32) -> Verdict {
+        Verdict { reason, action }
+    }
+}
+
 #[inline(always)]
-pub fn finish(reason: u32) -> u32 {
-    if let Some(counter) = STATS.get_ptr_mut(reason) {
+pub fn finish(verdict: Verdict) -> u32 {
+    if let Some(counter) = STATS.get_ptr_mut(verdict.reason) {
         // SAFETY: a per-CPU slot is only touched by programs on this CPU, and XDP
         // does not preempt itself, so the increment cannot race.
         unsafe { *counter += 1 };
     }
-    action(reason)
-}
-
-/// Every reason the skeleton knows ends in the host's hands. Drops, XDP_TX and
-/// redirects arrive with the data path.
-#[inline(always)]
-const fn action(_reason: u32) -> u32 {
-    xdp_action::XDP_PASS
+    verdict.action
 }

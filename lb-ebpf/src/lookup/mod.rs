@@ -1,4 +1,7 @@
-//! Map lookups. Nothing here reads or writes the packet.
+//! Map lookups and flow-table updates. Nothing here reads or writes the packet.
+
+pub mod flow;
+pub mod select;
 
 use aya_ebpf::{macros::map, maps::HashMap};
 use lb_common::{VipInfo, VipKey, maps::MAX_VIPS};

@@ -23,6 +23,7 @@ const IPV6_MAX_EXT: usize = 4;
 
 pub struct L3 {
     pub family: Family,
+    pub src_be: [u8; 16],
     pub dst_be: [u8; 16],
     pub l4_off: usize,
 }
@@ -44,11 +45,13 @@ pub fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
     if ip[9] != IPPROTO_TCP {
         return Err(reason::PASS_NOT_TCP);
     }
+    let mut src_be = [0u8; 16];
+    src_be[..4].copy_from_slice(&ip[12..16]);
     let mut dst_be = [0u8; 16];
     dst_be[..4].copy_from_slice(&ip[16..20]);
     // Options, if any, lie between the fixed header and TCP; `tcp::parse` checks
     // that the TCP header after them is inside the frame.
-    Ok(L3 { family: Family::Ipv4, dst_be, l4_off: off + hlen })
+    Ok(L3 { family: Family::Ipv4, src_be, dst_be, l4_off: off + hlen })
 }
 
 #[inline(always)]
@@ -57,6 +60,8 @@ pub fn parse_v6(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
     if ip[0] >> 4 != 6 {
         return Err(reason::PASS_MALFORMED);
     }
+    let mut src_be = [0u8; 16];
+    src_be.copy_from_slice(&ip[8..24]);
     let mut dst_be = [0u8; 16];
     dst_be.copy_from_slice(&ip[24..40]);
     let mut next = ip[6];
@@ -64,7 +69,7 @@ pub fn parse_v6(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
     // VERIFIER: a constant trip count keeps the loop bounded.
     for _ in 0..IPV6_MAX_EXT {
         match next {
-            IPPROTO_TCP => return Ok(L3 { family: Family::Ipv6, dst_be, l4_off }),
+            IPPROTO_TCP => return Ok(L3 { family: Family::Ipv6, src_be, dst_be, l4_off }),
             IPV6_FRAGMENT => return Err(reason::PASS_FRAGMENT),
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
                 // RFC 8200 §4: next header, then length in 8-octet units not
@@ -77,7 +82,7 @@ pub fn parse_v6(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
         }
     }
     if next == IPPROTO_TCP {
-        return Ok(L3 { family: Family::Ipv6, dst_be, l4_off });
+        return Ok(L3 { family: Family::Ipv6, src_be, dst_be, l4_off });
     }
     Err(reason::PASS_IPV6_EXT_LIMIT)
 }

@@ -7,21 +7,26 @@ mod ip;
 mod tcp;
 
 use aya_ebpf::programs::XdpContext;
-use lb_common::{VipKey, maps::Family};
+use lb_common::{FlowKey, VipKey, maps::Family};
 
-/// A TCP segment's facts that lookups need.
+pub use tcp::{FIN, RST};
+
+/// A TCP segment's facts that lookups and rewrites need.
 pub struct Tcp {
     pub family: Family,
-    /// Destination address, IPv4 in the first four bytes.
-    pub dst_be: [u8; 16],
-    pub dst_port_be: u16,
+    /// Addresses (IPv4 in the first four bytes) and ports as they arrived: the
+    /// flow-table key.
+    pub key: FlowKey,
     /// TCP flags byte (CWR ECE URG ACK PSH RST SYN FIN).
     pub flags: u8,
+    /// Offsets from the start of the frame of the IP and TCP headers.
+    pub l3_off: usize,
+    pub l4_off: usize,
 }
 
 impl Tcp {
     pub fn vip_key(&self) -> VipKey {
-        VipKey { addr_be: self.dst_be, port_be: self.dst_port_be, family: self.family as u8, _pad: 0 }
+        VipKey { addr_be: self.key.daddr_be, port_be: self.key.dport_be, family: self.key.family, _pad: 0 }
     }
 
     /// A connection-opening SYN: SYN set, ACK clear.
@@ -42,9 +47,17 @@ pub fn headers(ctx: &XdpContext) -> Result<Tcp, u32> {
     let l4 = tcp::parse(ctx, l3.l4_off)?;
     Ok(Tcp {
         family: l3.family,
-        dst_be: l3.dst_be,
-        dst_port_be: l4.dst_port_be,
+        key: FlowKey {
+            saddr_be: l3.src_be,
+            daddr_be: l3.dst_be,
+            sport_be: l4.src_port_be,
+            dport_be: l4.dst_port_be,
+            family: l3.family as u8,
+            _pad: [0; 3],
+        },
         flags: l4.flags,
+        l3_off: l2.l3_off,
+        l4_off: l3.l4_off,
     })
 }
 
@@ -62,4 +75,17 @@ pub fn bytes_at<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&[u8; N]
     // SAFETY: bounds checked against data_end just above; packet memory is
     // readable for the program's run and u8 has no alignment requirement.
     Some(unsafe { &*((start + off) as *const [u8; N]) })
+}
+
+/// A writable view of `N` bytes at `off`; for the rewrite stage only.
+#[inline(always)]
+pub fn bytes_at_mut<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&mut [u8; N]> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + N > end {
+        return None;
+    }
+    // SAFETY: as in `bytes_at`; XDP packet memory is writable, and no other
+    // reference into it is alive while the rewrite holds this one.
+    Some(unsafe { &mut *((start + off) as *mut [u8; N]) })
 }

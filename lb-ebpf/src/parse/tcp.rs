@@ -5,12 +5,15 @@ use lb_common::reason;
 
 use super::bytes_at;
 
+pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
 pub const ACK: u8 = 0x10;
 
 const TCP_MIN_HLEN: usize = 20;
 
 pub struct L4 {
+    pub src_port_be: u16,
     pub dst_port_be: u16,
     pub flags: u8,
 }
@@ -22,5 +25,9 @@ pub fn parse(ctx: &XdpContext, off: usize) -> Result<L4, u32> {
     if data_offset < TCP_MIN_HLEN {
         return Err(reason::PASS_MALFORMED);
     }
-    Ok(L4 { dst_port_be: u16::from_ne_bytes([tcp[2], tcp[3]]), flags: tcp[13] })
+    Ok(L4 {
+        src_port_be: u16::from_ne_bytes([tcp[0], tcp[1]]),
+        dst_port_be: u16::from_ne_bytes([tcp[2], tcp[3]]),
+        flags: tcp[13],
+    })
 }

@@ -1,0 +1,147 @@
+//! The flow table: two entries per connection, one per direction, each saying
+//! how to rewrite that direction's packets.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    BackendInfo, Flow, FlowKey, Settings, VipInfo, hash,
+    maps::{FlowDirection, MAX_FLOWS, flow_flags},
+    reason,
+};
+
+use crate::parse::{FIN, RST, Tcp};
+
+/// Connections' rewrite state. Created here, refreshed here, removed here on
+/// RST and by the daemon's sweeper; the LRU evicts only when full.
+#[map(name = "FLOWS")]
+static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FLOWS, 0);
+
+/// Instance-wide knobs, one entry. Written by the daemon before attaching.
+#[map(name = "SETTINGS")]
+static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Per-CPU room for the flows a packet works with, so they need not sit on the
+/// 512-byte stack: slot CURRENT holds the rewrite for this packet, slot OTHER
+/// the other direction while a connection is created.
+#[map(name = "FLOW_SCRATCH")]
+static FLOW_SCRATCH: PerCpuArray<Flow> = PerCpuArray::with_max_entries(2, 0);
+const CURRENT: u32 = 0;
+const OTHER: u32 = 1;
+
+#[inline(always)]
+fn scratch(slot: u32) -> Option<&'static mut Flow> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    FLOW_SCRATCH.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
+}
+
+/// Source ports tried per new connection before giving up. The search starts at
+/// a hash of the client, so at 80% occupancy one probe in 16 fails with
+/// probability 0.8^16 ~ 3%; ports are only exhausted well past the 50,000
+/// connections per (SNAT address, backend) the design asks for.
+const PORT_PROBES: u32 = 16;
+const EEXIST: i32 = 17;
+/// `last_seen_ns` is written at most this often, to keep the entry's cache line
+/// from bouncing between CPUs on every packet.
+const REFRESH_NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+pub fn get(key: &FlowKey) -> Option<*mut Flow> {
+    FLOWS.get_ptr_mut(key)
+}
+
+/// Records what a packet of an existing flow means for the flow's life and
+/// returns the rewrite to apply (a copy: an RST removes the entry). An RST ends
+/// the connection at once; a FIN is noted for the sweeper.
+#[inline(always)]
+pub fn on_packet(key: &FlowKey, flow: *mut Flow, pkt: &Tcp) -> Option<&'static Flow> {
+    let current = scratch(CURRENT)?;
+    // SAFETY: `flow` points into a map value that stays valid for this program
+    // run; concurrent writers only store whole words (last_seen, flags).
+    *current = unsafe { *flow };
+    if pkt.flags & RST != 0 {
+        let _ = FLOWS.remove(key);
+        let _ = FLOWS.remove(&FlowKey::reply(current, key.family));
+        return Some(current);
+    }
+    // SAFETY: as above.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now.wrapping_sub(current.last_seen_ns) > REFRESH_NS {
+        // SAFETY: as above; a lost update only makes the flow look older.
+        unsafe { (*flow).last_seen_ns = now };
+    }
+    if pkt.flags & FIN != 0 && current.flags & flow_flags::FIN == 0 {
+        // SAFETY: as above.
+        unsafe { (*flow).flags = current.flags | flow_flags::FIN };
+    }
+    Some(current)
+}
+
+/// Creates both entries of a new connection from `pkt` (a SYN to `vip`) to
+/// `backend`, choosing a free source port, and returns the client -> backend
+/// rewrite. Err is the reason to drop.
+// VERIFIER: not inlined, so its locals (two flows, a key) get their own frame
+// instead of adding to the caller's; the stack limit is 512 bytes in all.
+#[inline(never)]
+pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) -> Result<&'static Flow, u32> {
+    let settings = SETTINGS.get(0).ok_or(reason::DROP_PORTS_EXHAUSTED)?;
+    let count = settings.snat_port_count;
+    if count == 0 {
+        return Err(reason::DROP_PORTS_EXHAUSTED);
+    }
+    let (Some(to_client), Some(to_backend)) = (scratch(OTHER), scratch(CURRENT)) else {
+        return Err(reason::DROP_FLOW_TABLE);
+    };
+    // SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    *to_client = Flow {
+        new_saddr_be: pkt.key.daddr_be,
+        new_daddr_be: pkt.key.saddr_be,
+        new_sport_be: pkt.key.dport_be,
+        new_dport_be: pkt.key.sport_be,
+        backend_id,
+        created_ns: now,
+        last_seen_ns: now,
+        direction: FlowDirection::ToClient as u8,
+        flags: 0,
+        _pad: [0; 6],
+    };
+    let start = hash::client(&pkt.key.saddr_be, pkt.key.sport_be);
+    let family = pkt.key.family;
+    // VERIFIER: a constant trip count bounds the probing.
+    for i in 0..PORT_PROBES {
+        let port = (settings.snat_port_min + start.wrapping_add(i) % count) as u16;
+        let reply = FlowKey {
+            saddr_be: backend.addr_be,
+            daddr_be: vip.snat_be,
+            sport_be: backend.port_be,
+            dport_be: port.to_be(),
+            family,
+            _pad: [0; 3],
+        };
+        // Claiming the reply tuple is what reserves the port: NOEXIST makes the
+        // claim atomic across CPUs.
+        match FLOWS.insert(&reply, &*to_client, BPF_NOEXIST as u64) {
+            Ok(()) => {}
+            Err(e) if e as i32 == -EEXIST => continue,
+            Err(_) => return Err(reason::DROP_FLOW_TABLE),
+        }
+        *to_backend = Flow {
+            new_saddr_be: vip.snat_be,
+            new_daddr_be: backend.addr_be,
+            new_sport_be: port.to_be(),
+            new_dport_be: backend.port_be,
+            direction: FlowDirection::ToBackend as u8,
+            ..*to_client
+        };
+        if FLOWS.insert(&pkt.key, &*to_backend, 0).is_err() {
+            let _ = FLOWS.remove(&reply);
+            return Err(reason::DROP_FLOW_TABLE);
+        }
+        return Ok(to_backend);
+    }
+    Err(reason::DROP_PORTS_EXHAUSTED)
+}

@@ -1,0 +1,81 @@
+//! Sends a rewritten packet on its way: the kernel's routing and neighbour
+//! tables (`bpf_fib_lookup`) give the egress interface and both MACs; out of the
+//! ingress interface is XDP_TX, any other is a redirect.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action,
+    },
+    helpers::{bpf_fib_lookup, bpf_redirect},
+    programs::XdpContext,
+};
+use lb_common::{Flow, maps::Family, reason};
+
+use crate::{
+    parse::{Tcp, bytes_at, bytes_at_mut},
+    verdict::Verdict,
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const IPPROTO_TCP: u8 = 6;
+
+/// Routes the packet (already rewritten by `flow`) and counts it under `why`.
+// VERIFIER: not inlined, so the 64-byte lookup parameters get their own frame.
+#[inline(never)]
+pub fn send(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
+    // SAFETY: an all-zero bpf_fib_lookup is a valid input (plain integers).
+    let mut params: FibParams = unsafe { core::mem::zeroed() };
+    params.l4_protocol = IPPROTO_TCP;
+    params.sport = flow.new_sport_be;
+    params.dport = flow.new_dport_be;
+    params.ifindex = ctx.ingress_ifindex() as u32;
+    let s = &flow.new_saddr_be;
+    let d = &flow.new_daddr_be;
+    match pkt.family {
+        Family::Ipv4 => {
+            params.family = AF_INET;
+            let Some(ip) = bytes_at::<4>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+            params.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
+            params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
+            params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+        }
+        Family::Ipv6 => {
+            params.family = AF_INET6;
+            let Some(ip) = bytes_at::<6>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+            params.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[4], ip[5]]) + 40;
+            params.__bindgen_anon_3.ipv6_src = words(s);
+            params.__bindgen_anon_4.ipv6_dst = words(d);
+        }
+    }
+    // SAFETY: ctx.ctx is the program's xdp_md; params is a valid, sized struct.
+    let rc = unsafe {
+        bpf_fib_lookup(ctx.ctx as *mut _, &mut params, core::mem::size_of::<FibParams>() as i32, 0)
+    };
+    if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
+        return Verdict::drop(reason::DROP_NO_NEIGH);
+    }
+    if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+        return Verdict::drop(reason::DROP_NO_ROUTE);
+    }
+    let Some(eth) = bytes_at_mut::<12>(ctx, 0) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+    eth[0..6].copy_from_slice(&params.dmac);
+    eth[6..12].copy_from_slice(&params.smac);
+    if params.ifindex == ctx.ingress_ifindex() as u32 {
+        return Verdict::send(why, xdp_action::XDP_TX);
+    }
+    // SAFETY: bpf_redirect takes any ifindex; it returns XDP_REDIRECT, or
+    // XDP_ABORTED for an invalid one.
+    let action = unsafe { bpf_redirect(params.ifindex, 0) } as u32;
+    Verdict::send(why, action)
+}
+
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
+}
