@@ -10,11 +10,26 @@ use crate::{config::Config, loader::Dataplane};
 
 /// How often the daemon logs its counters at debug level.
 const COUNTER_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// How often idle flows are looked for.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// How often backends' neighbour entries are refreshed (the kernel lets an
+/// unused entry go stale after about 30 s and may collect it later).
+const NEIGHBOR_INTERVAL: Duration = Duration::from_secs(20);
 
 pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     require_root()?;
     let config = Config::load(config_path)?;
-    let dataplane = Dataplane::start(&config, instance)
+    let backends: Vec<std::net::SocketAddr> = config
+        .farms
+        .iter()
+        .flat_map(|f| f.backends.iter())
+        .filter(|b| b.state != crate::config::BackendState::Disabled)
+        .map(|b| b.address)
+        .collect();
+    // Before attaching: attaching XDP to some drivers (veth among them) briefly
+    // loses packets, and a lost ARP reply would leave a backend unresolved.
+    crate::neighbors::warm(&backends, config.daemon.snat_ports, 0).await;
+    let mut dataplane = Dataplane::start(&config, instance)
         .with_context(|| format!("starting instance `{instance}` from {}", config_path.display()))?;
     info!(
         instance,
@@ -26,12 +41,26 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut ticker = tokio::time::interval(COUNTER_LOG_INTERVAL);
+    let mut counter_tick = tokio::time::interval(COUNTER_LOG_INTERVAL);
+    let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
+    let mut neighbor_tick = tokio::time::interval(NEIGHBOR_INTERVAL);
+    neighbor_tick.tick().await; // the first round ran before "ready"
+    let mut neighbor_round = 1;
     let signal = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            _ = ticker.tick() => log_counters(&dataplane),
+            _ = counter_tick.tick() => log_counters(&dataplane),
+            _ = sweep_tick.tick() => match dataplane.sweep(&config.daemon.timeouts) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(entries = n, "expired flows removed"),
+                Err(e) => tracing::warn!(error = %e, "flow sweep failed"),
+            },
+            _ = neighbor_tick.tick() => {
+                let (backends, ports, round) = (backends.clone(), config.daemon.snat_ports, neighbor_round);
+                tokio::spawn(async move { crate::neighbors::warm(&backends, ports, round).await });
+                neighbor_round += 1;
+            }
         }
     };
     info!(signal, "shutting down");

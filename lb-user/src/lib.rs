@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod loader;
+pub mod maglev;
+pub mod neighbors;
 pub mod pins;
 pub mod stats;
 

@@ -5,17 +5,20 @@ use std::{net::IpAddr, path::PathBuf};
 
 use aya::{
     Ebpf, EbpfError,
-    maps::{HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp},
 };
-use lb_common::{VipInfo, VipKey, maps as abi};
+use lb_common::{
+    BackendInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
+    maps::{self as abi, flow_flags},
+};
 use tracing::{info, warn};
 
 use crate::{
     EBPF_OBJECT,
-    config::{Config, VipProtocol, XdpMode},
-    pins,
-    stats::{self, Counters, STATS_PIN},
+    config::{self, Config, Timeouts, VipProtocol, XdpMode},
+    maglev, pins,
+    stats::{self, Counters, FLOWS_PIN, STATS_PIN},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +55,10 @@ impl Dataplane {
         let ebpf = Ebpf::load(EBPF_OBJECT).inspect_err(|_| pins::remove(&pin_dir))?;
         // From here on, Drop detaches and unpins whatever a failed step leaves.
         let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
+        dp.write_settings(config)?;
+        dp.write_backends(config)?;
         dp.write_vips(config)?;
-        dp.pin_stats()?;
+        dp.pin_maps()?;
         let program: &mut Xdp = dp
             .ebpf
             .program_mut(abi::XDP_PROGRAM)
@@ -83,14 +88,98 @@ impl Dataplane {
         stats::read(&map).map_err(|source| LoadError::Map { map: abi::STATS_MAP, source })
     }
 
+    fn write_settings(&mut self, config: &Config) -> Result<(), LoadError> {
+        let (lo, hi) = config.daemon.snat_ports;
+        let settings = Settings { snat_port_min: u32::from(lo), snat_port_count: u32::from(hi) - u32::from(lo) + 1 };
+        let mut map: Array<&mut MapData, Settings> = self.map_mut(abi::SETTINGS_MAP)?;
+        map.set(0, settings, 0).map_err(|source| LoadError::Map { map: abi::SETTINGS_MAP, source })
+    }
+
+    /// Backends of all farms, numbered in config order, and one Maglev table per
+    /// farm over the backends that take new connections.
+    fn write_backends(&mut self, config: &Config) -> Result<(), LoadError> {
+        let map_err = |map| move |source| LoadError::Map { map, source };
+        let ids = backend_ids(config);
+        {
+            let mut backends: Array<&mut MapData, BackendInfo> = self.map_mut(abi::BACKENDS_MAP)?;
+            for (farm_id, farm) in config.farms.iter().enumerate() {
+                for (j, b) in farm.backends.iter().enumerate() {
+                    let info = BackendInfo {
+                        addr_be: addr_bytes(b.address.ip()),
+                        port_be: b.address.port().to_be(),
+                        family: family(b.address.ip()) as u8,
+                        state: backend_state(b.state) as u8,
+                        farm_id: farm_id as u32,
+                    };
+                    backends.set(ids[farm_id] + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
+                }
+            }
+        }
+        let mut rings: Array<&mut MapData, u32> = self.map_mut(abi::MAGLEV_MAP)?;
+        for (farm_id, farm) in config.farms.iter().enumerate() {
+            let keys: Vec<String> = farm.backends.iter().map(|b| b.address.to_string()).collect();
+            let members: Vec<maglev::Member<'_>> = farm
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0)
+                .map(|(j, _)| maglev::Member { id: ids[farm_id] + j as u32, key: &keys[j] })
+                .collect();
+            let table = maglev::table(&members, abi::MAGLEV_RING as usize);
+            let base = farm_id as u32 * abi::MAGLEV_RING;
+            for (slot, id) in table.into_iter().enumerate() {
+                rings.set(base + slot as u32, id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
+            }
+            info!(farm = farm.name, backends = members.len(), "maglev table written");
+        }
+        Ok(())
+    }
+
+    /// Removes flows whose connection has been quiet too long: both directions
+    /// idle past `idle` (or `closing` once a FIN was seen), or a connection whose
+    /// backend never answered within `half_open`. Returns the entries removed
+    /// (two per connection).
+    pub fn sweep(&mut self, timeouts: &Timeouts) -> Result<usize, LoadError> {
+        let now = monotonic_ns();
+        let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
+        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = self.map_mut(abi::FLOWS_MAP)?;
+        let entries: Vec<(FlowKey, Flow)> = flows.iter().filter_map(Result::ok).collect();
+        let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
+        let mut expired = Vec::new();
+        for (key, flow) in &entries {
+            let reply_key = FlowKey::reply(flow, key.family);
+            let reply = by_key.get(&reply_key);
+            if flow_expired(flow, reply, now, timeouts) {
+                expired.push(*key);
+                expired.push(reply_key);
+            }
+        }
+        let mut removed = 0usize;
+        for key in &expired {
+            // Both entries of a pair name each other, so a key can come twice.
+            match flows.remove(key) {
+                Ok(()) => removed += 1,
+                Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        Ok(removed)
+    }
+
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, LoadError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+    {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(LoadError::Missing { what: "map", name })?
+            .try_into()
+            .map_err(|source| LoadError::Map { map: name, source })
+    }
+
     fn write_vips(&mut self, config: &Config) -> Result<(), LoadError> {
         let map_err = |source| LoadError::Map { map: abi::VIPS_MAP, source };
-        let mut vips: HashMap<&mut MapData, VipKey, VipInfo> = self
-            .ebpf
-            .map_mut(abi::VIPS_MAP)
-            .ok_or(LoadError::Missing { what: "map", name: abi::VIPS_MAP })?
-            .try_into()
-            .map_err(map_err)?;
+        let mut vips: HashMap<&mut MapData, VipKey, VipInfo> = self.map_mut(abi::VIPS_MAP)?;
         for (id, vip) in config.vips.iter().enumerate() {
             let key = vip_key(vip.address, vip.port);
             let info = VipInfo {
@@ -109,10 +198,15 @@ impl Dataplane {
         Ok(())
     }
 
-    fn pin_stats(&mut self) -> Result<(), LoadError> {
-        let path = self.pin_dir.join(STATS_PIN);
-        let map = self.ebpf.map(abi::STATS_MAP).ok_or(LoadError::Missing { what: "map", name: abi::STATS_MAP })?;
-        map.pin(&path).map_err(|source| LoadError::PinMap { map: abi::STATS_MAP, path, source })
+    /// Pins what other processes read: the counters (`tether status`) and the
+    /// flow table (`tether` tools and tests).
+    fn pin_maps(&mut self) -> Result<(), LoadError> {
+        for (name, pin) in [(abi::STATS_MAP, STATS_PIN), (abi::FLOWS_MAP, FLOWS_PIN)] {
+            let path = self.pin_dir.join(pin);
+            let map = self.ebpf.map(name).ok_or(LoadError::Missing { what: "map", name })?;
+            map.pin(&path).map_err(|source| LoadError::PinMap { map: name, path, source })?;
+        }
+        Ok(())
     }
 }
 
@@ -141,6 +235,58 @@ fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static 
             warn!(interface, error = %native_err, "native XDP unavailable; falling back to generic mode, which is much slower");
             try_mode(program, Flags::Skb, "generic")
         }),
+    }
+}
+
+/// The first backend id of each farm: backends are numbered in config order.
+pub fn backend_ids(config: &Config) -> Vec<u32> {
+    config
+        .farms
+        .iter()
+        .scan(0u32, |next, farm| {
+            let first = *next;
+            *next += farm.backends.len() as u32;
+            Some(first)
+        })
+        .collect()
+}
+
+/// Whether a connection (this entry and its other direction) is over.
+fn flow_expired(flow: &Flow, reply: Option<&Flow>, now: u64, t: &Timeouts) -> bool {
+    let quiet = |f: &Flow| now.saturating_sub(f.last_seen_ns);
+    let limit = |f: &Flow, other: Option<&Flow>| {
+        let fin = f.flags & flow_flags::FIN != 0 || other.is_some_and(|o| o.flags & flow_flags::FIN != 0);
+        if fin { t.closing } else { t.idle }
+    };
+    let Some(reply) = reply else {
+        // An orphan (its partner already gone or evicted): nothing can use it.
+        return quiet(flow) > t.closing.as_nanos() as u64;
+    };
+    // The backend -> client direction untouched since creation: no answer yet.
+    let to_client = if flow.direction == abi::FlowDirection::ToClient as u8 { flow } else { reply };
+    if to_client.last_seen_ns == to_client.created_ns {
+        return quiet(flow).min(quiet(reply)) > t.half_open.as_nanos() as u64;
+    }
+    quiet(flow) > limit(flow, Some(reply)).as_nanos() as u64 && quiet(reply) > limit(reply, Some(flow)).as_nanos() as u64
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn family(ip: IpAddr) -> abi::Family {
+    if ip.is_ipv4() { abi::Family::Ipv4 } else { abi::Family::Ipv6 }
+}
+
+fn backend_state(state: config::BackendState) -> abi::BackendState {
+    match state {
+        config::BackendState::Active => abi::BackendState::Active,
+        config::BackendState::Draining => abi::BackendState::Draining,
+        config::BackendState::Disabled => abi::BackendState::Disabled,
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::Path;
 use aya::maps::{Map, MapData, MapError, PerCpuArray};
 use lb_common::reason;
 
-/// Name of the counters' pin inside an instance directory.
+/// Names of the pins inside an instance directory.
 pub const STATS_PIN: &str = "stats";
+pub const FLOWS_PIN: &str = "flows";
 
 /// Packets per reason, summed over CPUs, indexed by `lb_common::reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,4 +37,11 @@ pub fn read_pinned(instance_dir: &Path) -> Result<Counters, MapError> {
     let data = MapData::from_pin(instance_dir.join(STATS_PIN))?;
     let map: PerCpuArray<MapData, u64> = Map::from_map_data(data)?.try_into()?;
     read(&map)
+}
+
+/// The flow-table entries of a running daemon, read from its pin.
+pub fn read_pinned_flows(instance_dir: &Path) -> Result<Vec<(lb_common::FlowKey, lb_common::Flow)>, MapError> {
+    let data = MapData::from_pin(instance_dir.join(FLOWS_PIN))?;
+    let map: aya::maps::HashMap<MapData, lb_common::FlowKey, lb_common::Flow> = Map::from_map_data(data)?.try_into()?;
+    map.iter().collect()
 }

@@ -52,6 +52,16 @@ impl TlsBackend {
         TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
     }
 
+    /// `tether-testsrv --tcp`: plain TCP, greets with "NAME PEER", then echoes.
+    pub fn plain_tcp(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cmd = ns.command(crate::sibling_binary("tether-testsrv"));
+        cmd.args(["--listen", &addr.to_string(), "--name", name, "--tcp"]);
+        let mut proc = Proc::spawn(&format!("tether-testsrv --tcp {name}"), cmd);
+        proc.wait_for_output("listening", Duration::from_secs(10));
+        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+    }
+
     /// `openssl s_server -HTTP` on `addr` in `ns`, serving `/whoami` = `name`.
     pub fn openssl(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -10,8 +10,10 @@
 //! Clients reach the VIPs (198.18.100.0/24) and the backend network through the
 //! balancer. Each switch is a bridge in its own namespace; every switch port runs
 //! an XDP_PASS program, because XDP_TX or a redirect into a veth is dropped
-//! unless the peer runs XDP (DESIGN.md §5). TX checksum offload is off on every
-//! veth, so XDP sees complete checksums.
+//! unless the peer runs XDP (DESIGN.md §5). Checksum offload is off on every
+//! veth, both ways: TX, so XDP sees complete checksums; RX, because a veth with
+//! RX offload marks what it receives as already verified, and a checksum the
+//! data path got wrong would go unnoticed by the hosts.
 
 use std::net::Ipv4Addr;
 
@@ -126,7 +128,7 @@ fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) 
     );
     switch.ip(&format!("link set {port} master br0"));
     for (ns, dev) in [(host, ifname), (switch, port)] {
-        ns.run("ethtool", &["-K", dev, "tx", "off"]);
+        ns.run("ethtool", &["-K", dev, "tx", "off", "rx", "off"]);
         ns.ip(&format!("link set {dev} up"));
     }
     switch

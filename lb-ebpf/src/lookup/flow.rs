@@ -69,7 +69,9 @@ pub fn on_packet(key: &FlowKey, flow: *mut Flow, pkt: &Tcp) -> Option<&'static F
     }
     // SAFETY: as above.
     let now = unsafe { bpf_ktime_get_ns() };
-    if now.wrapping_sub(current.last_seen_ns) > REFRESH_NS {
+    // The first packet after creation is always recorded: the sweeper tells a
+    // connection whose backend never answered by last_seen == created.
+    if now.wrapping_sub(current.last_seen_ns) > REFRESH_NS || current.last_seen_ns == current.created_ns {
         // SAFETY: as above; a lost update only makes the flow look older.
         unsafe { (*flow).last_seen_ns = now };
     }

@@ -31,6 +31,14 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 pub const DEFAULT_HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CLOSING_TIMEOUT: Duration = Duration::from_secs(10);
+/// Source ports towards backends. Below 10000 stays free for the daemon's own
+/// connections from the same address (neighbour warm-up, health checks).
+pub const DEFAULT_SNAT_PORTS: (u16, u16) = (10_000, 65_535);
+/// Limits of the data path's maps (`lb_common::maps`).
+pub const MAX_FARMS: usize = lb_common::maps::MAX_FARMS as usize;
+pub const MAX_BACKENDS: usize = lb_common::maps::MAX_BACKENDS as usize;
+pub const MAX_VIPS: usize = lb_common::maps::MAX_VIPS as usize;
 
 /// A validated configuration. Cross-references are indices (`Vip::farm`), so the
 /// data path never looks a name up.
@@ -48,6 +56,8 @@ pub struct Daemon {
     pub pin_path: PathBuf,
     pub metrics: Option<SocketAddr>,
     pub control_socket: PathBuf,
+    /// Source ports the data path may use towards backends, inclusive.
+    pub snat_ports: (u16, u16),
     pub timeouts: Timeouts,
 }
 
@@ -59,6 +69,8 @@ pub struct Timeouts {
     pub idle: Duration,
     /// A flow still in its handshake (either leg) for this long is forgotten.
     pub half_open: Duration,
+    /// A flow that has seen a FIN is forgotten after this long without packets.
+    pub closing: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,7 +236,23 @@ impl Validator<'_> {
             .collect();
         self.unique_names("vip", raw.vip.iter().map(|v| &v.get_ref().name));
         self.unique_listeners(&raw.vip, &vips);
+        self.within_map_limits(&raw.farm, &raw.vip, &farms);
         Config { daemon, vips: vips.into_iter().map(|(_, v)| v).collect(), farms }
+    }
+
+    /// The data path's maps have fixed sizes; say so here rather than at load.
+    fn within_map_limits(&mut self, raw_farms: &[Spanned<RawFarm>], raw_vips: &[Spanned<RawVip>], farms: &[Farm]) {
+        if raw_farms.len() > MAX_FARMS {
+            self.err(raw_farms[MAX_FARMS].span(), format!("farm[{MAX_FARMS}]"), format!("at most {MAX_FARMS} farms are supported"));
+        }
+        if raw_vips.len() > MAX_VIPS {
+            self.err(raw_vips[MAX_VIPS].span(), format!("vip[{MAX_VIPS}]"), format!("at most {MAX_VIPS} VIPs are supported"));
+        }
+        let backends: usize = farms.iter().map(|f| f.backends.len()).sum();
+        if backends > MAX_BACKENDS {
+            let last = raw_farms.last().map_or(0..0, Spanned::span);
+            self.err(last, "farm.backend", format!("{backends} backends in all; at most {MAX_BACKENDS} are supported"));
+        }
     }
 
     fn daemon(&mut self, raw: RawDaemon) -> Daemon {
@@ -257,7 +285,22 @@ impl Validator<'_> {
             }
         });
         let timeouts = self.timeouts(raw.timeouts.as_ref());
-        Daemon { interfaces, xdp_mode: raw.xdp_mode.unwrap_or_default(), pin_path, metrics, control_socket, timeouts }
+        let snat_ports = match &raw.snat_ports {
+            None => DEFAULT_SNAT_PORTS,
+            Some(r) => parse_port_range(r.get_ref()).unwrap_or_else(|why| {
+                self.err(r.span(), "daemon.snat_ports", why);
+                DEFAULT_SNAT_PORTS
+            }),
+        };
+        Daemon {
+            interfaces,
+            xdp_mode: raw.xdp_mode.unwrap_or_default(),
+            pin_path,
+            metrics,
+            control_socket,
+            snat_ports,
+            timeouts,
+        }
     }
 
     fn timeouts(&mut self, raw: Option<&Spanned<RawTimeouts>>) -> Timeouts {
@@ -270,6 +313,7 @@ impl Validator<'_> {
                 "daemon.timeouts.half_open",
                 DEFAULT_HALF_OPEN_TIMEOUT,
             ),
+            closing: self.duration(t.and_then(|t| t.closing.as_ref()), "daemon.timeouts.closing", DEFAULT_CLOSING_TIMEOUT),
         }
     }
 
@@ -535,6 +579,18 @@ fn check_ifname(name: &str) -> Result<(), String> {
         return Err(format!("`{name}` is not an interface name; Linux names are 1-15 characters without '/', ':' or spaces"));
     }
     Ok(())
+}
+
+/// "10000-65535": an inclusive range of ports, 1-65535, low end first.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{text}` is not a port range; write e.g. \"10000-65535\" (1-65535, low end first)");
+    let (lo, hi) = text.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
 }
 
 /// "300s", "1500ms", "5m", "1h": a whole number and a unit, greater than zero.

@@ -22,6 +22,7 @@ pub struct RawDaemon {
     pub pin_path: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
+    pub snat_ports: Option<Spanned<String>>,
     pub timeouts: Option<Spanned<RawTimeouts>>,
 }
 
@@ -32,6 +33,7 @@ pub struct RawTimeouts {
     pub connect: Option<Spanned<String>>,
     pub idle: Option<Spanned<String>>,
     pub half_open: Option<Spanned<String>>,
+    pub closing: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -173,3 +173,15 @@ fn parse_duration_units() {
     assert!(parse_duration("10").is_err());
     assert!(parse_duration("-1s").is_err());
 }
+
+#[test]
+fn snat_port_range_is_checked() {
+    let c = Config::parse(Path::new("t.toml"), MINIMAL).unwrap();
+    assert_eq!(c.daemon.snat_ports, DEFAULT_SNAT_PORTS);
+    let set = |v: &str| MINIMAL.replace("interfaces = [\"eth0\"]", &format!("interfaces = [\"eth0\"]\nsnat_ports = \"{v}\""));
+    assert_eq!(Config::parse(Path::new("t.toml"), &set("2000-2999")).unwrap().daemon.snat_ports, (2000, 2999));
+    for bad in ["0-100", "200-100", "1-70000", "1024", "a-b"] {
+        let e = one_error(&set(bad), "is not a port range");
+        assert_eq!(e.key, "daemon.snat_ports");
+    }
+}

@@ -1,8 +1,9 @@
-//! A TLS backend for tests (rustls + tokio). Answers `GET ...` with an HTTP/1.0
-//! response whose body is its name; anything else gets its name on a line and
-//! then an echo of every byte, for transfer tests.
+//! A backend for tests (tokio, rustls). Over TLS it answers `GET ...` with an
+//! HTTP/1.0 response whose body is its name; anything else gets its name on a
+//! line and then an echo of every byte, for transfer tests. With `--tcp` it
+//! speaks plain TCP: a line "NAME PEER_ADDRESS", then an echo.
 //!
-//! usage: tether-testsrv --listen ADDR:PORT --name NAME
+//! usage: tether-testsrv --listen ADDR:PORT --name NAME [--tcp]
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -15,7 +16,10 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let (listen, name) = args()?;
+    let (listen, name, plain) = args()?;
+    if plain {
+        return serve_plain(listen, name).await;
+    }
     let ck = rcgen::generate_simple_self_signed(vec![name.clone()])?;
     let cert = CertificateDer::from(ck.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
@@ -63,16 +67,35 @@ async fn serve(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream, 
     Ok(())
 }
 
-fn args() -> anyhow::Result<(SocketAddr, String)> {
+async fn serve_plain(listen: SocketAddr, name: String) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
+    println!("listening on {listen} as {name} (tcp)");
+    let name: Arc<str> = name.into();
+    loop {
+        let (mut tcp, peer) = listener.accept().await?;
+        let name = name.clone();
+        tokio::spawn(async move {
+            let greeting = format!("{name} {}\n", peer.ip());
+            if tcp.write_all(greeting.as_bytes()).await.is_ok() {
+                let (mut r, mut w) = tcp.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+    }
+}
+
+fn args() -> anyhow::Result<(SocketAddr, String, bool)> {
     let mut listen = None;
     let mut name = None;
+    let mut plain = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = Some(args.next().context("--listen needs ADDR:PORT")?.parse()?),
             "--name" => name = Some(args.next().context("--name needs a value")?),
-            other => bail!("unknown argument {other}; usage: tether-testsrv --listen ADDR:PORT --name NAME"),
+            "--tcp" => plain = true,
+            other => bail!("unknown argument {other}; usage: tether-testsrv --listen ADDR:PORT --name NAME [--tcp]"),
         }
     }
-    Ok((listen.context("--listen is required")?, name.context("--name is required")?))
+    Ok((listen.context("--listen is required")?, name.context("--name is required")?, plain))
 }

@@ -1,0 +1,180 @@
+//! `protocol = "tcp"` VIPs: the backend is chosen at the SYN by Maglev on the
+//! client address, and the connection is fully NATed both ways in XDP. Real
+//! TCP servers in backend namespaces, real sockets in client namespaces.
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use lb_common::reason;
+use tether_tests::{
+    tether::Tether,
+    tls::TlsBackend,
+    topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology, VIP},
+};
+
+const PORT: u16 = 7;
+
+fn config(topo: &Topology, extra_daemon: &str) -> String {
+    let backends: String = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:{PORT}\"\n", b.addr))
+        .collect();
+    format!(
+        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{extra_daemon}\n\n\
+         [[vip]]\nname = \"echo\"\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+         [[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{backends}",
+        topo.pin_path()
+    )
+}
+
+fn start_backends(topo: &Topology) -> Vec<TlsBackend> {
+    topo.backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| TlsBackend::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect()
+}
+
+/// Connects to the VIP, reads the greeting, echoes `payload`; returns the
+/// backend's name and the peer address it saw.
+fn echo_through_vip(stream: TcpStream, payload: &[u8]) -> (String, String) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting).expect("greeting from the backend");
+    let mut parts = greeting.split_whitespace();
+    let (name, peer) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+    let writer_payload = payload.to_vec();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&writer_payload).expect("send"));
+    let mut echoed = vec![0u8; payload.len()];
+    reader.read_exact(&mut echoed).expect("echo");
+    sender.join().unwrap();
+    assert!(echoed == payload, "echo through the VIP differs from what was sent");
+    (name, peer)
+}
+
+fn connect_vip(topo: &Topology, client: usize) -> TcpStream {
+    let vip = SocketAddr::new(VIP.into(), PORT);
+    topo.clients[client].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("client {client} cannot connect to the VIP: {e}"))
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn tcp_echo_through_the_vip_is_fully_natted_and_sticky_per_client() {
+    let topo = Topology::two_armed(3, 3);
+    let _backends = start_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, ""));
+    let before = tether.counters();
+
+    let mut seen = Vec::new();
+    for client in 0..topo.clients.len() {
+        let mut names = Vec::new();
+        for i in 0..4 {
+            let payload = pattern(256 * 1024, (client * 10 + i) as u32);
+            let (name, peer) = echo_through_vip(connect_vip(&topo, client), &payload);
+            assert_eq!(peer, LB_BACKEND_ADDR.to_string(), "the backend must see the SNAT address, not the client");
+            names.push(name);
+        }
+        assert!(names.iter().all(|n| *n == names[0]), "client {client} moved between backends: {names:?}");
+        assert!(["b0", "b1", "b2"].contains(&names[0].as_str()), "unknown backend {:?}", names[0]);
+        seen.push(names[0].clone());
+    }
+
+    let after = tether.counters();
+    let delta = |r| after.get(r) - before.get(r);
+    assert_eq!(delta(reason::NEW_FLOW), 12, "one new flow per connection: {after:?}");
+    assert!(delta(reason::FWD_TO_BACKEND) > 12 * 10, "client data forwarded in XDP: {after:?}");
+    assert!(delta(reason::FWD_TO_CLIENT) > 12 * 10, "echo forwarded in XDP: {after:?}");
+    for r in [reason::DROP_NO_NEIGH, reason::DROP_NO_ROUTE, reason::DROP_PORTS_EXHAUSTED, reason::DROP_FLOW_TABLE, reason::DROP_NO_BACKEND] {
+        assert_eq!(delta(r), 0, "{} should not happen: {after:?}\n{}", reason::name(r), tether.log());
+    }
+    // The choice is Maglev on the client address: predict it the way XDP does.
+    let expected = predict_backends(&topo);
+    assert_eq!(seen, expected, "backends chosen differ from Maglev's table");
+}
+
+/// Which backend each client should get: the daemon's Maglev table indexed by
+/// the data path's hash of the client address.
+fn predict_backends(topo: &Topology) -> Vec<String> {
+    let keys: Vec<String> = topo.backends.iter().map(|b| SocketAddr::new(b.addr.into(), PORT).to_string()).collect();
+    let members: Vec<lb_user::maglev::Member<'_>> =
+        keys.iter().enumerate().map(|(i, k)| lb_user::maglev::Member { id: i as u32, key: k }).collect();
+    let table = lb_user::maglev::table(&members, lb_common::maps::MAGLEV_RING as usize);
+    topo.clients
+        .iter()
+        .map(|c| {
+            let addr = lb_user::loader::addr_bytes(c.addr.into());
+            let slot = lb_common::hash::addr(&addr) % lb_common::maps::MAGLEV_RING;
+            format!("b{}", table[slot as usize])
+        })
+        .collect()
+}
+
+#[test]
+fn closed_and_reset_connections_leave_the_flow_table() {
+    let topo = Topology::two_armed(1, 2);
+    let _backends = start_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, "[daemon.timeouts]\nclosing = \"1s\"\n"));
+
+    let stream = connect_vip(&topo, 0);
+    echo_through_vip(stream.try_clone().unwrap(), b"hello");
+    assert_eq!(tether.flows().len(), 2, "an open connection has two entries");
+    // Orderly close from both ends: the entries go once `closing` has passed.
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = (&stream).read_to_end(&mut rest);
+    drop(stream);
+    wait_until(Duration::from_secs(10), || tether.flows().is_empty(), || format!("{:?}", tether.flows()));
+
+    // An abortive close (RST) removes them at once, without the sweeper.
+    let stream = connect_vip(&topo, 0);
+    echo_through_vip(stream.try_clone().unwrap(), b"again");
+    assert_eq!(tether.flows().len(), 2);
+    let sock = socket2_linger_zero(stream);
+    drop(sock);
+    wait_until(Duration::from_millis(500), || tether.flows().is_empty(), || format!("{:?}", tether.flows()));
+}
+
+/// Closing a socket with SO_LINGER = 0 makes the kernel send an RST.
+fn socket2_linger_zero(stream: TcpStream) -> TcpStream {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt on a socket we own with a correctly sized value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt SO_LINGER");
+    stream
+}
+
+fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool, state: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}: {}", state());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
