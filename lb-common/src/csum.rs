@@ -25,11 +25,7 @@ pub const fn update16(check: u16, old: u16, new: u16) -> u16 {
 /// the raw value read from the packet.
 #[inline(always)]
 pub const fn update32(check: u16, old: u32, new: u32) -> u16 {
-    let sum = !check as u32
-        + (!(old >> 16) & 0xFFFF)
-        + (!old & 0xFFFF)
-        + (new >> 16)
-        + (new & 0xFFFF);
+    let sum = !check as u32 + (!(old >> 16) & 0xFFFF) + (!old & 0xFFFF) + (new >> 16) + (new & 0xFFFF);
     !fold(sum)
 }
 

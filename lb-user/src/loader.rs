@@ -1,5 +1,7 @@
-//! Loads the XDP object, attaches it, and keeps it attached while it lives.
-//! Dropping a [`Dataplane`] detaches every link it made.
+//! Loads the XDP object, fills its maps from the configuration, attaches it,
+//! and keeps it attached while it lives. Dropping a [`Dataplane`] detaches every
+//! link it made. [`load`] alone (maps filled, program verified, nothing
+//! attached) is what golden-packet tests and benchmarks run.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -52,20 +54,11 @@ impl Dataplane {
     /// attaches to every configured interface.
     pub fn start(config: &Config, instance: &str) -> Result<Dataplane, LoadError> {
         let pin_dir = pins::prepare(&config.daemon.pin_path, instance)?;
-        let ebpf = Ebpf::load(EBPF_OBJECT).inspect_err(|_| pins::remove(&pin_dir))?;
+        let ebpf = load(config).inspect_err(|_| pins::remove(&pin_dir))?;
         // From here on, Drop detaches and unpins whatever a failed step leaves.
         let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
-        dp.write_settings(config)?;
-        dp.write_backends(config)?;
-        dp.write_vips(config)?;
         dp.pin_maps()?;
-        let program: &mut Xdp = dp
-            .ebpf
-            .program_mut(abi::XDP_PROGRAM)
-            .ok_or(LoadError::Missing { what: "program", name: abi::XDP_PROGRAM })?
-            .try_into()
-            .map_err(LoadError::Verifier)?;
-        program.load().map_err(LoadError::Verifier)?;
+        let program = xdp_program(&mut dp.ebpf)?;
         for interface in &config.daemon.interfaces {
             let mode = attach(program, interface, config.daemon.xdp_mode)?;
             info!(interface, mode, "attached");
@@ -88,53 +81,6 @@ impl Dataplane {
         stats::read(&map).map_err(|source| LoadError::Map { map: abi::STATS_MAP, source })
     }
 
-    fn write_settings(&mut self, config: &Config) -> Result<(), LoadError> {
-        let (lo, hi) = config.daemon.snat_ports;
-        let settings = Settings { snat_port_min: u32::from(lo), snat_port_count: u32::from(hi) - u32::from(lo) + 1 };
-        let mut map: Array<&mut MapData, Settings> = self.map_mut(abi::SETTINGS_MAP)?;
-        map.set(0, settings, 0).map_err(|source| LoadError::Map { map: abi::SETTINGS_MAP, source })
-    }
-
-    /// Backends of all farms, numbered in config order, and one Maglev table per
-    /// farm over the backends that take new connections.
-    fn write_backends(&mut self, config: &Config) -> Result<(), LoadError> {
-        let map_err = |map| move |source| LoadError::Map { map, source };
-        let ids = backend_ids(config);
-        {
-            let mut backends: Array<&mut MapData, BackendInfo> = self.map_mut(abi::BACKENDS_MAP)?;
-            for (farm_id, farm) in config.farms.iter().enumerate() {
-                for (j, b) in farm.backends.iter().enumerate() {
-                    let info = BackendInfo {
-                        addr_be: addr_bytes(b.address.ip()),
-                        port_be: b.address.port().to_be(),
-                        family: family(b.address.ip()) as u8,
-                        state: backend_state(b.state) as u8,
-                        farm_id: farm_id as u32,
-                    };
-                    backends.set(ids[farm_id] + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
-                }
-            }
-        }
-        let mut rings: Array<&mut MapData, u32> = self.map_mut(abi::MAGLEV_MAP)?;
-        for (farm_id, farm) in config.farms.iter().enumerate() {
-            let keys: Vec<String> = farm.backends.iter().map(|b| b.address.to_string()).collect();
-            let members: Vec<maglev::Member<'_>> = farm
-                .backends
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0)
-                .map(|(j, _)| maglev::Member { id: ids[farm_id] + j as u32, key: &keys[j] })
-                .collect();
-            let table = maglev::table(&members, abi::MAGLEV_RING as usize);
-            let base = farm_id as u32 * abi::MAGLEV_RING;
-            for (slot, id) in table.into_iter().enumerate() {
-                rings.set(base + slot as u32, id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
-            }
-            info!(farm = farm.name, backends = members.len(), "maglev table written");
-        }
-        Ok(())
-    }
-
     /// Removes flows whose connection has been quiet too long: both directions
     /// idle past `idle` (or `closing` once a FIN was seen), or a connection whose
     /// backend never answered within `half_open`. Returns the entries removed
@@ -142,7 +88,7 @@ impl Dataplane {
     pub fn sweep(&mut self, timeouts: &Timeouts) -> Result<usize, LoadError> {
         let now = monotonic_ns();
         let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
-        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = self.map_mut(abi::FLOWS_MAP)?;
+        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(&mut self.ebpf, abi::FLOWS_MAP)?;
         let entries: Vec<(FlowKey, Flow)> = flows.iter().filter_map(Result::ok).collect();
         let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
         let mut expired = Vec::new();
@@ -164,38 +110,6 @@ impl Dataplane {
             }
         }
         Ok(removed)
-    }
-
-    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, LoadError>
-    where
-        T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
-    {
-        self.ebpf
-            .map_mut(name)
-            .ok_or(LoadError::Missing { what: "map", name })?
-            .try_into()
-            .map_err(|source| LoadError::Map { map: name, source })
-    }
-
-    fn write_vips(&mut self, config: &Config) -> Result<(), LoadError> {
-        let map_err = |source| LoadError::Map { map: abi::VIPS_MAP, source };
-        let mut vips: HashMap<&mut MapData, VipKey, VipInfo> = self.map_mut(abi::VIPS_MAP)?;
-        for (id, vip) in config.vips.iter().enumerate() {
-            let key = vip_key(vip.address, vip.port);
-            let info = VipInfo {
-                vip_id: id as u32,
-                farm_id: vip.farm as u32,
-                snat_be: addr_bytes(vip.snat),
-                protocol: match vip.protocol {
-                    VipProtocol::Tls => abi::Protocol::Tls as u8,
-                    VipProtocol::Tcp => abi::Protocol::Tcp as u8,
-                },
-                _pad: [0; 3],
-            };
-            vips.insert(key, info, 0).map_err(map_err)?;
-            info!(vip = vip.name, address = %vip.address, port = vip.port, "serving VIP");
-        }
-        Ok(())
     }
 
     /// Pins what other processes read: the counters (`tether status`) and the
@@ -220,13 +134,110 @@ impl Drop for Dataplane {
     }
 }
 
+/// The XDP object with its maps filled from `config` and its program loaded
+/// (verified), attached nowhere.
+pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
+    let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+    write_settings(&mut ebpf, config)?;
+    write_backends(&mut ebpf, config)?;
+    write_vips(&mut ebpf, config)?;
+    xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
+    Ok(ebpf)
+}
+
+fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    ebpf.program_mut(abi::XDP_PROGRAM)
+        .ok_or(LoadError::Missing { what: "program", name: abi::XDP_PROGRAM })?
+        .try_into()
+        .map_err(LoadError::Verifier)
+}
+
+fn write_settings(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let (lo, hi) = config.daemon.snat_ports;
+    let settings = Settings { snat_port_min: u32::from(lo), snat_port_count: u32::from(hi) - u32::from(lo) + 1 };
+    let mut map: Array<&mut MapData, Settings> = map_mut(ebpf, abi::SETTINGS_MAP)?;
+    map.set(0, settings, 0).map_err(|source| LoadError::Map { map: abi::SETTINGS_MAP, source })
+}
+
+/// Backends of all farms, numbered in config order, and one Maglev table per
+/// farm over the backends that take new connections.
+fn write_backends(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let map_err = |map| move |source| LoadError::Map { map, source };
+    let ids = backend_ids(config);
+    {
+        let mut backends: Array<&mut MapData, BackendInfo> = map_mut(ebpf, abi::BACKENDS_MAP)?;
+        for (farm_id, farm) in config.farms.iter().enumerate() {
+            for (j, b) in farm.backends.iter().enumerate() {
+                let info = BackendInfo {
+                    addr_be: addr_bytes(b.address.ip()),
+                    port_be: b.address.port().to_be(),
+                    family: family(b.address.ip()) as u8,
+                    state: backend_state(b.state) as u8,
+                    farm_id: farm_id as u32,
+                };
+                backends.set(ids[farm_id] + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
+            }
+        }
+    }
+    let mut rings: Array<&mut MapData, u32> = map_mut(ebpf, abi::MAGLEV_MAP)?;
+    for (farm_id, farm) in config.farms.iter().enumerate() {
+        let keys: Vec<String> = farm.backends.iter().map(|b| b.address.to_string()).collect();
+        let members: Vec<maglev::Member<'_>> = farm
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0)
+            .map(|(j, _)| maglev::Member { id: ids[farm_id] + j as u32, key: &keys[j] })
+            .collect();
+        let table = maglev::table(&members, abi::MAGLEV_RING as usize);
+        let base = farm_id as u32 * abi::MAGLEV_RING;
+        for (slot, id) in table.into_iter().enumerate() {
+            rings.set(base + slot as u32, id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
+        }
+        info!(farm = farm.name, backends = members.len(), "maglev table written");
+    }
+    Ok(())
+}
+
+fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or(LoadError::Missing { what: "map", name })?
+        .try_into()
+        .map_err(|source| LoadError::Map { map: name, source })
+}
+
+fn write_vips(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map { map: abi::VIPS_MAP, source };
+    let mut vips: HashMap<&mut MapData, VipKey, VipInfo> = map_mut(ebpf, abi::VIPS_MAP)?;
+    for (id, vip) in config.vips.iter().enumerate() {
+        let key = vip_key(vip.address, vip.port);
+        let info = VipInfo {
+            vip_id: id as u32,
+            farm_id: vip.farm as u32,
+            snat_be: addr_bytes(vip.snat),
+            protocol: match vip.protocol {
+                VipProtocol::Tls => abi::Protocol::Tls as u8,
+                VipProtocol::Tcp => abi::Protocol::Tcp as u8,
+            },
+            _pad: [0; 3],
+        };
+        vips.insert(key, info, 0).map_err(map_err)?;
+        info!(vip = vip.name, address = %vip.address, port = vip.port, "serving VIP");
+    }
+    Ok(())
+}
+
 fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static str, LoadError> {
     use aya::programs::XdpMode as Flags;
     let try_mode = |program: &mut Xdp, flags, name: &'static str| {
-        program
-            .attach(interface, flags)
-            .map(|_| name)
-            .map_err(|source| LoadError::Attach { interface: interface.to_owned(), mode: name, source })
+        program.attach(interface, flags).map(|_| name).map_err(|source| LoadError::Attach {
+            interface: interface.to_owned(),
+            mode: name,
+            source,
+        })
     };
     match mode {
         XdpMode::Native => try_mode(program, Flags::Driver, "native"),
@@ -267,7 +278,8 @@ fn flow_expired(flow: &Flow, reply: Option<&Flow>, now: u64, t: &Timeouts) -> bo
     if to_client.last_seen_ns == to_client.created_ns {
         return quiet(flow).min(quiet(reply)) > t.half_open.as_nanos() as u64;
     }
-    quiet(flow) > limit(flow, Some(reply)).as_nanos() as u64 && quiet(reply) > limit(reply, Some(flow)).as_nanos() as u64
+    quiet(flow) > limit(flow, Some(reply)).as_nanos() as u64
+        && quiet(reply) > limit(reply, Some(flow)).as_nanos() as u64
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.

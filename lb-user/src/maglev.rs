@@ -79,7 +79,10 @@ mod tests {
             }
             let ideal = SIZE as f64 / n as f64;
             for c in &counts {
-                assert!((*c as f64 - ideal).abs() / ideal < 0.01, "n={n}: shares {counts:?} stray over 1% from {ideal}");
+                assert!(
+                    (*c as f64 - ideal).abs() / ideal < 0.01,
+                    "n={n}: shares {counts:?} stray over 1% from {ideal}"
+                );
             }
         }
     }
@@ -96,7 +99,10 @@ mod tests {
         let own = before.iter().filter(|b| **b == 3).count();
         // Slots of the removed backend must move; of the rest, only a few.
         assert!(after.iter().all(|id| *id != 3));
-        assert!((moved as f64) < 0.03 * SIZE as f64, "{moved} of {SIZE} slots of staying backends moved (removed one owned {own})");
+        assert!(
+            (moved as f64) < 0.03 * SIZE as f64,
+            "{moved} of {SIZE} slots of staying backends moved (removed one owned {own})"
+        );
     }
 
     #[test]

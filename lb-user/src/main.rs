@@ -54,7 +54,10 @@ fn status(config: &std::path::Path, instance: &str) -> anyhow::Result<()> {
     let config = Config::load(config)?;
     let dir = pins::instance_dir(&config.daemon.pin_path, instance);
     let counters = stats::read_pinned(&dir).map_err(|e| {
-        anyhow::anyhow!("cannot read counters of instance `{instance}` at {}: {e}; is the daemon running?", dir.display())
+        anyhow::anyhow!(
+            "cannot read counters of instance `{instance}` at {}: {e}; is the daemon running?",
+            dir.display()
+        )
     })?;
     println!("instance {instance} (pins at {})", dir.display());
     println!("{:<24} {:>14}", "reason", "packets");

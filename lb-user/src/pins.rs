@@ -34,7 +34,10 @@ pub fn instance_dir(pin_path: &Path, instance: &str) -> PathBuf {
 pub fn prepare(pin_path: &Path, instance: &str) -> Result<PathBuf, PinError> {
     let existing = nearest_existing(pin_path);
     if !is_bpffs(&existing) {
-        if pin_path.starts_with(DEFAULT_BPFFS) && Path::new(DEFAULT_BPFFS).is_dir() && !is_bpffs(Path::new(DEFAULT_BPFFS)) {
+        if pin_path.starts_with(DEFAULT_BPFFS)
+            && Path::new(DEFAULT_BPFFS).is_dir()
+            && !is_bpffs(Path::new(DEFAULT_BPFFS))
+        {
             mount_bpffs()?;
             tracing::info!(path = DEFAULT_BPFFS, "mounted bpffs");
         } else {
@@ -74,9 +77,7 @@ fn mount_bpffs() -> Result<(), PinError> {
     let target = CString::new(DEFAULT_BPFFS).expect("no NUL in a constant");
     let fstype = CString::new("bpf").expect("no NUL in a constant");
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
-    let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(PinError::Mount { source: io::Error::last_os_error() });
     }

@@ -78,7 +78,16 @@ pub struct TcpSeg {
 
 impl TcpSeg {
     pub fn syn(src_port: u16, dst_port: u16) -> TcpSeg {
-        TcpSeg { src_port, dst_port, seq: 1_000, ack: 0, flags: TCP_SYN, window: 64_240, options: Vec::new(), payload: Vec::new() }
+        TcpSeg {
+            src_port,
+            dst_port,
+            seq: 1_000,
+            ack: 0,
+            flags: TCP_SYN,
+            window: 64_240,
+            options: Vec::new(),
+            payload: Vec::new(),
+        }
     }
 
     pub fn with_flags(mut self, flags: u8) -> TcpSeg {
@@ -203,9 +212,14 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, ext: &[(u8, Vec<u8>)], protocol: u8, l
 }
 
 pub fn ethernet(ether_type: u16, vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
+    ethernet_between(LB_MAC, CLIENT_MAC, ether_type, vlan, payload)
+}
+
+/// An Ethernet frame from `src` to `dst`.
+pub fn ethernet_between(dst: [u8; 6], src: [u8; 6], ether_type: u16, vlan: Option<u16>, payload: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(18 + payload.len());
-    b.extend_from_slice(&LB_MAC);
-    b.extend_from_slice(&CLIENT_MAC);
+    b.extend_from_slice(&dst);
+    b.extend_from_slice(&src);
     if let Some(vid) = vlan {
         b.extend_from_slice(&ETH_P_8021Q.to_be_bytes());
         b.extend_from_slice(&(vid & 0x0FFF).to_be_bytes());

@@ -46,7 +46,12 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(50));
                 panic!("{} exited ({status}) before printing {needle:?}:\n{}", self.what, self.output());
             }
-            assert!(Instant::now() < deadline, "{} did not print {needle:?} within {timeout:?}:\n{}", self.what, self.output());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} within {timeout:?}:\n{}",
+                self.what,
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

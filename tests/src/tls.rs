@@ -5,13 +5,7 @@
 //! (rustls + tokio, also an echo server for anything that is not a GET) and
 //! `openssl s_server -HTTP` serving a file named `whoami`.
 
-use std::{
-    io::Write as _,
-    net::SocketAddr,
-    process::Stdio,
-    sync::Arc,
-    time::Duration,
-};
+use std::{io::Write as _, net::SocketAddr, process::Stdio, sync::Arc, time::Duration};
 
 use anyhow::{Context as _, bail};
 use rustls::{

@@ -67,8 +67,10 @@ impl Topology {
         let lb = ns("lb");
         let switch_c = ns("sc");
         let switch_b = ns("sb");
-        let clients: Vec<Host> = (0..clients).map(|i| Host { ns: ns(&format!("c{i}")), addr: client_addr(i) }).collect();
-        let backends: Vec<Host> = (0..backends).map(|i| Host { ns: ns(&format!("b{i}")), addr: backend_addr(i) }).collect();
+        let clients: Vec<Host> =
+            (0..clients).map(|i| Host { ns: ns(&format!("c{i}")), addr: client_addr(i) }).collect();
+        let backends: Vec<Host> =
+            (0..backends).map(|i| Host { ns: ns(&format!("b{i}")), addr: backend_addr(i) }).collect();
 
         for sw in [&switch_c, &switch_b] {
             sw.ip("link add br0 type bridge");
@@ -103,6 +105,16 @@ impl Topology {
         format!("/sys/fs/bpf/{}", self.prefix)
     }
 
+    /// `[[farm.backend]]` tables for every backend (named b0, b1, ...) on `port`,
+    /// to append to a `[[farm]]` in a test config.
+    pub fn backends_toml(&self, port: u16) -> String {
+        self.backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:{port}\"\n", b.addr))
+            .collect()
+    }
+
     /// Names of all namespaces, for messages.
     pub fn namespaces(&self) -> Vec<&str> {
         let mut names = vec![self.lb.name()];
@@ -122,10 +134,20 @@ impl Drop for Topology {
 /// Connects `host`'s interface `ifname` to the bridge of `switch` through a veth
 /// whose switch end is `port`, with the switch end running XDP_PASS.
 fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) {
-    run_checked(
-        std::process::Command::new("ip")
-            .args(["-n", host.name(), "link", "add", ifname, "type", "veth", "peer", "name", port, "netns", switch.name()]),
-    );
+    run_checked(std::process::Command::new("ip").args([
+        "-n",
+        host.name(),
+        "link",
+        "add",
+        ifname,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        port,
+        "netns",
+        switch.name(),
+    ]));
     switch.ip(&format!("link set {port} master br0"));
     for (ns, dev) in [(host, ifname), (switch, port)] {
         ns.run("ethtool", &["-K", dev, "tx", "off", "rx", "off"]);

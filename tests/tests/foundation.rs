@@ -17,12 +17,7 @@ use tether_tests::{
 
 fn config(topo: &Topology, interfaces: &[&str]) -> String {
     let interfaces: Vec<String> = interfaces.iter().map(|i| format!("\"{i}\"")).collect();
-    let backends: String = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:443\"\n", b.addr))
-        .collect();
+    let backends = topo.backends_toml(443);
     format!(
         r#"
 [daemon]
@@ -51,7 +46,12 @@ fn xdp_attached(topo: &Topology, dev: &str) -> bool {
 }
 
 fn ping(topo: &Topology, to: &str) -> bool {
-    topo.clients[0].ns.command("ping").args(["-c", "2", "-i", "0.2", "-W", "2", to]).output().is_ok_and(|o| o.status.success())
+    topo.clients[0]
+        .ns
+        .command("ping")
+        .args(["-c", "2", "-i", "0.2", "-W", "2", to])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// A TCP echo on the balancer's own address, reached from the client.
@@ -108,7 +108,10 @@ fn host_traffic_keeps_working_and_vip_syns_are_counted() {
     let vip = SocketAddr::new(VIP.into(), 443);
     let _ = topo.clients[0].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_millis(500)));
     let after_vip = tether.counters();
-    assert!(after_vip.get(reason::VIP_SYN) > after_host.get(reason::VIP_SYN), "SYN to the VIP not counted: {after_vip:?}");
+    assert!(
+        after_vip.get(reason::VIP_SYN) > after_host.get(reason::VIP_SYN),
+        "SYN to the VIP not counted: {after_vip:?}"
+    );
 
     let status = tether.stop();
     assert!(status.success(), "tether exited with {status}:\n{}", tether.log());
@@ -125,7 +128,8 @@ fn a_missing_interface_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.toml");
     std::fs::write(&path, text).unwrap();
-    let out = topo.lb.command(tether_tests::tether::tether_bin()).args(["run", "--config"]).arg(&path).output().unwrap();
+    let out =
+        topo.lb.command(tether_tests::tether::tether_bin()).args(["run", "--config"]).arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "tether should refuse to run");
     assert!(stderr.contains("nosuchdev"), "error should name the interface:\n{stderr}");
@@ -133,4 +137,3 @@ fn a_missing_interface_fails_cleanly() {
     assert!(!std::path::Path::new(&topo.pin_path()).join("default").exists(), "pins left behind");
     let _ = std::fs::remove_dir_all(topo.pin_path());
 }
-

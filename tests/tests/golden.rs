@@ -32,7 +32,8 @@ impl Harness {
         {
             let mut vips: HashMap<&mut MapData, _, VipInfo> =
                 ebpf.map_mut(abi::VIPS_MAP).expect("VIPS").try_into().expect("hash map");
-            let info = VipInfo { vip_id: 0, farm_id: 0, snat_be: [0; 16], protocol: abi::Protocol::Tls as u8, _pad: [0; 3] };
+            let info =
+                VipInfo { vip_id: 0, farm_id: 0, snat_be: [0; 16], protocol: abi::Protocol::Tls as u8, _pad: [0; 3] };
             vips.insert(vip_key(VIP.into(), 443), info, 0).expect("insert VIP");
             vips.insert(vip_key(VIP6.into(), 443), VipInfo { vip_id: 1, ..info }, 0).expect("insert VIP6");
         }
@@ -42,7 +43,8 @@ impl Harness {
     }
 
     fn counters(&self) -> Vec<u64> {
-        let stats: PerCpuArray<&MapData, u64> = self.ebpf.map(abi::STATS_MAP).expect("STATS").try_into().expect("array");
+        let stats: PerCpuArray<&MapData, u64> =
+            self.ebpf.map(abi::STATS_MAP).expect("STATS").try_into().expect("array");
         lb_user::stats::read(&stats).expect("read stats").0
     }
 
@@ -68,7 +70,13 @@ impl Harness {
         for r in 0..reason::COUNT {
             let delta = after[r as usize] - before[r as usize];
             let want = u64::from(r == expected);
-            assert_eq!(delta, want, "counter {} moved by {delta}, expected {want} (frame expected as {})", reason::name(r), reason::name(expected));
+            assert_eq!(
+                delta,
+                want,
+                "counter {} moved by {delta}, expected {want} (frame expected as {})",
+                reason::name(r),
+                reason::name(expected)
+            );
         }
     }
 }
@@ -91,7 +99,11 @@ fn truncated_headers_pass() {
     let frame = syn_to(VIP, 443);
     h.expect_pass(&frame[..14 + 10], reason::PASS_TRUNCATED); // inside the IPv4 header
     h.expect_pass(&frame[..14 + 20 + 12], reason::PASS_TRUNCATED); // inside the TCP header
-    let v6 = ethernet(ETH_P_IPV6, None, &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &tcp(&TcpSeg::syn(1, 443), Pseudo::V6(CLIENT6, VIP6))));
+    let v6 = ethernet(
+        ETH_P_IPV6,
+        None,
+        &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &tcp(&TcpSeg::syn(1, 443), Pseudo::V6(CLIENT6, VIP6))),
+    );
     h.expect_pass(&v6[..14 + 30], reason::PASS_TRUNCATED);
     // A VLAN tag cut short.
     h.expect_pass(&ethernet(ETH_P_IPV4, Some(7), &[])[..16], reason::PASS_TRUNCATED);
@@ -145,7 +157,10 @@ fn traffic_that_is_not_for_a_vip_passes() {
     h.expect_pass(&syn_to(VIP, 80), reason::PASS_NOT_VIP); // VIP address, other port
     h.expect_pass(&syn_to(Ipv4Addr::new(198, 18, 100, 101), 443), reason::PASS_NOT_VIP); // other address
     let ip = V4::new(CLIENT, VIP, IPPROTO_UDP);
-    h.expect_pass(&ethernet(ETH_P_IPV4, None, &ipv4(&ip, &udp(5000, 443, b"quic?", ip.pseudo()))), reason::PASS_NOT_TCP);
+    h.expect_pass(
+        &ethernet(ETH_P_IPV4, None, &ipv4(&ip, &udp(5000, 443, b"quic?", ip.pseudo()))),
+        reason::PASS_NOT_TCP,
+    );
     let ip = V4::new(CLIENT, VIP, IPPROTO_ICMP);
     h.expect_pass(&ethernet(ETH_P_IPV4, None, &ipv4(&ip, &icmp_echo(1, 1))), reason::PASS_NOT_TCP);
 }

@@ -18,12 +18,7 @@ use tether_tests::{
 const PORT: u16 = 7;
 
 fn config(topo: &Topology, extra_daemon: &str) -> String {
-    let backends: String = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:{PORT}\"\n", b.addr))
-        .collect();
+    let backends = topo.backends_toml(PORT);
     format!(
         "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{extra_daemon}\n\n\
          [[vip]]\nname = \"echo\"\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
@@ -61,7 +56,9 @@ fn echo_through_vip(stream: TcpStream, payload: &[u8]) -> (String, String) {
 
 fn connect_vip(topo: &Topology, client: usize) -> TcpStream {
     let vip = SocketAddr::new(VIP.into(), PORT);
-    topo.clients[client].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_secs(5)))
+    topo.clients[client]
+        .ns
+        .enter(|| TcpStream::connect_timeout(&vip, Duration::from_secs(5)))
         .unwrap_or_else(|e| panic!("client {client} cannot connect to the VIP: {e}"))
 }
 
@@ -103,7 +100,13 @@ fn tcp_echo_through_the_vip_is_fully_natted_and_sticky_per_client() {
     assert_eq!(delta(reason::NEW_FLOW), 12, "one new flow per connection: {after:?}");
     assert!(delta(reason::FWD_TO_BACKEND) > 12 * 10, "client data forwarded in XDP: {after:?}");
     assert!(delta(reason::FWD_TO_CLIENT) > 12 * 10, "echo forwarded in XDP: {after:?}");
-    for r in [reason::DROP_NO_NEIGH, reason::DROP_NO_ROUTE, reason::DROP_PORTS_EXHAUSTED, reason::DROP_FLOW_TABLE, reason::DROP_NO_BACKEND] {
+    for r in [
+        reason::DROP_NO_NEIGH,
+        reason::DROP_NO_ROUTE,
+        reason::DROP_PORTS_EXHAUSTED,
+        reason::DROP_FLOW_TABLE,
+        reason::DROP_NO_BACKEND,
+    ] {
         assert_eq!(delta(r), 0, "{} should not happen: {after:?}\n{}", reason::name(r), tether.log());
     }
     // The choice is Maglev on the client address: predict it the way XDP does.

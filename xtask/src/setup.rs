@@ -16,8 +16,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Debian packages: LLVM for bpf-linker, and the tools the tests and demo run.
 const PACKAGES: &[&str] = &[
-    "llvm-22-dev",  // bpf-linker links against libLLVM 22
-    "libzstd-dev",  // libLLVM's link dependencies
+    "llvm-22-dev", // bpf-linker links against libLLVM 22
+    "libzstd-dev", // libLLVM's link dependencies
     "zlib1g-dev",
     "iproute2",     // ip netns, veth, bridges
     "ethtool",      // TX checksum offload off on test peers
@@ -41,7 +41,9 @@ pub fn setup() -> anyhow::Result<()> {
         plan.push(Step::BpfLinker);
     }
     if plan.is_empty() {
-        println!("setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, test tools)");
+        println!(
+            "setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, test tools)"
+        );
         return Ok(());
     }
     if !is_root() {
@@ -58,7 +60,9 @@ pub fn setup() -> anyhow::Result<()> {
         })?;
     }
     if !bpf_linker_ok() {
-        bail!("bpf-linker is still not usable after installing it; check `ldd $(which bpf-linker)` links libLLVM {LLVM_MAJOR}");
+        bail!(
+            "bpf-linker is still not usable after installing it; check `ldd $(which bpf-linker)` links libLLVM {LLVM_MAJOR}"
+        );
     }
     println!("setup: done");
     Ok(())
@@ -77,14 +81,18 @@ impl Step {
             Step::Apt(p) => format!("installing Debian packages: {}", p.join(" ")),
             Step::Toolchain => format!("installing the {EBPF_TOOLCHAIN} Rust toolchain (builds the XDP program)"),
             Step::RustSrc => format!("adding rust-src to {EBPF_TOOLCHAIN} (build-std=core for the BPF target)"),
-            Step::BpfLinker => format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (a few minutes)"),
+            Step::BpfLinker => {
+                format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (a few minutes)")
+            }
         }
     }
 
     fn command(&self) -> String {
         match self {
             Step::Apt(p) => format!("apt-get update && apt-get install -y --no-install-recommends {}", p.join(" ")),
-            Step::Toolchain => format!("rustup toolchain install {EBPF_TOOLCHAIN} --profile minimal --component rust-src"),
+            Step::Toolchain => {
+                format!("rustup toolchain install {EBPF_TOOLCHAIN} --profile minimal --component rust-src")
+            }
             Step::RustSrc => format!("rustup component add rust-src --toolchain {EBPF_TOOLCHAIN}"),
             Step::BpfLinker => format!(
                 "LLVM_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} LLVM_SYS_{LLVM_MAJOR}1_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} cargo install bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-{LLVM_MAJOR}"
@@ -110,7 +118,9 @@ impl Step {
                 "--component",
                 "rust-src",
             ])),
-            Step::RustSrc => run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN])),
+            Step::RustSrc => {
+                run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", EBPF_TOOLCHAIN]))
+            }
             Step::BpfLinker => {
                 let prefix = format!("/usr/lib/llvm-{LLVM_MAJOR}");
                 // bpf-linker's build script reads LLVM_PREFIX; llvm-sys reads its own
@@ -137,10 +147,9 @@ fn missing_packages() -> Vec<&'static str> {
 }
 
 fn rust_src_installed() -> bool {
-    Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", EBPF_TOOLCHAIN])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")))
+    Command::new("rustup").args(["component", "list", "--installed", "--toolchain", EBPF_TOOLCHAIN]).output().is_ok_and(
+        |o| o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")),
+    )
 }
 
 /// bpf-linker is on PATH and dynamically linked to libLLVM of the right major.

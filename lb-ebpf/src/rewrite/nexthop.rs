@@ -3,9 +3,7 @@
 //! ingress interface is XDP_TX, any other is a redirect.
 
 use aya_ebpf::{
-    bindings::{
-        BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action,
-    },
+    bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_redirect},
     programs::XdpContext,
 };
@@ -49,9 +47,7 @@ pub fn send(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
         }
     }
     // SAFETY: ctx.ctx is the program's xdp_md; params is a valid, sized struct.
-    let rc = unsafe {
-        bpf_fib_lookup(ctx.ctx as *mut _, &mut params, core::mem::size_of::<FibParams>() as i32, 0)
-    };
+    let rc = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut params, core::mem::size_of::<FibParams>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
         return Verdict::drop(reason::DROP_NO_NEIGH);
     }

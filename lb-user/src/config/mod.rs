@@ -15,9 +15,7 @@ use std::{
     time::Duration,
 };
 
-pub use raw::{
-    Algorithm, BackendState, HealthKind, OnBackendFailure, PersistenceKind, VipProtocol, XdpMode,
-};
+pub use raw::{Algorithm, BackendState, HealthKind, OnBackendFailure, PersistenceKind, VipProtocol, XdpMode};
 use raw::{RawBackend, RawConfig, RawDaemon, RawFarm, RawHealth, RawTimeouts, RawVip};
 use toml::Spanned;
 
@@ -147,8 +145,7 @@ fn render(errors: &[ConfigError]) -> String {
 impl Config {
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         Config::parse(path, &text).map_err(LoadError::Invalid)
     }
 
@@ -226,14 +223,9 @@ impl Validator<'_> {
         let daemon = self.daemon(raw.daemon);
         let farms: Vec<Farm> = raw.farm.iter().enumerate().map(|(i, f)| self.farm(i, f)).collect();
         self.unique_names("farm", raw.farm.iter().map(|f| &f.get_ref().name));
-        let farm_index: HashMap<&str, usize> =
-            farms.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
-        let vips: Vec<(usize, Vip)> = raw
-            .vip
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| Some((i, self.vip(i, v, &farm_index, &farms)?)))
-            .collect();
+        let farm_index: HashMap<&str, usize> = farms.iter().enumerate().map(|(i, f)| (f.name.as_str(), i)).collect();
+        let vips: Vec<(usize, Vip)> =
+            raw.vip.iter().enumerate().filter_map(|(i, v)| Some((i, self.vip(i, v, &farm_index, &farms)?))).collect();
         self.unique_names("vip", raw.vip.iter().map(|v| &v.get_ref().name));
         self.unique_listeners(&raw.vip, &vips);
         self.within_map_limits(&raw.farm, &raw.vip, &farms);
@@ -243,10 +235,18 @@ impl Validator<'_> {
     /// The data path's maps have fixed sizes; say so here rather than at load.
     fn within_map_limits(&mut self, raw_farms: &[Spanned<RawFarm>], raw_vips: &[Spanned<RawVip>], farms: &[Farm]) {
         if raw_farms.len() > MAX_FARMS {
-            self.err(raw_farms[MAX_FARMS].span(), format!("farm[{MAX_FARMS}]"), format!("at most {MAX_FARMS} farms are supported"));
+            self.err(
+                raw_farms[MAX_FARMS].span(),
+                format!("farm[{MAX_FARMS}]"),
+                format!("at most {MAX_FARMS} farms are supported"),
+            );
         }
         if raw_vips.len() > MAX_VIPS {
-            self.err(raw_vips[MAX_VIPS].span(), format!("vip[{MAX_VIPS}]"), format!("at most {MAX_VIPS} VIPs are supported"));
+            self.err(
+                raw_vips[MAX_VIPS].span(),
+                format!("vip[{MAX_VIPS}]"),
+                format!("at most {MAX_VIPS} VIPs are supported"),
+            );
         }
         let backends: usize = farms.iter().map(|f| f.backends.len()).sum();
         if backends > MAX_BACKENDS {
@@ -277,10 +277,14 @@ impl Validator<'_> {
         let metrics = raw.metrics.as_ref().and_then(|m| match m.get_ref().parse::<SocketAddr>() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                self.err(m.span(), "daemon.metrics", format!(
-                    "`{}` is not an address and port; write e.g. \"127.0.0.1:9901\" or \"[::1]:9901\"",
-                    m.get_ref()
-                ));
+                self.err(
+                    m.span(),
+                    "daemon.metrics",
+                    format!(
+                        "`{}` is not an address and port; write e.g. \"127.0.0.1:9901\" or \"[::1]:9901\"",
+                        m.get_ref()
+                    ),
+                );
                 None
             }
         });
@@ -306,14 +310,22 @@ impl Validator<'_> {
     fn timeouts(&mut self, raw: Option<&Spanned<RawTimeouts>>) -> Timeouts {
         let t = raw.map(Spanned::get_ref);
         Timeouts {
-            connect: self.duration(t.and_then(|t| t.connect.as_ref()), "daemon.timeouts.connect", DEFAULT_CONNECT_TIMEOUT),
+            connect: self.duration(
+                t.and_then(|t| t.connect.as_ref()),
+                "daemon.timeouts.connect",
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
             idle: self.duration(t.and_then(|t| t.idle.as_ref()), "daemon.timeouts.idle", DEFAULT_IDLE_TIMEOUT),
             half_open: self.duration(
                 t.and_then(|t| t.half_open.as_ref()),
                 "daemon.timeouts.half_open",
                 DEFAULT_HALF_OPEN_TIMEOUT,
             ),
-            closing: self.duration(t.and_then(|t| t.closing.as_ref()), "daemon.timeouts.closing", DEFAULT_CLOSING_TIMEOUT),
+            closing: self.duration(
+                t.and_then(|t| t.closing.as_ref()),
+                "daemon.timeouts.closing",
+                DEFAULT_CLOSING_TIMEOUT,
+            ),
         }
     }
 
@@ -357,30 +369,42 @@ impl Validator<'_> {
             Some(&i) => Some(i),
             None => {
                 let known: Vec<&str> = farms.iter().map(|f| f.name.as_str()).collect();
-                self.err(v.farm.span(), key("farm"), format!(
-                    "farm `{}` is not defined; defined farms: {}",
-                    v.farm.get_ref(),
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-                ));
+                self.err(
+                    v.farm.span(),
+                    key("farm"),
+                    format!(
+                        "farm `{}` is not defined; defined farms: {}",
+                        v.farm.get_ref(),
+                        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    ),
+                );
                 None
             }
         };
         let (address, snat, farm) = (address?, snat?, farm?);
         if address.is_ipv4() != snat.is_ipv4() {
-            self.err(v.snat.span(), key("snat"), format!(
-                "snat {snat} and the VIP address {address} are of different families; use an {} address",
-                family_name(address)
-            ));
+            self.err(
+                v.snat.span(),
+                key("snat"),
+                format!(
+                    "snat {snat} and the VIP address {address} are of different families; use an {} address",
+                    family_name(address)
+                ),
+            );
             return None;
         }
         for b in farms[farm].backends.iter().filter(|b| b.address.is_ipv4() != snat.is_ipv4()) {
-            self.err(v.snat.span(), key("snat"), format!(
-                "backend `{}` of farm `{}` ({}) cannot be reached from the {} snat {snat}",
-                b.name,
-                farms[farm].name,
-                b.address,
-                family_name(snat)
-            ));
+            self.err(
+                v.snat.span(),
+                key("snat"),
+                format!(
+                    "backend `{}` of farm `{}` ({}) cannot be reached from the {} snat {snat}",
+                    b.name,
+                    farms[farm].name,
+                    b.address,
+                    family_name(snat)
+                ),
+            );
         }
         Some(Vip { name: v.name.get_ref().clone(), address, port: *v.port.get_ref(), protocol: v.protocol, farm, snat })
     }
@@ -393,10 +417,14 @@ impl Validator<'_> {
             }
             Ok(ip) => Some(ip),
             Err(_) => {
-                self.err(raw.span(), key, format!(
-                    "`{}` is not an IP address; write e.g. \"198.18.100.100\" or \"2001:db8::1\"",
-                    raw.get_ref()
-                ));
+                self.err(
+                    raw.span(),
+                    key,
+                    format!(
+                        "`{}` is not an IP address; write e.g. \"198.18.100.100\" or \"2001:db8::1\"",
+                        raw.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -407,10 +435,14 @@ impl Validator<'_> {
         let mut seen: HashMap<(IpAddr, u16), &str> = HashMap::new();
         for (i, v) in vips {
             if let Some(first) = seen.insert((v.address, v.port), &v.name) {
-                self.err(raw[*i].get_ref().address.span(), format!("vip[{i}].address"), format!(
-                    "VIP `{}` listens on {} port {} like VIP `{first}`; each address and port serves one VIP",
-                    v.name, v.address, v.port
-                ));
+                self.err(
+                    raw[*i].get_ref().address.span(),
+                    format!("vip[{i}].address"),
+                    format!(
+                        "VIP `{}` listens on {} port {} like VIP `{first}`; each address and port serves one VIP",
+                        v.name, v.address, v.port
+                    ),
+                );
             }
         }
     }
@@ -420,24 +452,27 @@ impl Validator<'_> {
         let key = |field: &str| format!("farm[{i}].{field}");
         self.check_name(&f.name, &key("name"));
         let persistence = self.persistence(f.persistence.as_ref(), &key("persistence"));
-        let session_timeout = self.duration(f.session_timeout.as_ref(), &key("session_timeout"), DEFAULT_SESSION_TIMEOUT);
+        let session_timeout =
+            self.duration(f.session_timeout.as_ref(), &key("session_timeout"), DEFAULT_SESSION_TIMEOUT);
         let session_capacity = match &f.session_capacity {
             None => DEFAULT_SESSION_CAPACITY,
             Some(c) if (1..=MAX_SESSION_CAPACITY).contains(c.get_ref()) => *c.get_ref() as u32,
             Some(c) => {
-                self.err(c.span(), key("session_capacity"), format!(
-                    "{} is out of range; give 1 to {MAX_SESSION_CAPACITY} entries",
-                    c.get_ref()
-                ));
+                self.err(
+                    c.span(),
+                    key("session_capacity"),
+                    format!("{} is out of range; give 1 to {MAX_SESSION_CAPACITY} entries", c.get_ref()),
+                );
                 DEFAULT_SESSION_CAPACITY
             }
         };
         let health = f.health.as_ref().map(|h| self.health(h, &key("health")));
         if f.backend.is_empty() {
-            self.err(f.name.span(), key("backend"), format!(
-                "farm `{}` has no backends; add at least one [[farm.backend]]",
-                f.name.get_ref()
-            ));
+            self.err(
+                f.name.span(),
+                key("backend"),
+                format!("farm `{}` has no backends; add at least one [[farm.backend]]", f.name.get_ref()),
+            );
         }
         let backends: Vec<Backend> =
             f.backend.iter().enumerate().map(|(j, b)| self.backend(&key(&format!("backend[{j}]")), b)).collect();
@@ -445,10 +480,11 @@ impl Validator<'_> {
         let mut addresses = HashMap::new();
         for (j, b) in backends.iter().enumerate() {
             if let Some(first) = addresses.insert(b.address, &b.name) {
-                self.err(f.backend[j].get_ref().address.span(), key(&format!("backend[{j}].address")), format!(
-                    "backend `{}` has the same address {} as backend `{first}`",
-                    b.name, b.address
-                ));
+                self.err(
+                    f.backend[j].get_ref().address.span(),
+                    key(&format!("backend[{j}].address")),
+                    format!("backend `{}` has the same address {} as backend `{first}`", b.name, b.address),
+                );
             }
         }
         if !backends.is_empty() && backends.iter().map(|b| u64::from(b.weight)).sum::<u64>() == 0 {
@@ -488,9 +524,11 @@ impl Validator<'_> {
         let timeout = self.duration(h.timeout.as_ref(), &format!("{key}.timeout"), Duration::from_secs(1));
         if timeout > interval {
             let span = h.timeout.as_ref().map_or(raw.span(), Spanned::span);
-            self.err(span, format!("{key}.timeout"), format!(
-                "timeout {timeout:?} is longer than the interval {interval:?}; checks would overlap"
-            ));
+            self.err(
+                span,
+                format!("{key}.timeout"),
+                format!("timeout {timeout:?} is longer than the interval {interval:?}; checks would overlap"),
+            );
         }
         let mut count = |raw: Option<&Spanned<u32>>, field: &str, default: u32| match raw {
             None => default,
@@ -519,10 +557,14 @@ impl Validator<'_> {
             }
             Ok(a) => a,
             Err(_) => {
-                self.err(b.address.span(), format!("{key}.address"), format!(
-                    "`{}` is not an address and port; write e.g. \"198.19.0.11:443\" or \"[2001:db8::11]:443\"",
-                    b.address.get_ref()
-                ));
+                self.err(
+                    b.address.span(),
+                    format!("{key}.address"),
+                    format!(
+                        "`{}` is not an address and port; write e.g. \"198.19.0.11:443\" or \"[2001:db8::11]:443\"",
+                        b.address.get_ref()
+                    ),
+                );
                 SocketAddr::from(([0, 0, 0, 0], 0))
             }
         };
@@ -530,7 +572,11 @@ impl Validator<'_> {
             None => 1,
             Some(w) if *w.get_ref() <= MAX_WEIGHT => *w.get_ref(),
             Some(w) => {
-                self.err(w.span(), format!("{key}.weight"), format!("{} is too large; give 0 to {MAX_WEIGHT}", w.get_ref()));
+                self.err(
+                    w.span(),
+                    format!("{key}.weight"),
+                    format!("{} is too large; give 0 to {MAX_WEIGHT}", w.get_ref()),
+                );
                 1
             }
         };
@@ -544,9 +590,7 @@ impl Validator<'_> {
             && n.len() <= 64
             && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
-            self.err(name.span(), key, format!(
-                "`{n}` is not a valid name; use 1-64 letters, digits, '-', '_' or '.'"
-            ));
+            self.err(name.span(), key, format!("`{n}` is not a valid name; use 1-64 letters, digits, '-', '_' or '.'"));
         }
     }
 
@@ -554,10 +598,11 @@ impl Validator<'_> {
         let mut seen = HashSet::new();
         for (i, name) in names.enumerate() {
             if !seen.insert(name.get_ref().as_str()) {
-                self.err(name.span(), format!("{what}[{i}].name"), format!(
-                    "the name `{}` is used twice; {what} names must be unique",
-                    name.get_ref()
-                ));
+                self.err(
+                    name.span(),
+                    format!("{what}[{i}].name"),
+                    format!("the name `{}` is used twice; {what} names must be unique", name.get_ref()),
+                );
             }
         }
     }
@@ -576,7 +621,9 @@ fn family_name(ip: IpAddr) -> &'static str {
 /// Linux interface names: 1-15 bytes, no '/', ':' or white space (IFNAMSIZ - 1).
 fn check_ifname(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 15 || name.contains(['/', ':']) || name.chars().any(char::is_whitespace) {
-        return Err(format!("`{name}` is not an interface name; Linux names are 1-15 characters without '/', ':' or spaces"));
+        return Err(format!(
+            "`{name}` is not an interface name; Linux names are 1-15 characters without '/', ':' or spaces"
+        ));
     }
     Ok(())
 }
@@ -595,7 +642,8 @@ pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
 
 /// "300s", "1500ms", "5m", "1h": a whole number and a unit, greater than zero.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration; write a whole number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
+    let bad =
+        || format!("`{text}` is not a duration; write a whole number and a unit: \"500ms\", \"30s\", \"5m\", \"1h\"");
     let digits = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = text.split_at(digits);
     let n: u64 = number.parse().map_err(|_| bad())?;

@@ -79,7 +79,10 @@ fn unknown_key_names_file_line_column_and_key() {
 
 #[test]
 fn vip_naming_a_missing_farm_lists_the_defined_ones() {
-    let e = one_error(&MINIMAL.replace("farm = \"web\"", "farm = \"nope\""), "farm `nope` is not defined; defined farms: web");
+    let e = one_error(
+        &MINIMAL.replace("farm = \"web\"", "farm = \"nope\""),
+        "farm `nope` is not defined; defined farms: web",
+    );
     assert_eq!(e.key, "vip[0].farm");
     assert_eq!(e.line, 9);
 }
@@ -88,7 +91,13 @@ fn vip_naming_a_missing_farm_lists_the_defined_ones() {
 fn unknown_words_list_the_valid_ones() {
     let e = one_error(&MINIMAL.replace("port = 443", "port = 443\nprotocol = \"udp\""), "expected `tls` or `tcp`");
     assert_eq!(e.key, "protocol");
-    one_error(&MINIMAL.replace("name = \"web\"\n\n[[farm.backend]]", "name = \"web\"\nalgorithm = \"fastest\"\n\n[[farm.backend]]"), "round-robin");
+    one_error(
+        &MINIMAL.replace(
+            "name = \"web\"\n\n[[farm.backend]]",
+            "name = \"web\"\nalgorithm = \"fastest\"\n\n[[farm.backend]]",
+        ),
+        "round-robin",
+    );
 }
 
 #[test]
@@ -106,7 +115,8 @@ fn duplicate_names_are_rejected() {
     let dup_backend = format!("{MINIMAL}\n[[farm.backend]]\nname = \"b1\"\naddress = \"198.19.0.12:443\"\n");
     let e = one_error(&dup_backend, "`b1` is used twice");
     assert_eq!(e.key, "farm[0].backend[1].name");
-    let dup_farm = format!("{MINIMAL}\n[[farm]]\nname = \"web\"\n[[farm.backend]]\nname = \"x\"\naddress = \"198.19.0.12:443\"\n");
+    let dup_farm =
+        format!("{MINIMAL}\n[[farm]]\nname = \"web\"\n[[farm.backend]]\nname = \"x\"\naddress = \"198.19.0.12:443\"\n");
     one_error(&dup_farm, "`web` is used twice");
 }
 
@@ -119,12 +129,17 @@ fn same_listener_twice_is_rejected() {
 
 #[test]
 fn zero_weight_sum_is_rejected() {
-    one_error(&MINIMAL.replace("address = \"198.19.0.11:443\"", "address = \"198.19.0.11:443\"\nweight = 0"), "add up to 0");
+    one_error(
+        &MINIMAL.replace("address = \"198.19.0.11:443\"", "address = \"198.19.0.11:443\"\nweight = 0"),
+        "add up to 0",
+    );
 }
 
 #[test]
 fn durations_and_capacities_are_checked() {
-    let farm = |extra: &str| MINIMAL.replace("name = \"web\"\n\n[[farm.backend]]", &format!("name = \"web\"\n{extra}\n\n[[farm.backend]]"));
+    let farm = |extra: &str| {
+        MINIMAL.replace("name = \"web\"\n\n[[farm.backend]]", &format!("name = \"web\"\n{extra}\n\n[[farm.backend]]"))
+    };
     one_error(&farm("session_timeout = \"5 minutes\""), "is not a duration");
     one_error(&farm("session_timeout = \"0s\""), "is zero");
     one_error(&farm("session_capacity = 0"), "out of range");
@@ -151,9 +166,7 @@ fn backends_must_be_reachable_from_the_snat_family() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = MINIMAL
-        .replace("farm = \"web\"", "farm = \"nope\"")
-        .replace("198.19.0.11:443", "nowhere");
+    let text = MINIMAL.replace("farm = \"web\"", "farm = \"nope\"").replace("198.19.0.11:443", "nowhere");
     assert_eq!(errors(&text).len(), 2);
 }
 
@@ -178,7 +191,8 @@ fn parse_duration_units() {
 fn snat_port_range_is_checked() {
     let c = Config::parse(Path::new("t.toml"), MINIMAL).unwrap();
     assert_eq!(c.daemon.snat_ports, DEFAULT_SNAT_PORTS);
-    let set = |v: &str| MINIMAL.replace("interfaces = [\"eth0\"]", &format!("interfaces = [\"eth0\"]\nsnat_ports = \"{v}\""));
+    let set =
+        |v: &str| MINIMAL.replace("interfaces = [\"eth0\"]", &format!("interfaces = [\"eth0\"]\nsnat_ports = \"{v}\""));
     assert_eq!(Config::parse(Path::new("t.toml"), &set("2000-2999")).unwrap().daemon.snat_ports, (2000, 2999));
     for bad in ["0-100", "200-100", "1-70000", "1024", "a-b"] {
         let e = one_error(&set(bad), "is not a port range");

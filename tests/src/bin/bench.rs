@@ -24,7 +24,8 @@ fn main() -> anyhow::Result<()> {
     let vip = Ipv4Addr::new(198, 18, 100, 100);
     {
         let mut vips: HashMap<&mut MapData, _, VipInfo> = ebpf.map_mut(abi::VIPS_MAP).expect("VIPS").try_into()?;
-        let info = VipInfo { vip_id: 0, farm_id: 0, snat_be: [0; 16], protocol: abi::Protocol::Tls as u8, _pad: [0; 3] };
+        let info =
+            VipInfo { vip_id: 0, farm_id: 0, snat_be: [0; 16], protocol: abi::Protocol::Tls as u8, _pad: [0; 3] };
         vips.insert(vip_key(vip.into(), 443), info, 0)?;
     }
     for name in [abi::XDP_PROGRAM, abi::XDP_PASS_PROGRAM] {
@@ -33,7 +34,11 @@ fn main() -> anyhow::Result<()> {
     }
     let client = Ipv4Addr::new(198, 18, 0, 10);
     let paths: [(&str, &str, Vec<u8>); 3] = [
-        ("no-op XDP (baseline)", abi::XDP_PASS_PROGRAM, tcp_v4(client, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_000, 22))),
+        (
+            "no-op XDP (baseline)",
+            abi::XDP_PASS_PROGRAM,
+            tcp_v4(client, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_000, 22)),
+        ),
         ("non-VIP pass", abi::XDP_PROGRAM, tcp_v4(client, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_000, 22))),
         ("VIP SYN (counted, passed)", abi::XDP_PROGRAM, tcp_v4(client, vip, &TcpSeg::syn(40_000, 443))),
     ];

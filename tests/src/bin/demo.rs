@@ -22,12 +22,15 @@ fn main() -> anyhow::Result<()> {
     let topo = Topology::two_armed(1, 3);
     println!("namespaces: {}", topo.namespaces().join(" "));
     println!("client   c0  {}  (routes 198.18.100.0/24 and 198.19.0.0/24 via the balancer)", topo.clients[0].addr);
-    println!("balancer lb  {LB_CLIENT_IF} {LB_CLIENT_ADDR}/24 (clients), {LB_BACKEND_IF} {LB_BACKEND_ADDR}/24 (backends)");
+    println!(
+        "balancer lb  {LB_CLIENT_IF} {LB_CLIENT_ADDR}/24 (clients), {LB_BACKEND_IF} {LB_BACKEND_ADDR}/24 (backends)"
+    );
     let mut backends = Vec::new();
     for (i, b) in topo.backends.iter().enumerate() {
         let addr = SocketAddr::new(b.addr.into(), 443);
         let name = format!("b{i}");
-        let server = if i == 2 { TlsBackend::openssl(&b.ns, addr, &name) } else { TlsBackend::rustls(&b.ns, addr, &name) };
+        let server =
+            if i == 2 { TlsBackend::openssl(&b.ns, addr, &name) } else { TlsBackend::rustls(&b.ns, addr, &name) };
         println!("backend  {name}  {addr}  ({})", if i == 2 { "openssl s_server" } else { "rustls" });
         backends.push(server);
     }
@@ -40,18 +43,25 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("\nhost traffic through the attached XDP program:");
-    let ping = topo.clients[0].ns.command("ping").args(["-c", "3", "-i", "0.2", "-q", &LB_CLIENT_ADDR.to_string()]).output()?;
+    let ping = topo.clients[0]
+        .ns
+        .command("ping")
+        .args(["-c", "3", "-i", "0.2", "-q", &LB_CLIENT_ADDR.to_string()])
+        .output()?;
     println!("  ping {LB_CLIENT_ADDR}: {}", if ping.status.success() { "ok" } else { "FAILED" });
     for (i, b) in topo.backends.iter().enumerate() {
         let addr = SocketAddr::new(b.addr.into(), 443);
-        let answer = if i == 2 { openssl_whoami(&topo.clients[0].ns, addr) } else { rustls_whoami(&topo.clients[0].ns, addr) };
+        let answer =
+            if i == 2 { openssl_whoami(&topo.clients[0].ns, addr) } else { rustls_whoami(&topo.clients[0].ns, addr) };
         println!("  TLS GET /whoami to {addr} (routed by lb): {}", answer.unwrap_or_else(|e| format!("FAILED: {e:#}")));
     }
 
     println!("\n3 connection attempts to the VIP {VIP}:443:");
     let before = tether.counters();
     for _ in 0..3 {
-        let _ = topo.clients[0].ns.enter(|| TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 443), Duration::from_millis(300)));
+        let _ = topo.clients[0]
+            .ns
+            .enter(|| TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 443), Duration::from_millis(300)));
     }
     let after = tether.counters();
     println!(
@@ -72,12 +82,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn demo_config(topo: &Topology) -> String {
-    let backends: String = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:443\"\n", b.addr))
-        .collect();
+    let backends = topo.backends_toml(443);
     format!(
         "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\npin_path = \"{}\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 443\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\

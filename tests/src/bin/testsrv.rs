@@ -48,7 +48,10 @@ async fn serve(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream, 
     let n = tls.read(&mut buf).await?;
     if buf[..n].starts_with(b"GET ") {
         let body = format!("{name}\n");
-        let head = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        let head = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
         tls.write_all(head.as_bytes()).await?;
         tls.write_all(body.as_bytes()).await?;
         tls.shutdown().await?;

@@ -1,0 +1,314 @@
+//! Golden packets for `tcp` VIPs: full NAT both ways, next hops from the
+//! kernel's tables, the flow table's life, source ports. The program runs with
+//! BPF_PROG_TEST_RUN inside a namespace whose routes and (permanent) neighbour
+//! entries make `bpf_fib_lookup` answer; maps are filled by the daemon's own
+//! loader from a TOML config. Every output frame is compared byte for byte with
+//! one built from scratch, so its checksums are checked against a full
+//! recomputation.
+
+use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use lb_common::{Flow, FlowKey, maps as abi, maps::FlowDirection, reason};
+use lb_user::{config::Config, stats::Counters};
+use tether_tests::{
+    fibnet::{BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, Net, SNAT},
+    packet::*,
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_REDIRECT: u32 = 4;
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
+/// A backend on a connected network whose MAC nobody resolved.
+const UNRESOLVED: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 99);
+/// A backend no route leads to.
+const UNROUTABLE: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+const PORT: u16 = 7;
+
+fn config(snat_ports: &str) -> String {
+    format!(
+        r#"
+[daemon]
+interfaces = ["be"]
+snat_ports = "{snat_ports}"
+
+[[vip]]
+name = "echo"
+address = "{VIP}"
+port = {PORT}
+protocol = "tcp"
+farm = "echo"
+snat = "{SNAT}"
+
+[[vip]]
+name = "nobody"
+address = "198.18.100.101"
+port = {PORT}
+protocol = "tcp"
+farm = "nobody"
+snat = "{SNAT}"
+
+[[vip]]
+name = "unresolved"
+address = "198.18.100.102"
+port = {PORT}
+protocol = "tcp"
+farm = "unresolved"
+snat = "{SNAT}"
+
+[[vip]]
+name = "unroutable"
+address = "198.18.100.103"
+port = {PORT}
+protocol = "tcp"
+farm = "unroutable"
+snat = "{SNAT}"
+
+[[farm]]
+name = "echo"
+algorithm = "maglev"
+[[farm.backend]]
+name = "b1"
+address = "{BACKEND}:{PORT}"
+
+[[farm]]
+name = "nobody"
+[[farm.backend]]
+name = "off"
+address = "{BACKEND}:{PORT}"
+state = "disabled"
+
+[[farm]]
+name = "unresolved"
+[[farm.backend]]
+name = "u"
+address = "{UNRESOLVED}:{PORT}"
+
+[[farm]]
+name = "unroutable"
+[[farm.backend]]
+name = "r"
+address = "{UNROUTABLE}:{PORT}"
+"#
+    )
+}
+
+/// The loaded data path, used from a thread inside the namespace.
+struct Dp {
+    ebpf: Ebpf,
+}
+
+impl Dp {
+    fn new(snat_ports: &str) -> Dp {
+        let config = Config::parse(Path::new("golden.toml"), &config(snat_ports)).expect("golden config");
+        Dp { ebpf: lb_user::loader::load(&config).expect("load data path") }
+    }
+
+    fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self.ebpf.program(abi::XDP_PROGRAM).unwrap().try_into().unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    fn counters(&self) -> Counters {
+        let m: PerCpuArray<&MapData, u64> = self.ebpf.map(abi::STATS_MAP).unwrap().try_into().unwrap();
+        lb_user::stats::read(&m).unwrap()
+    }
+
+    fn flows(&self) -> Vec<(FlowKey, Flow)> {
+        let m: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP).unwrap().try_into().unwrap();
+        m.iter().map(Result::unwrap).collect()
+    }
+
+    /// Runs `frame` and checks that exactly one counter moved, by one: `why`.
+    fn run_counted(&self, frame: &[u8], why: u32) -> (u32, Vec<u8>) {
+        let before = self.counters();
+        let out = self.run(frame);
+        let after = self.counters();
+        for r in 0..reason::COUNT {
+            let moved = after.get(r) - before.get(r);
+            assert_eq!(
+                moved,
+                u64::from(r == why),
+                "counter {} moved by {moved}; expected {}",
+                reason::name(r),
+                reason::name(why)
+            );
+        }
+        out
+    }
+}
+
+fn client_segment(src_port: u16, flags: u8) -> TcpSeg {
+    let mut seg = TcpSeg::syn(src_port, PORT).with_flags(flags);
+    // MSS 1460, SACK permitted, timestamps, window scale 7: a Linux SYN's
+    // options, which full NAT must leave untouched.
+    seg.options = vec![2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+    if flags & TCP_SYN == 0 {
+        seg.ack = 5_000;
+        seg.payload = b"ping".to_vec();
+    }
+    seg
+}
+
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
+    let ip = V4::new(src, dst, IPPROTO_TCP);
+    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
+}
+
+fn from_client(seg: &TcpSeg, vip: Ipv4Addr) -> Vec<u8> {
+    frame([0x02, 0, 0, 0, 0, 0x01], CLIENT_MAC, CLIENT, vip, seg)
+}
+
+/// The source port the data path chose towards the backend for `client_port`,
+/// read from the flow table's backend -> client entry.
+fn snat_port(dp: &Dp, client_port: u16) -> u16 {
+    dp.flows()
+        .into_iter()
+        .find(|(k, f)| {
+            f.direction == FlowDirection::ToClient as u8 && u16::from_be(f.new_dport_be) == client_port && k.family == 4
+        })
+        .map(|(k, _)| u16::from_be(k.dport_be))
+        .expect("a backend -> client entry for the connection")
+}
+
+#[test]
+fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("10000-65535");
+        let syn = client_segment(40_000, TCP_SYN);
+        let (action, out) = dp.run_counted(&from_client(&syn, VIP), reason::NEW_FLOW);
+        assert_eq!(action, XDP_REDIRECT, "the backend side is another interface");
+        assert_eq!(dp.flows().len(), 2, "a new connection has two entries");
+        let sp = snat_port(&dp, 40_000);
+        assert!((10_000..=65_535).contains(&sp));
+        let mut to_backend = syn.clone();
+        to_backend.src_port = sp;
+        assert_eq!(
+            out,
+            frame(BACKEND_MAC, net.backend_side_mac, SNAT, BACKEND, &to_backend),
+            "SYN as the backend must see it"
+        );
+
+        // The backend answers: back to the client, from the VIP.
+        let mut syn_ack = TcpSeg::syn(PORT, sp).with_flags(TCP_SYN | TCP_ACK);
+        syn_ack.ack = syn.seq + 1;
+        let (action, out) = dp.run_counted(&frame([0; 6], BACKEND_MAC, BACKEND, SNAT, &syn_ack), reason::FWD_TO_CLIENT);
+        assert_eq!(action, XDP_REDIRECT);
+        let mut to_client = syn_ack.clone();
+        to_client.src_port = PORT;
+        to_client.dst_port = 40_000;
+        assert_eq!(
+            out,
+            frame(CLIENT_MAC, net.client_side_mac, VIP, CLIENT, &to_client),
+            "SYN-ACK as the client must see it"
+        );
+
+        // Data from the client follows the same entry.
+        let data = client_segment(40_000, TCP_ACK | TCP_PSH);
+        let (_, out) = dp.run_counted(&from_client(&data, VIP), reason::FWD_TO_BACKEND);
+        let mut expected = data.clone();
+        expected.src_port = sp;
+        assert_eq!(out, frame(BACKEND_MAC, net.backend_side_mac, SNAT, BACKEND, &expected));
+
+        // A client RST is forwarded and ends the connection in the table.
+        let rst = client_segment(40_000, TCP_RST | TCP_ACK);
+        let (action, _) = dp.run_counted(&from_client(&rst, VIP), reason::FWD_TO_BACKEND);
+        assert_eq!(action, XDP_REDIRECT);
+        assert!(dp.flows().is_empty(), "RST must remove both entries: {:?}", dp.flows());
+    });
+}
+
+#[test]
+fn a_retransmitted_syn_reuses_its_flow() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("10000-65535");
+        let syn = from_client(&client_segment(40_001, TCP_SYN), VIP);
+        let (_, first) = dp.run_counted(&syn, reason::NEW_FLOW);
+        let (_, again) = dp.run_counted(&syn, reason::FWD_TO_BACKEND);
+        assert_eq!(first, again, "the retransmission goes to the same backend from the same port");
+        assert_eq!(dp.flows().len(), 2);
+    });
+}
+
+#[test]
+fn packets_that_cannot_be_forwarded_are_dropped_and_counted() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("10000-65535");
+        // Mid-connection segment that belongs to no flow (e.g. after expiry).
+        let (action, _) = dp.run_counted(&from_client(&client_segment(40_002, TCP_ACK), VIP), reason::DROP_NO_FLOW);
+        assert_eq!(action, XDP_DROP);
+        // A farm whose only backend is disabled.
+        let vip = Ipv4Addr::new(198, 18, 100, 101);
+        let (action, _) = dp.run_counted(&from_client(&client_segment(40_003, TCP_SYN), vip), reason::DROP_NO_BACKEND);
+        assert_eq!(action, XDP_DROP);
+        // A backend whose MAC the kernel does not know yet.
+        let vip = Ipv4Addr::new(198, 18, 100, 102);
+        let (action, _) = dp.run_counted(&from_client(&client_segment(40_004, TCP_SYN), vip), reason::DROP_NO_NEIGH);
+        assert_eq!(action, XDP_DROP);
+        // A backend no route leads to.
+        let vip = Ipv4Addr::new(198, 18, 100, 103);
+        let (action, _) = dp.run_counted(&from_client(&client_segment(40_005, TCP_SYN), vip), reason::DROP_NO_ROUTE);
+        assert_eq!(action, XDP_DROP);
+    });
+}
+
+#[test]
+fn an_exhausted_port_range_drops_new_syns_and_says_so() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("20000-20003");
+        let mut ports = HashSet::new();
+        for client_port in 41_000..41_004 {
+            dp.run_counted(&from_client(&client_segment(client_port, TCP_SYN), VIP), reason::NEW_FLOW);
+            ports.insert(snat_port(&dp, client_port));
+        }
+        assert_eq!(ports, (20_000..=20_003).collect(), "four connections take the four ports");
+        let (action, _) =
+            dp.run_counted(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::DROP_PORTS_EXHAUSTED);
+        assert_eq!(action, XDP_DROP);
+        assert_eq!(dp.flows().len(), 8, "the refused SYN left no entry");
+        // A connection that ends frees its port for the next client.
+        dp.run(&from_client(&client_segment(41_000, TCP_RST | TCP_ACK), VIP));
+        dp.run_counted(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::NEW_FLOW);
+    });
+}
+
+#[test]
+fn fifty_thousand_concurrent_connections_to_one_backend_get_distinct_ports() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("10000-65535");
+        const CONNECTIONS: u32 = 50_000;
+        for i in 0..CONNECTIONS {
+            // Distinct clients: 250 addresses x 200 ports.
+            let client = Ipv4Addr::new(198, 18, 1 + (i / 200 / 250) as u8, (i / 200 % 250) as u8 + 1);
+            let seg = client_segment(30_000 + (i % 200) as u16, TCP_SYN);
+            let (action, _) = dp.run(&frame([0x02, 0, 0, 0, 0, 1], CLIENT_MAC, client, VIP, &seg));
+            assert_ne!(action, XDP_DROP, "connection {i} refused: {:?}", dp.counters());
+        }
+        let c = dp.counters();
+        assert_eq!(c.get(reason::NEW_FLOW), u64::from(CONNECTIONS), "{c:?}");
+        assert_eq!(c.get(reason::DROP_PORTS_EXHAUSTED), 0);
+        let flows = dp.flows();
+        assert_eq!(flows.len(), 2 * CONNECTIONS as usize);
+        let ports: HashSet<u16> = flows
+            .iter()
+            .filter(|(_, f)| f.direction == FlowDirection::ToClient as u8)
+            .map(|(k, _)| u16::from_be(k.dport_be))
+            .collect();
+        assert_eq!(ports.len(), CONNECTIONS as usize, "every connection has its own source port");
+    });
+}
