@@ -10,4 +10,4 @@ pub mod hash;
 pub mod maps;
 pub mod reason;
 
-pub use maps::{BackendInfo, Family, Flow, FlowKey, Protocol, Settings, VipInfo, VipKey};
+pub use maps::{AddrKey, BackendInfo, Family, Flow, FlowKey, Protocol, Settings, VipInfo, VipKey};

@@ -9,6 +9,7 @@ pub const FLOWS_MAP: &str = "FLOWS";
 pub const BACKENDS_MAP: &str = "BACKENDS";
 pub const MAGLEV_MAP: &str = "MAGLEV";
 pub const SETTINGS_MAP: &str = "SETTINGS";
+pub const OWNED_ADDRS_MAP: &str = "OWNED_ADDRS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// An XDP program that passes everything: attached to test peers so that frames
@@ -97,6 +98,27 @@ impl VipKey {
     pub const fn v6(addr_be: [u8; 16], port_be: u16) -> Self {
         VipKey { addr_be, port_be, family: Family::Ipv6 as u8, _pad: 0 }
     }
+}
+
+/// Key of the `OWNED_ADDRS` hash map: an address the data path answers for.
+/// Written by the daemon (every VIP address and every SNAT address); read by XDP
+/// first, so traffic to any other address leaves after one small lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub addr_be: [u8; 16],
+    /// `Family as u8`.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(size_of::<AddrKey>() == 20);
+
+/// `OWNED_ADDRS` value bits: what an address is to the data path.
+pub mod owned {
+    /// Clients connect to it.
+    pub const VIP: u32 = 1;
+    /// Backends answer to it.
+    pub const SNAT: u32 = 2;
 }
 
 /// Value of the `VIPS` map. Written by the daemon; read by XDP.
@@ -241,6 +263,8 @@ unsafe impl aya::Pod for VipKey {}
 unsafe impl aya::Pod for VipInfo {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FlowKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for AddrKey {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Flow {}
 #[cfg(feature = "user")]

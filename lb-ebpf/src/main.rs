@@ -27,7 +27,11 @@ fn process(ctx: &XdpContext) -> Verdict {
         Ok(pkt) => pkt,
         Err(reason) => return Verdict::pass(reason),
     };
-    // Established traffic first: it is most of the packets, both directions.
+    // The host's own traffic leaves after one small lookup.
+    if !lookup::owned(&pkt.key.daddr_be, pkt.key.family) {
+        return Verdict::pass(reason::PASS_NOT_VIP);
+    }
+    // Established traffic next: it is most of the packets, both directions.
     if let Some(flow) = lookup::flow::get(&pkt.key) {
         let Some(flow) = lookup::flow::on_packet(&pkt.key, flow, &pkt) else {
             return Verdict::drop(reason::DROP_FLOW_TABLE);

@@ -11,7 +11,7 @@ use aya::{
     programs::{ProgramError, Xdp},
 };
 use lb_common::{
-    BackendInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
+    AddrKey, BackendInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
     maps::{self as abi, flow_flags},
 };
 use tracing::{info, warn};
@@ -226,6 +226,16 @@ fn write_vips(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         };
         vips.insert(key, info, 0).map_err(map_err)?;
         info!(vip = vip.name, address = %vip.address, port = vip.port, "serving VIP");
+    }
+    let mut kinds: std::collections::HashMap<IpAddr, u32> = std::collections::HashMap::new();
+    for vip in &config.vips {
+        *kinds.entry(vip.address).or_default() |= abi::owned::VIP;
+        *kinds.entry(vip.snat).or_default() |= abi::owned::SNAT;
+    }
+    let mut owned: HashMap<&mut MapData, AddrKey, u32> = map_mut(ebpf, abi::OWNED_ADDRS_MAP)?;
+    for (addr, kind) in kinds {
+        let key = AddrKey { addr_be: addr_bytes(addr), family: family(addr) as u8, _pad: [0; 3] };
+        owned.insert(key, kind, 0).map_err(|source| LoadError::Map { map: abi::OWNED_ADDRS_MAP, source })?;
     }
     Ok(())
 }

@@ -1,16 +1,17 @@
 //! Golden packets: frames in, through the real XDP program with
 //! BPF_PROG_TEST_RUN, and the action, output bytes and counters checked.
-//! Each test loads its own copy of the program, so counters start at zero.
+//! Each test loads its own copy of the program (maps filled by the daemon's
+//! loader), so counters start at zero.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{MapData, PerCpuArray},
     programs::{TestRun, TestRunOptions, Xdp},
 };
-use lb_common::{VipInfo, maps as abi, reason};
-use lb_user::loader::vip_key;
+use lb_common::{maps as abi, reason};
+use lb_user::config::Config;
 use tether_tests::packet::*;
 
 const XDP_PASS: u32 = 2;
@@ -24,22 +25,43 @@ struct Harness {
     ebpf: Ebpf,
 }
 
+/// One IPv4 and one IPv6 TLS VIP on port 443, loaded by the daemon's loader.
+const CONFIG: &str = r#"
+[daemon]
+interfaces = ["eth0"]
+
+[[vip]]
+name = "web"
+address = "198.18.100.100"
+port = 443
+farm = "web"
+snat = "198.19.0.1"
+
+[[vip]]
+name = "web6"
+address = "2001:db8:100::100"
+port = 443
+farm = "web6"
+snat = "2001:db8::1"
+
+[[farm]]
+name = "web"
+[[farm.backend]]
+name = "b1"
+address = "198.19.0.11:443"
+
+[[farm]]
+name = "web6"
+[[farm.backend]]
+name = "b1"
+address = "[2001:db8::11]:443"
+"#;
+
 impl Harness {
-    /// The data path with one IPv4 and one IPv6 TLS VIP on port 443.
     fn new() -> Harness {
         tether_tests::require_root();
-        let mut ebpf = Ebpf::load(lb_user::EBPF_OBJECT).expect("load object");
-        {
-            let mut vips: HashMap<&mut MapData, _, VipInfo> =
-                ebpf.map_mut(abi::VIPS_MAP).expect("VIPS").try_into().expect("hash map");
-            let info =
-                VipInfo { vip_id: 0, farm_id: 0, snat_be: [0; 16], protocol: abi::Protocol::Tls as u8, _pad: [0; 3] };
-            vips.insert(vip_key(VIP.into(), 443), info, 0).expect("insert VIP");
-            vips.insert(vip_key(VIP6.into(), 443), VipInfo { vip_id: 1, ..info }, 0).expect("insert VIP6");
-        }
-        let prog: &mut Xdp = ebpf.program_mut(abi::XDP_PROGRAM).expect("program").try_into().expect("xdp");
-        prog.load().expect("verifier accepts the program");
-        Harness { ebpf }
+        let config = Config::parse(std::path::Path::new("golden.toml"), CONFIG).expect("golden config");
+        Harness { ebpf: lb_user::loader::load(&config).expect("the verifier accepts the program") }
     }
 
     fn counters(&self) -> Vec<u64> {

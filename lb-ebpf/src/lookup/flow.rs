@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_get_smp_processor_id, bpf_ktime_get_ns},
+    helpers::bpf_ktime_get_ns,
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
@@ -38,20 +38,19 @@ fn scratch(slot: u32) -> Option<&'static mut Flow> {
     FLOW_SCRATCH.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
 
-/// Where each CPU resumes handing out source ports towards each backend.
-/// Ports are handed out in order, so the next candidate is the one handed out
-/// longest ago, the likeliest to be free again: the first probe nearly always
-/// succeeds until the range is really full. Per CPU because BPF's fetch-and-add
-/// needs -mcpu=v3; concurrent CPUs are kept apart by `CPU_SPREAD` and, when they
-/// meet, by the NOEXIST claim.
+/// Where handing out source ports towards each backend resumes. Ports are
+/// handed out in order, so the next candidate is the one handed out longest
+/// ago, the likeliest to be free again: the first probe nearly always succeeds
+/// until the range is really full. Shared by all CPUs: per-CPU cursors ran into
+/// each other's freshly filled stretches and failed at half occupancy. The
+/// read-modify-write is not atomic (fetch-and-add needs -mcpu=v3); a race costs
+/// a probe, never a duplicate, because the NOEXIST claim decides.
 #[map(name = "PORT_CURSORS")]
-static PORT_CURSORS: PerCpuArray<u32> = PerCpuArray::with_max_entries(MAX_BACKENDS, 0);
+static PORT_CURSORS: Array<u32> = Array::with_max_entries(MAX_BACKENDS, 0);
 
 /// Source ports tried per new connection before the SYN is dropped as
 /// `drop_ports_exhausted` (the client's retransmission tries again).
 const PORT_PROBES: u32 = 32;
-/// Distance between CPUs' starting points in the port range (a prime).
-const CPU_SPREAD: u32 = 4_099;
 const EEXIST: i32 = 17;
 /// `last_seen_ns` is written at most this often, to keep the entry's cache line
 /// from bouncing between CPUs on every packet.
@@ -121,10 +120,8 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
         _pad: [0; 6],
     };
     let cursor = PORT_CURSORS.get_ptr_mut(backend_id).ok_or(reason::DROP_FLOW_TABLE)?;
-    // SAFETY: per-CPU slot, touched only by this CPU's program runs.
-    let next = unsafe { *cursor };
-    // SAFETY: no preconditions.
-    let start = next.wrapping_add(unsafe { bpf_get_smp_processor_id() }.wrapping_mul(CPU_SPREAD));
+    // SAFETY: a u32 in a map value; concurrent word-sized stores only race.
+    let start = unsafe { *cursor };
     let family = pkt.key.family;
     // VERIFIER: a constant trip count bounds the probing.
     for i in 0..PORT_PROBES {
@@ -141,7 +138,7 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
         // claim atomic across CPUs.
         match FLOWS.insert(&reply, &*to_client, BPF_NOEXIST as u64) {
             // SAFETY: as above.
-            Ok(()) => unsafe { *cursor = next.wrapping_add(i + 1) },
+            Ok(()) => unsafe { *cursor = start.wrapping_add(i + 1) },
             Err(e) if e as i32 == -EEXIST => continue,
             Err(_) => return Err(reason::DROP_FLOW_TABLE),
         }
