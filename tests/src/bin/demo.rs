@@ -1,11 +1,18 @@
-//! `cargo xtask demo`: tether in network namespaces with real TLS backends.
+//! `cargo xtask demo`: tether in network namespaces with real backends.
 //!
-//! Builds the two-armed topology (one client, three backends: two rustls, one
-//! `openssl s_server`), starts the daemon on the balancer, shows that the host's
-//! own traffic still flows through it, sends SYNs to the VIP, and prints what
-//! `tether status` counted. Everything is torn down at the end, also on error.
+//! Builds the two-armed topology (six clients; three backends, each running
+//! a TLS server on 443 — two rustls, one `openssl s_server` — and a TCP echo
+//! service on 7), starts the daemon on the balancer and shows:
+//! - clients using the `tcp` VIP: balanced by Maglev on the client address,
+//!   fully NATed in XDP (the backend sees the SNAT address), data echoed intact;
+//! - the host's own traffic still flowing through the attached program;
+//! - the TLS VIP's SYNs counted (delayed binding is the next step);
+//! - what `tether status` counted.
+//!
+//! Everything is torn down at the end, also on error.
 
 use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     time::Duration,
 };
@@ -17,30 +24,55 @@ use tether_tests::{
     topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
 
+const ECHO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 100, 101);
+
 fn main() -> anyhow::Result<()> {
     println!("== tether demo ==");
-    let topo = Topology::two_armed(1, 3);
+    let topo = Topology::two_armed(6, 3);
     println!("namespaces: {}", topo.namespaces().join(" "));
-    println!("client   c0  {}  (routes 198.18.100.0/24 and 198.19.0.0/24 via the balancer)", topo.clients[0].addr);
+    for (i, c) in topo.clients.iter().enumerate() {
+        println!("client   c{i}  {}  (routes 198.18.100.0/24 and 198.19.0.0/24 via the balancer)", c.addr);
+    }
     println!(
         "balancer lb  {LB_CLIENT_IF} {LB_CLIENT_ADDR}/24 (clients), {LB_BACKEND_IF} {LB_BACKEND_ADDR}/24 (backends)"
     );
-    let mut backends = Vec::new();
+    let mut servers = Vec::new();
     for (i, b) in topo.backends.iter().enumerate() {
-        let addr = SocketAddr::new(b.addr.into(), 443);
         let name = format!("b{i}");
-        let server =
-            if i == 2 { TlsBackend::openssl(&b.ns, addr, &name) } else { TlsBackend::rustls(&b.ns, addr, &name) };
-        println!("backend  {name}  {addr}  ({})", if i == 2 { "openssl s_server" } else { "rustls" });
-        backends.push(server);
+        let tls = SocketAddr::new(b.addr.into(), 443);
+        let echo = SocketAddr::new(b.addr.into(), 7);
+        servers.push(if i == 2 {
+            TlsBackend::openssl(&b.ns, tls, &name)
+        } else {
+            TlsBackend::rustls(&b.ns, tls, &name)
+        });
+        servers.push(TlsBackend::plain_tcp(&b.ns, echo, &name));
+        let kind = if i == 2 { "openssl s_server" } else { "rustls" };
+        println!("backend  {name}  {}  TLS :443 ({kind}), TCP echo :7", b.addr);
     }
 
     let config = demo_config(&topo);
     let tether = Tether::start(&topo.lb, &config);
     println!("\ntether started in lb, config:\n{}", indent(&config));
-    for line in tether.log().lines().filter(|l| l.contains("attached") || l.contains("serving VIP")) {
+    for line in
+        tether.log().lines().filter(|l| l.contains("attached") || l.contains("serving VIP") || l.contains("maglev"))
+    {
         println!("  log: {}", line.split_once("lb_user").map_or(line, |(_, rest)| rest));
     }
+
+    println!("\ntcp VIP {ECHO_VIP}:7, 3 connections per client, 64 KiB echoed on each (Maglev on the client address):");
+    for (i, client) in topo.clients.iter().enumerate() {
+        let mut answers = Vec::new();
+        for n in 0..3 {
+            let payload: Vec<u8> = (0..65_536u32).map(|x| (x * 7 + n + i as u32) as u8).collect();
+            answers.push(match client.ns.enter(|| echo(SocketAddr::new(ECHO_VIP.into(), 7), &payload)) {
+                Ok((backend, seen)) => format!("{backend} (saw {seen}, echo intact)"),
+                Err(e) => format!("FAILED: {e:#}"),
+            });
+        }
+        println!("  c{i} {} -> {}", client.addr, answers.join(", "));
+    }
+    println!("  flow-table entries now: {} (connections closed; the sweeper removes them)", tether.flows().len());
 
     println!("\nhost traffic through the attached XDP program:");
     let ping = topo.clients[0]
@@ -56,16 +88,15 @@ fn main() -> anyhow::Result<()> {
         println!("  TLS GET /whoami to {addr} (routed by lb): {}", answer.unwrap_or_else(|e| format!("FAILED: {e:#}")));
     }
 
-    println!("\n3 connection attempts to the VIP {VIP}:443:");
+    println!("\n3 connection attempts to the TLS VIP {VIP}:443:");
     let before = tether.counters();
     for _ in 0..3 {
-        let _ = topo.clients[0]
-            .ns
-            .enter(|| TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 443), Duration::from_millis(300)));
+        let vip = SocketAddr::new(VIP.into(), 443);
+        let _ = topo.clients[0].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_millis(300)));
     }
     let after = tether.counters();
     println!(
-        "  vip_syn counted {} SYNs; delayed binding and splicing (issue 3) will answer them",
+        "  vip_syn counted {} SYNs; delayed binding on the ClientHello is not built yet, so nothing answers them",
         after.get(reason::VIP_SYN) - before.get(reason::VIP_SYN)
     );
 
@@ -76,18 +107,39 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&config_path);
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
     drop(tether);
-    drop(backends);
-    println!("\nstopped tether, removed {} namespaces", topo.namespaces().len());
+    drop(servers);
+    println!("\nstopping tether and removing {} namespaces", topo.namespaces().len());
     Ok(())
 }
 
+/// Sends `payload` through an echo service; returns the backend's name and the
+/// address it saw the connection come from.
+fn echo(to: SocketAddr, payload: &[u8]) -> anyhow::Result<(String, String)> {
+    let stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting)?;
+    let mut writer = stream.try_clone()?;
+    let data = payload.to_vec();
+    let sender = std::thread::spawn(move || writer.write_all(&data));
+    let mut back = vec![0u8; payload.len()];
+    reader.read_exact(&mut back)?;
+    sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    anyhow::ensure!(back == payload, "echo differs from what was sent");
+    let mut words = greeting.split_whitespace();
+    Ok((words.next().unwrap_or("?").to_owned(), words.next().unwrap_or("?").to_owned()))
+}
+
 fn demo_config(topo: &Topology) -> String {
-    let backends = topo.backends_toml(443);
     format!(
         "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\npin_path = \"{}\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 443\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
-         [[farm]]\nname = \"web\"\n{backends}",
-        topo.pin_path()
+         [[vip]]\nname = \"echo\"\naddress = \"{ECHO_VIP}\"\nport = 7\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+         [[farm]]\nname = \"web\"\n{}\n[[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{}",
+        topo.pin_path(),
+        topo.backends_toml(443),
+        topo.backends_toml(7),
     )
 }
 
