@@ -9,5 +9,6 @@ pub mod csum;
 pub mod hash;
 pub mod maps;
 pub mod reason;
+pub mod tcpopt;
 
 pub use maps::{AddrKey, BackendInfo, Family, Flow, FlowKey, Protocol, Settings, VipInfo, VipKey};

@@ -19,9 +19,11 @@ pub const PASS_FRAGMENT: u32 = 4;
 pub const PASS_IPV6_EXT_LIMIT: u32 = 5;
 /// TCP to an address/port that is no VIP: the host's own traffic.
 pub const PASS_NOT_VIP: u32 = 6;
-/// A SYN (without ACK) to a VIP.
+/// A SYN (without ACK) to a `tls` VIP, answered by a SYN-ACK carrying a SYN
+/// cookie (XDP_TX); no state is kept.
 pub const VIP_SYN: u32 = 7;
-/// Any other TCP segment to a VIP.
+/// A segment to a `tls` VIP that is neither a SYN nor a plain ACK (RST, FIN,
+/// SYN-ACK) and belongs to no connection: dropped.
 pub const VIP_OTHER: u32 = 8;
 /// A SYN to a `tcp` VIP bound to a backend: flow created, SYN forwarded.
 pub const NEW_FLOW: u32 = 9;
@@ -41,9 +43,22 @@ pub const DROP_NO_ROUTE: u32 = 15;
 pub const DROP_NO_NEIGH: u32 = 16;
 /// The flow table refused an entry.
 pub const DROP_FLOW_TABLE: u32 = 17;
+/// The ACK that completes a handshake with a valid SYN cookie: nothing to do
+/// until the client's first data (the ClientHello) arrives; dropped.
+pub const COOKIE_ACK: u32 = 18;
+/// An ACK to a `tls` VIP whose cookie does not check out (forged, or older
+/// than the kernel's cookie lifetime): dropped.
+pub const DROP_BAD_COOKIE: u32 = 19;
+/// Client data with a valid cookie, for which delayed binding (choosing a
+/// backend from the ClientHello) is not built yet: dropped.
+pub const DROP_TLS_UNBOUND: u32 = 20;
+/// The kernel could not make a SYN cookie (malformed options): dropped.
+pub const DROP_SYN_COOKIE: u32 = 21;
+/// A SYN to an IPv6 `tls` VIP: SYN cookies are IPv4-only so far; passed.
+pub const PASS_TLS_IPV6: u32 = 22;
 
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 18;
+pub const COUNT: u32 = 23;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -66,6 +81,11 @@ pub const fn name(reason: u32) -> &'static str {
         DROP_NO_ROUTE => "drop_no_route",
         DROP_NO_NEIGH => "drop_no_neigh",
         DROP_FLOW_TABLE => "drop_flow_table",
+        COOKIE_ACK => "cookie_ack",
+        DROP_BAD_COOKIE => "drop_bad_cookie",
+        DROP_TLS_UNBOUND => "drop_tls_unbound",
+        DROP_SYN_COOKIE => "drop_syn_cookie",
+        PASS_TLS_IPV6 => "pass_tls_ipv6",
         _ => "unknown",
     }
 }

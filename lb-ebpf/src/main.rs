@@ -5,13 +5,18 @@
 #![no_std]
 #![no_main]
 
+mod handshake;
 mod lookup;
 mod parse;
 mod rewrite;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::{Flow, Protocol, VipInfo, maps::FlowDirection, reason};
+use lb_common::{
+    Flow, Protocol, VipInfo,
+    maps::{Family, FlowDirection},
+    reason,
+};
 
 use crate::{parse::Tcp, verdict::Verdict};
 
@@ -47,9 +52,34 @@ fn process(ctx: &XdpContext) -> Verdict {
     };
     match Protocol::try_from(vip.protocol) {
         Ok(Protocol::Tcp) => new_tcp_connection(ctx, &pkt, vip),
-        // TLS VIPs bind on the ClientHello (delayed binding), which is not built
-        // yet: their segments are counted and left to the host.
-        _ => Verdict::pass(if pkt.is_syn() { reason::VIP_SYN } else { reason::VIP_OTHER }),
+        _ => tls_handshake(ctx, &pkt),
+    }
+}
+
+/// A `tls` VIP binds on the ClientHello, so until then XDP itself is the
+/// server: a SYN gets a SYN cookie, the handshake's ACK is checked. Choosing
+/// the backend from the ClientHello (delayed binding) is not built yet: such
+/// data is counted and dropped.
+#[inline(always)]
+fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+    if pkt.family != Family::Ipv4 {
+        return Verdict::pass(reason::PASS_TLS_IPV6);
+    }
+    if pkt.is_syn() {
+        return handshake::syn_ack_v4(ctx, pkt);
+    }
+    // A cookie can only be checked on segments at the client's ISN + 1: its
+    // handshake ACK and first data. A FIN or RST before any binding is stray.
+    if pkt.flags & (parse::ACK | parse::RST | parse::SYN | parse::FIN) != parse::ACK {
+        return Verdict::drop(reason::VIP_OTHER);
+    }
+    if !handshake::cookie_valid_v4(ctx, pkt) {
+        return Verdict::drop(reason::DROP_BAD_COOKIE);
+    }
+    if handshake::has_payload(ctx, pkt) {
+        Verdict::drop(reason::DROP_TLS_UNBOUND)
+    } else {
+        Verdict::drop(reason::COOKIE_ACK)
     }
 }
 

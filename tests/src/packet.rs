@@ -241,6 +241,18 @@ pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
     frame
 }
 
+/// Whether the IPv4 header at `l3` and the TCP segment after it (as long as the
+/// IP total length says) carry correct checksums, by full recomputation.
+pub fn checksums_ok_v4(frame: &[u8], l3: usize) -> bool {
+    let ihl = usize::from(frame[l3] & 0x0F) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]));
+    let ip = &frame[l3..l3 + ihl];
+    let l4 = &frame[l3 + ihl..l3 + total];
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    checksum(0, ip) == 0 && checksum(Pseudo::V4(src, dst).sum(IPPROTO_TCP, l4.len()), l4) == 0
+}
+
 /// A complete Ethernet + IPv4 + TCP frame.
 pub fn tcp_v4(src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
     let ip = V4::new(src, dst, IPPROTO_TCP);

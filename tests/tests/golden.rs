@@ -14,7 +14,9 @@ use lb_common::{maps as abi, reason};
 use lb_user::config::Config;
 use tether_tests::packet::*;
 
+const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
@@ -81,14 +83,12 @@ impl Harness {
         (result.return_value, out)
     }
 
-    /// The frame must come out untouched with XDP_PASS, counted once under
-    /// `expected` and nowhere else.
-    fn expect_pass(&self, frame: &[u8], expected: u32) {
+    /// Runs a frame that must be counted once under `expected` and nowhere
+    /// else; returns the action and the frame as the program left it.
+    fn expect(&self, frame: &[u8], expected: u32) -> (u32, Vec<u8>) {
         let before = self.counters();
         let (action, out) = self.run(frame);
         let after = self.counters();
-        assert_eq!(action, XDP_PASS, "action for a frame expected as {}", reason::name(expected));
-        assert_eq!(out, frame, "a passed frame must not be modified");
         for r in 0..reason::COUNT {
             let delta = after[r as usize] - before[r as usize];
             let want = u64::from(r == expected);
@@ -100,6 +100,14 @@ impl Harness {
                 reason::name(expected)
             );
         }
+        (action, out)
+    }
+
+    /// The frame must come out untouched with XDP_PASS, counted under `expected`.
+    fn expect_pass(&self, frame: &[u8], expected: u32) {
+        let (action, out) = self.expect(frame, expected);
+        assert_eq!(action, XDP_PASS, "action for a frame expected as {}", reason::name(expected));
+        assert_eq!(out, frame, "a passed frame must not be modified");
     }
 }
 
@@ -148,7 +156,9 @@ fn ipv4_options_are_skipped_to_find_the_ports() {
     let mut ip = V4::new(CLIENT, VIP, IPPROTO_TCP);
     ip.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
     let syn = ethernet(ETH_P_IPV4, None, &ipv4(&ip, &tcp(&TcpSeg::syn(40_000, 443), ip.pseudo())));
-    h.expect_pass(&syn, reason::VIP_SYN);
+    let (action, out) = h.expect(&syn, reason::VIP_SYN);
+    assert_eq!(action, XDP_TX, "a SYN to the VIP, found past the options, is answered");
+    assert!(checksums_ok_v4(&out, 14));
     let other_port = ethernet(ETH_P_IPV4, None, &ipv4(&ip, &tcp(&TcpSeg::syn(40_000, 8443), ip.pseudo())));
     h.expect_pass(&other_port, reason::PASS_NOT_VIP);
     // Options longer than the frame: the TCP header is not there.
@@ -187,34 +197,128 @@ fn traffic_that_is_not_for_a_vip_passes() {
     h.expect_pass(&ethernet(ETH_P_IPV4, None, &ipv4(&ip, &icmp_echo(1, 1))), reason::PASS_NOT_TCP);
 }
 
-#[test]
-fn vip_syns_and_other_segments_are_told_apart() {
-    let h = Harness::new();
-    h.expect_pass(&syn_to(VIP, 443), reason::VIP_SYN);
-    let ack = tcp_v4(CLIENT, VIP, &TcpSeg::syn(40_000, 443).with_flags(TCP_ACK));
-    h.expect_pass(&ack, reason::VIP_OTHER);
-    let syn_ack = tcp_v4(CLIENT, VIP, &TcpSeg::syn(40_000, 443).with_flags(TCP_SYN | TCP_ACK));
-    h.expect_pass(&syn_ack, reason::VIP_OTHER);
-    let rst = tcp_v4(CLIENT, VIP, &TcpSeg::syn(40_000, 443).with_flags(TCP_RST));
-    h.expect_pass(&rst, reason::VIP_OTHER);
+/// A Linux client's SYN: MSS 1460, SACK permitted, timestamps, window scale 7.
+fn linux_syn(src_port: u16) -> TcpSeg {
+    let mut seg = TcpSeg::syn(src_port, 443);
+    seg.seq = 0x1000_0000;
+    seg.options = vec![2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 3, 3, 7];
+    seg
+}
+
+/// The TCP header of an Ethernet + IPv4 (no options) frame.
+fn tcp_of(frame: &[u8]) -> &[u8] {
+    &frame[34..]
 }
 
 #[test]
-fn vlan_tagged_vip_syn_is_recognised() {
+fn a_syn_to_a_tls_vip_is_answered_with_a_syn_cookie() {
     let h = Harness::new();
-    let ip = V4::new(CLIENT, VIP, IPPROTO_TCP);
-    let frame = ethernet(ETH_P_IPV4, Some(100), &ipv4(&ip, &tcp(&TcpSeg::syn(40_000, 443), ip.pseudo())));
-    h.expect_pass(&frame, reason::VIP_SYN);
+    let syn = linux_syn(40_000);
+    let frame = tcp_v4(CLIENT, VIP, &syn);
+    let (action, out) = h.expect(&frame, reason::VIP_SYN);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(out.len(), frame.len(), "the SYN-ACK keeps the SYN's size");
+    assert_eq!(&out[0..6], &frame[6..12], "back to the client's MAC");
+    assert_eq!(&out[6..12], &frame[0..6], "from the MAC the SYN was sent to");
+    assert_eq!(&out[26..30], &VIP.octets(), "from the VIP");
+    assert_eq!(&out[30..34], &CLIENT.octets(), "to the client");
+    assert_eq!(out[22], 64, "TTL");
+    assert!(checksums_ok_v4(&out, 14), "IP and TCP checksums must verify");
+    let t = tcp_of(&out);
+    assert_eq!(u16::from_be_bytes([t[0], t[1]]), 443);
+    assert_eq!(u16::from_be_bytes([t[2], t[3]]), 40_000);
+    assert_eq!(u32::from_be_bytes([t[8], t[9], t[10], t[11]]), syn.seq + 1, "acknowledges the SYN");
+    assert_eq!(t[13], TCP_SYN | TCP_ACK);
+    assert_eq!(t[12] >> 4, 10, "same header length");
+    let o = lb_common::tcpopt::parse_syn(&header_buf(t), 40);
+    assert!(o.mss > 0 && o.mss <= 1460, "MSS from the cookie table, at most the client's: {}", o.mss);
+    assert_eq!(o.sack_permitted, 1);
+    assert_eq!(o.wscale, lb_common::tcpopt::OUR_WSCALE);
+    assert_eq!(o.has_timestamp, 1);
+    assert_eq!(&t[32..36], &[0x00, 0x00, 0x12, 0x34], "TSecr echoes the client's TSval");
+    let carried = lb_common::tcpopt::decode_tsecr(o.tsval);
+    assert_eq!((carried.wscale, carried.sack_permitted), (Some(7), true), "our TSval carries the client's choices");
+
+    // The client's ACK completes the handshake; nothing is stored.
+    let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let mut ack = TcpSeg::syn(40_000, 443).with_flags(TCP_ACK);
+    ack.seq = syn.seq + 1;
+    ack.ack = cookie.wrapping_add(1);
+    let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &ack), reason::COOKIE_ACK);
+    assert_eq!(action, XDP_DROP);
+    // Its first data (the ClientHello, once delayed binding exists).
+    let mut hello = ack.clone();
+    hello.flags = TCP_ACK | TCP_PSH;
+    hello.payload = vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00];
+    let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &hello), reason::DROP_TLS_UNBOUND);
+    assert_eq!(action, XDP_DROP);
+    // A forged acknowledgement number.
+    ack.ack = cookie.wrapping_add(2);
+    let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &ack), reason::DROP_BAD_COOKIE);
+    assert_eq!(action, XDP_DROP);
+    // The cookie is bound to the client's address and port.
+    ack.ack = cookie.wrapping_add(1);
+    ack.src_port = 40_001;
+    h.expect(&tcp_v4(CLIENT, VIP, &ack), reason::DROP_BAD_COOKIE);
+}
+
+/// A TCP header copied into the parser's buffer.
+fn header_buf(t: &[u8]) -> lb_common::tcpopt::HeaderBuf {
+    let mut b = [0u8; 64];
+    let n = usize::from(t[12] >> 4) * 4;
+    b[..n].copy_from_slice(&t[..n]);
+    b
+}
+
+#[test]
+fn stray_segments_to_a_tls_vip_are_dropped() {
+    let h = Harness::new();
+    for flags in [TCP_RST, TCP_RST | TCP_ACK, TCP_SYN | TCP_ACK, TCP_FIN, TCP_FIN | TCP_ACK] {
+        let (action, _) =
+            h.expect(&tcp_v4(CLIENT, VIP, &TcpSeg::syn(40_000, 443).with_flags(flags)), reason::VIP_OTHER);
+        assert_eq!(action, XDP_DROP, "flags {flags:#x}");
+    }
+}
+
+#[test]
+fn a_syn_without_timestamps_gets_only_an_mss() {
+    let h = Harness::new();
+    let mut syn = TcpSeg::syn(40_000, 443);
+    syn.options = vec![2, 4, 0x05, 0xB4, 1, 3, 3, 7, 1, 1, 4, 2]; // Windows-like: no timestamps
+    let (action, out) = h.expect(&tcp_v4(CLIENT, VIP, &syn), reason::VIP_SYN);
+    assert_eq!(action, XDP_TX);
+    assert!(checksums_ok_v4(&out, 14));
+    let t = tcp_of(&out);
+    assert_eq!(&t[20..22], &[2, 4], "an MSS option first");
+    let mss = u16::from_be_bytes([t[22], t[23]]);
+    assert!(mss > 0 && mss <= 1460, "MSS {mss}");
+    assert!(t[24..32].iter().all(|b| *b == 1), "no SACK or window scale without timestamps: {:?}", &t[20..32]);
+}
+
+#[test]
+fn a_syn_with_data_is_answered_without_it() {
+    let h = Harness::new();
+    let mut syn = linux_syn(40_000);
+    syn.payload = b"early data we do not take".to_vec();
+    let frame = tcp_v4(CLIENT, VIP, &syn);
+    let (action, out) = h.expect(&frame, reason::VIP_SYN);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(out.len(), frame.len() - syn.payload.len(), "the payload is cut");
+    assert_eq!(u16::from_be_bytes([out[16], out[17]]), 20 + 40, "IP total length: headers only");
+    assert!(checksums_ok_v4(&out, 14));
+    let t = tcp_of(&out);
+    assert_eq!(u32::from_be_bytes([t[8], t[9], t[10], t[11]]), syn.seq + 1, "only the SYN is acknowledged");
 }
 
 #[test]
 fn ipv6_vip_syn_through_extension_headers() {
     let h = Harness::new();
+    // SYN cookies are IPv4-only so far: IPv6 TLS VIP traffic is counted and passed.
     let seg = tcp(&TcpSeg::syn(40_000, 443), Pseudo::V6(CLIENT6, VIP6));
-    h.expect_pass(&ethernet(ETH_P_IPV6, None, &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &seg)), reason::VIP_SYN);
+    h.expect_pass(&ethernet(ETH_P_IPV6, None, &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &seg)), reason::PASS_TLS_IPV6);
     let hop_by_hop = (IPV6_HOP_BY_HOP, vec![1, 4, 0, 0, 0, 0]); // PadN
     let with_ext = ipv6(CLIENT6, VIP6, &[hop_by_hop.clone()], IPPROTO_TCP, &seg);
-    h.expect_pass(&ethernet(ETH_P_IPV6, None, &with_ext), reason::VIP_SYN);
+    h.expect_pass(&ethernet(ETH_P_IPV6, None, &with_ext), reason::PASS_TLS_IPV6);
     let too_many = ipv6(CLIENT6, VIP6, &vec![hop_by_hop; 5], IPPROTO_TCP, &seg);
     h.expect_pass(&ethernet(ETH_P_IPV6, None, &too_many), reason::PASS_IPV6_EXT_LIMIT);
     let other = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);

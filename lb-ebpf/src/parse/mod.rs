@@ -9,7 +9,7 @@ mod tcp;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, VipKey, maps::Family};
 
-pub use tcp::{FIN, RST};
+pub use tcp::{ACK, FIN, RST, SYN};
 
 /// A TCP segment's facts that lookups and rewrites need.
 pub struct Tcp {

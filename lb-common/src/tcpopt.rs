@@ -1,0 +1,319 @@
+//! TCP options of the handshake, over a copy of the TCP header in a 64-byte
+//! buffer (RFC 9293 §3.2; window scale and timestamps RFC 7323; SACK RFC 2018).
+//! Pure functions shared by the XDP program (over a per-CPU scratch copy) and
+//! host tests. Indices are masked with `& 63`, which both keeps them inside the
+//! buffer and shows the verifier they are.
+
+/// A TCP header copy: 20 fixed bytes and up to 40 bytes of options.
+pub type HeaderBuf = [u8; 64];
+
+const MASK: usize = 63;
+
+pub const KIND_END: u8 = 0;
+pub const KIND_NOP: u8 = 1;
+pub const KIND_MSS: u8 = 2;
+pub const KIND_WSCALE: u8 = 3;
+pub const KIND_SACK_PERM: u8 = 4;
+pub const KIND_TIMESTAMP: u8 = 8;
+
+/// The window scale tether offers clients (RFC 7323 §2.3; Linux's usual value).
+pub const OUR_WSCALE: u8 = 7;
+
+/// What a SYN offered. Plain integers, no `Option`s: in XDP this lives in a
+/// per-CPU map value, whose contents the verifier does not track, so the
+/// option walk below does not multiply its states.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynOptions {
+    /// 0: no MSS option.
+    pub mss: u16,
+    /// `NO_WSCALE`: no window-scale option.
+    pub wscale: u8,
+    pub sack_permitted: u8,
+    /// 0: no timestamps; then `tsval` is meaningless.
+    pub has_timestamp: u32,
+    pub tsval: u32,
+    /// Scratch for `parse_syn_into`: the offset the walk has reached.
+    pub walk: u32,
+}
+
+pub const NO_WSCALE: u8 = 0xFF;
+
+impl Default for SynOptions {
+    fn default() -> Self {
+        SynOptions { mss: 0, wscale: NO_WSCALE, sack_permitted: 0, has_timestamp: 0, tsval: 0, walk: 0 }
+    }
+}
+
+/// Reads the options of a SYN whose header (`header_len` bytes, 20-60) is in
+/// `buf` into `opts` (which must start as `SynOptions::default()`). Malformed
+/// options end the walk; what was read so far counts.
+///
+/// VERIFIER: the walk's position and its findings are read and written through
+/// `opts` with volatile accesses. In XDP `opts` is a map value, which the
+/// verifier does not track, so every iteration starts from the same abstract
+/// state and paths prune; kept in registers, each path through 40 steps was a
+/// distinct state and verification ran out of its instruction budget.
+#[inline(always)]
+pub fn parse_syn_into(buf: &HeaderBuf, header_len: usize, opts: &mut SynOptions) {
+    use core::ptr::{read_volatile as get, write_volatile as set};
+    let end = if header_len > 60 { 60 } else { header_len };
+    // SAFETY (all volatile accesses below): `opts` is a valid, exclusive reference.
+    unsafe { set(&mut opts.walk, 20) };
+    for _ in 0..40 {
+        let i = unsafe { get(&opts.walk) } as usize & MASK;
+        if i >= end {
+            break;
+        }
+        let kind = buf[i];
+        if kind == KIND_END {
+            break;
+        }
+        if kind == KIND_NOP {
+            unsafe { set(&mut opts.walk, (i + 1) as u32) };
+            continue;
+        }
+        if i + 1 >= end {
+            break;
+        }
+        let len = buf[(i + 1) & MASK] as usize;
+        if len < 2 || i + len > end {
+            break;
+        }
+        match (kind, len) {
+            (KIND_MSS, 4) => unsafe {
+                set(&mut opts.mss, u16::from_be_bytes([buf[(i + 2) & MASK], buf[(i + 3) & MASK]]))
+            },
+            (KIND_WSCALE, 3) => unsafe { set(&mut opts.wscale, buf[(i + 2) & MASK]) },
+            (KIND_SACK_PERM, 2) => unsafe { set(&mut opts.sack_permitted, 1) },
+            (KIND_TIMESTAMP, 10) => unsafe {
+                set(&mut opts.has_timestamp, 1);
+                set(
+                    &mut opts.tsval,
+                    u32::from_be_bytes([
+                        buf[(i + 2) & MASK],
+                        buf[(i + 3) & MASK],
+                        buf[(i + 4) & MASK],
+                        buf[(i + 5) & MASK],
+                    ]),
+                );
+            },
+            _ => {}
+        }
+        unsafe { set(&mut opts.walk, (i + len) as u32) };
+    }
+}
+
+/// `parse_syn_into` for callers that can keep the result on the stack.
+pub fn parse_syn(buf: &HeaderBuf, header_len: usize) -> SynOptions {
+    let mut opts = SynOptions::default();
+    parse_syn_into(buf, header_len, &mut opts);
+    opts
+}
+
+/// The client's handshake choices, carried through the stateless handshake in
+/// the low six bits of our TSval (as the kernel's xdp_synproxy selftest does):
+/// bits 0-3 the client's window scale (15 = none), bit 4 SACK permitted, bit 5
+/// ECN. The client echoes the TSval in every segment's TSecr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CookieOptions {
+    pub wscale: Option<u8>,
+    pub sack_permitted: bool,
+    pub ecn: bool,
+}
+
+const TS_NO_WSCALE: u32 = 0xF;
+const TS_SACK: u32 = 1 << 4;
+const TS_ECN: u32 = 1 << 5;
+const TS_OPT_MASK: u32 = 0x3F;
+
+impl CookieOptions {
+    /// What of a SYN's options the cookie carries.
+    #[inline(always)]
+    pub fn from_syn(syn: &SynOptions) -> CookieOptions {
+        CookieOptions {
+            wscale: if syn.wscale == NO_WSCALE { None } else { Some(syn.wscale) },
+            sack_permitted: syn.sack_permitted != 0,
+            ecn: false,
+        }
+    }
+}
+
+#[inline(always)]
+pub fn encode_tsval(now_ms: u32, o: &CookieOptions) -> u32 {
+    let ws = match o.wscale {
+        Some(w) if w <= 14 => w as u32,
+        _ => TS_NO_WSCALE,
+    };
+    (now_ms & !TS_OPT_MASK) | ws | if o.sack_permitted { TS_SACK } else { 0 } | if o.ecn { TS_ECN } else { 0 }
+}
+
+#[inline(always)]
+pub fn decode_tsecr(tsecr: u32) -> CookieOptions {
+    let ws = tsecr & TS_NO_WSCALE;
+    CookieOptions {
+        wscale: if ws == TS_NO_WSCALE { None } else { Some(ws as u8) },
+        sack_permitted: tsecr & TS_SACK != 0,
+        ecn: tsecr & TS_ECN != 0,
+    }
+}
+
+/// Writes the options of our SYN-ACK into `buf[20..header_len]`, NOP-padded to
+/// exactly that length (so the packet keeps its size): MSS always; SACK
+/// permitted, timestamps and window scale only when the client sent
+/// timestamps, because the cookie can carry the client's choices only there.
+/// Options that do not fit are left out, least important first.
+#[inline(always)]
+pub fn write_syn_ack(buf: &mut HeaderBuf, header_len: usize, mss: u16, client: &SynOptions, our_tsval: u32) {
+    let end = if header_len > 60 { 60 } else { header_len };
+    let mut o = 20;
+    if o + 4 <= end {
+        let m = mss.to_be_bytes();
+        put(buf, o, &[KIND_MSS, 4, m[0], m[1]]);
+        o += 4;
+    }
+    if client.has_timestamp != 0 {
+        if client.sack_permitted != 0 && o + 2 + 10 <= end {
+            put(buf, o, &[KIND_SACK_PERM, 2]);
+            o += 2;
+        }
+        if o + 10 <= end {
+            let v = our_tsval.to_be_bytes();
+            let e = client.tsval.to_be_bytes();
+            put(buf, o, &[KIND_TIMESTAMP, 10, v[0], v[1], v[2], v[3], e[0], e[1], e[2], e[3]]);
+            o += 10;
+            if client.wscale != NO_WSCALE && o + 4 <= end {
+                put(buf, o, &[KIND_NOP, KIND_WSCALE, 3, OUR_WSCALE]);
+                o += 4;
+            }
+        }
+    }
+    // VERIFIER: constant bound; pads what is left with NOPs.
+    for _ in 0..40 {
+        if o >= end {
+            break;
+        }
+        buf[o & MASK] = KIND_NOP;
+        o += 1;
+    }
+}
+
+#[inline(always)]
+fn put<const N: usize>(buf: &mut HeaderBuf, at: usize, bytes: &[u8; N]) {
+    let mut k = 0;
+    while k < N {
+        buf[(at + k) & MASK] = bytes[k];
+        k += 1;
+    }
+}
+
+/// One's-complement sum of the first `len` bytes (even, at most 60) of `buf`,
+/// as 16-bit words read in memory order (see `csum`).
+#[inline(always)]
+pub fn sum_words(buf: &HeaderBuf, len: usize) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    // VERIFIER: constant bound of 30 words.
+    for _ in 0..30 {
+        if i + 1 >= len {
+            break;
+        }
+        sum += u16::from_ne_bytes([buf[i & MASK], buf[(i + 1) & MASK]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Linux SYN's options: MSS 1460, SACK permitted, TS, NOP, WS 7.
+    fn linux_syn() -> (HeaderBuf, usize) {
+        let mut b = [0u8; 64];
+        b[12] = 10 << 4;
+        let opts = [2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 1, 3, 3, 7];
+        b[20..40].copy_from_slice(&opts);
+        (b, 40)
+    }
+
+    #[test]
+    fn parses_a_linux_syn() {
+        let (b, len) = linux_syn();
+        let o = parse_syn(&b, len);
+        assert_eq!(
+            o,
+            SynOptions { mss: 1460, wscale: 7, sack_permitted: 1, has_timestamp: 1, tsval: 0x1234, walk: 40 }
+        );
+    }
+
+    #[test]
+    fn malformed_options_stop_the_walk_without_panicking() {
+        let (mut b, len) = linux_syn();
+        b[21] = 0; // MSS length 0
+        assert_eq!(SynOptions { walk: 0, ..parse_syn(&b, len) }, SynOptions::default());
+        let (mut b, len) = linux_syn();
+        b[27] = 40; // timestamp length running past the header
+        let o = parse_syn(&b, len);
+        assert_eq!(o.mss, 1460);
+        assert_eq!(o.has_timestamp, 0);
+        for garbage in 0..=255u8 {
+            let mut b = [garbage; 64];
+            let _ = parse_syn(&b, 60);
+            b[20] = 1;
+            let _ = parse_syn(&b, 60);
+        }
+    }
+
+    #[test]
+    fn tsval_carries_the_clients_choices() {
+        for ws in [None, Some(0), Some(7), Some(14)] {
+            for sack in [false, true] {
+                let o = CookieOptions { wscale: ws, sack_permitted: sack, ecn: false };
+                let ts = encode_tsval(0xDEAD_BEEF, &o);
+                assert_eq!(ts & !0x3F, 0xDEAD_BEEF & !0x3F);
+                assert_eq!(decode_tsecr(ts), o);
+            }
+        }
+        // A window scale above 14 is invalid (RFC 7323 §2.3) and treated as none.
+        assert_eq!(
+            decode_tsecr(encode_tsval(0, &CookieOptions { wscale: Some(15), sack_permitted: false, ecn: false }))
+                .wscale,
+            None
+        );
+    }
+
+    #[test]
+    fn syn_ack_options_mirror_the_syn_and_keep_its_length() {
+        let (b, len) = linux_syn();
+        let client = parse_syn(&b, len);
+        let mut out = [0u8; 64];
+        write_syn_ack(&mut out, len, 1460, &client, 0xAABB_CCDD);
+        let back = parse_syn(&out, len);
+        assert_eq!(back.mss, 1460);
+        assert_eq!(back.sack_permitted, 1);
+        assert_eq!(back.wscale, OUR_WSCALE);
+        assert_eq!((back.has_timestamp, back.tsval), (1, 0xAABB_CCDD));
+        // TSecr echoes the client's TSval.
+        assert_eq!(&out[32..36], &0x1234u32.to_be_bytes());
+    }
+
+    #[test]
+    fn without_client_timestamps_only_mss_is_offered() {
+        let mut b = [0u8; 64];
+        b[20..24].copy_from_slice(&[2, 4, 0x05, 0xB4]);
+        b[24..28].copy_from_slice(&[1, 3, 3, 7]);
+        let client = parse_syn(&b, 28);
+        assert_eq!(client.wscale, 7);
+        let mut out = [0xFFu8; 64];
+        write_syn_ack(&mut out, 28, 1460, &client, 1);
+        assert_eq!(&out[20..28], &[2, 4, 0x05, 0xB4, 1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn sum_words_matches_a_plain_sum() {
+        let (b, len) = linux_syn();
+        let plain: u32 = b[..len].chunks(2).map(|c| u16::from_ne_bytes([c[0], c[1]]) as u32).sum();
+        assert_eq!(sum_words(&b, len), plain);
+    }
+}

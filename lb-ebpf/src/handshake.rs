@@ -1,0 +1,191 @@
+//! The stateless handshake of `tls` VIPs (DESIGN.md §2, steps 1-2): a client's
+//! SYN is answered from XDP with a SYN-ACK whose sequence number is a SYN cookie,
+//! and the ACK that completes the handshake is checked against it. Nothing is
+//! stored until the ClientHello arrives, so a SYN flood creates no state.
+
+use aya_ebpf::{
+    bindings::{iphdr, tcphdr, xdp_action},
+    helpers::{
+        bpf_ktime_get_ns, bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail,
+        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    macros::map,
+    maps::PerCpuArray,
+    programs::XdpContext,
+};
+use lb_common::{
+    csum, reason,
+    tcpopt::{self, CookieOptions, HeaderBuf, SynOptions},
+};
+
+use crate::{
+    parse::{Tcp, bytes_at, bytes_at_mut},
+    verdict::Verdict,
+};
+
+/// Per-CPU room for a TCP header copy: the cookie helper needs the header in
+/// memory whose size the verifier knows (DESIGN.md §5), and the SYN-ACK is
+/// assembled here before it is written over the SYN.
+#[map(name = "HEADER_SCRATCH")]
+static HEADER_SCRATCH: PerCpuArray<HeaderBuf> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU room for the SYN's parsed options. VERIFIER: kept in map memory,
+/// whose contents the verifier does not track; held in registers, every path
+/// through the option walk was a distinct state and verification ran past its
+/// one-million-instruction budget.
+#[map(name = "SYN_OPTIONS")]
+static SYN_OPTIONS: PerCpuArray<SynOptions> = PerCpuArray::with_max_entries(1, 0);
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const IPPROTO_TCP: u8 = 6;
+const SYN_ACK_TTL: u8 = 64;
+/// The receive window in our SYN-ACK (never scaled in a SYN, RFC 7323 §2.2).
+const SYN_ACK_WINDOW: u16 = 65_535;
+
+/// Rewrites the client's SYN (IPv4) into our SYN-ACK in place: addresses,
+/// ports and MACs swapped, seq = cookie, options mirrored, same header length.
+// VERIFIER: not inlined; the header work gets its own stack frame.
+#[inline(never)]
+pub fn syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+    match build_syn_ack_v4(ctx, pkt) {
+        Some(()) => Verdict::send(reason::VIP_SYN, xdp_action::XDP_TX),
+        None => Verdict::drop(reason::DROP_SYN_COOKIE),
+    }
+}
+
+#[inline(always)]
+fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
+    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
+    let buf = unsafe { &mut *HEADER_SCRATCH.get_ptr_mut(0)? };
+    let fixed = bytes_at::<20>(ctx, pkt.l4_off)?;
+    // VERIFIER: the length the helpers take must be provably 20-60. LLVM turns
+    // `(b >> 4) * 4` into `(b >> 2) & 60` after the range check, and the
+    // verifier loses the lower bound through the AND. A volatile read makes the
+    // value opaque, so the check is made on the register the helpers receive.
+    let computed = ((fixed[12] >> 4) as usize) * 4;
+    // SAFETY: reading a local.
+    let header_len = unsafe { core::ptr::read_volatile(&computed) };
+    if !(20..=60).contains(&header_len) {
+        return None;
+    }
+    // SAFETY: buf is 64 bytes and header_len is at most 60.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    if rc != 0 {
+        return None;
+    }
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
+    // SAFETY: ip points at 20 checked bytes of the packet; buf holds header_len
+    // bytes of TCP header, as the helper requires.
+    let cookie = unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv4(
+            ip.as_mut_ptr() as *mut iphdr,
+            buf.as_mut_ptr() as *mut tcphdr,
+            header_len as u32,
+        )
+    };
+    if cookie < 0 {
+        return None;
+    }
+    let mss = ((cookie >> 32) & 0xFFFF) as u16;
+    let cookie = cookie as u32;
+
+    // SAFETY: per-CPU scratch, as above.
+    let client = unsafe { &mut *SYN_OPTIONS.get_ptr_mut(0)? };
+    *client = SynOptions::default();
+    tcpopt::parse_syn_into(buf, header_len, client);
+    let client_seq = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    // SAFETY: no preconditions.
+    let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+    let tsval = tcpopt::encode_tsval(now_ms, &CookieOptions::from_syn(client));
+    let (sport, dport) = ([buf[0], buf[1]], [buf[2], buf[3]]);
+    buf[0..2].copy_from_slice(&dport);
+    buf[2..4].copy_from_slice(&sport);
+    buf[4..8].copy_from_slice(&cookie.to_be_bytes());
+    buf[8..12].copy_from_slice(&client_seq.wrapping_add(1).to_be_bytes());
+    buf[12] = ((header_len / 4) as u8) << 4;
+    buf[13] = SYN | ACK;
+    buf[14..16].copy_from_slice(&SYN_ACK_WINDOW.to_be_bytes());
+    buf[16..20].copy_from_slice(&[0, 0, 0, 0]);
+    tcpopt::write_syn_ack(buf, header_len, mss, client, tsval);
+
+    // The reply goes from the VIP (the SYN's destination) to the client.
+    let mut sum = tcpopt::sum_words(buf, header_len);
+    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
+    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32 + u16::from_ne_bytes((header_len as u16).to_be_bytes()) as u32;
+    let tcp_csum = !csum::fold(csum::fold(sum) as u32);
+    buf[16..18].copy_from_slice(&tcp_csum.to_ne_bytes());
+
+    // IP: swap the addresses (the header checksum does not change), reset TTL,
+    // and drop any payload the SYN carried (TCP Fast Open data we do not take).
+    let ip_hlen = ((ip[0] & 0x0F) as usize) * 4;
+    let old_total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let new_total = ip_hlen + header_len;
+    let mut ip_csum = u16::from_ne_bytes([ip[10], ip[11]]);
+    ip_csum = csum::update16(ip_csum, u16::from_ne_bytes([ip[8], ip[9]]), u16::from_ne_bytes([SYN_ACK_TTL, ip[9]]));
+    ip_csum = csum::update16(
+        ip_csum,
+        u16::from_ne_bytes([ip[2], ip[3]]),
+        u16::from_ne_bytes((new_total as u16).to_be_bytes()),
+    );
+    ip[8] = SYN_ACK_TTL;
+    ip[2..4].copy_from_slice(&(new_total as u16).to_be_bytes());
+    ip[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
+    let (src, dst) = ([ip[12], ip[13], ip[14], ip[15]], [ip[16], ip[17], ip[18], ip[19]]);
+    ip[12..16].copy_from_slice(&dst);
+    ip[16..20].copy_from_slice(&src);
+
+    // SAFETY: buf holds header_len (<= 60) bytes; the packet has them at l4_off.
+    let rc = unsafe {
+        bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    if rc != 0 {
+        return None;
+    }
+    let eth = bytes_at_mut::<12>(ctx, 0)?;
+    let (dst_mac, src_mac) =
+        ([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]], [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
+    eth[0..6].copy_from_slice(&src_mac);
+    eth[6..12].copy_from_slice(&dst_mac);
+
+    if old_total > new_total {
+        // Cut the SYN's payload; Ethernet padding past the IP length may stay.
+        // VERIFIER: computed from header fields, not from data_end (arithmetic
+        // on pkt_end is forbidden).
+        let cut = (old_total - new_total) as i32;
+        // SAFETY: shrinking never fails for lack of room; packet pointers are
+        // not used after this.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -cut) } != 0 {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Whether an ACK to a VIP completes a handshake we answered: its
+/// acknowledgement number must be a valid cookie for its addresses and ports.
+// VERIFIER: inlined. As a separate function that uses the context only for
+// data/data_end, LLVM passed those as 32-bit integers and widened them with
+// shifts, and the verifier forbids shifting packet pointers.
+#[inline(always)]
+pub fn cookie_valid_v4(ctx: &XdpContext, pkt: &Tcp) -> bool {
+    let Some(ip) = bytes_at_mut::<20>(ctx, pkt.l3_off) else { return false };
+    let ip = ip.as_mut_ptr();
+    let Some(th) = bytes_at_mut::<20>(ctx, pkt.l4_off) else { return false };
+    // SAFETY: both pointers cover the 20 checked bytes the helper reads.
+    unsafe { bpf_tcp_raw_check_syncookie_ipv4(ip as *mut iphdr, th.as_mut_ptr() as *mut tcphdr) == 0 }
+}
+
+/// Whether a segment carries data beyond its TCP header.
+#[inline(always)]
+pub fn has_payload(ctx: &XdpContext, pkt: &Tcp) -> bool {
+    let (Some(ip), Some(tcp)) = (bytes_at::<4>(ctx, pkt.l3_off), bytes_at::<13>(ctx, pkt.l4_off)) else {
+        return false;
+    };
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let headers = (pkt.l4_off - pkt.l3_off) + ((tcp[12] >> 4) as usize) * 4;
+    total > headers
+}
