@@ -100,6 +100,42 @@ impl Topology {
         Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch_c, switch_b] }
     }
 
+    /// One arm: clients, the balancer and backends on one switch and one subnet
+    /// (198.18.0.0/24; backends at .100 and up). Clients route the VIPs via the
+    /// balancer; backends answer the balancer's address directly, so everything
+    /// tether forwards leaves by the interface it came in on (XDP_TX).
+    pub fn one_armed(clients: usize, backends: usize) -> Topology {
+        crate::require_root();
+        assert!(clients <= 80 && backends <= 100, "addresses run out");
+        let prefix = unique_prefix();
+        let ns = |role: &str| Netns::new(&format!("{prefix}-{role}"));
+        let lb = ns("lb");
+        let switch = ns("sw");
+        let clients: Vec<Host> =
+            (0..clients).map(|i| Host { ns: ns(&format!("c{i}")), addr: client_addr(i) }).collect();
+        let backends: Vec<Host> = (0..backends)
+            .map(|i| Host { ns: ns(&format!("b{i}")), addr: Ipv4Addr::new(198, 18, 0, 100 + i as u8) })
+            .collect();
+        switch.ip("link add br0 type bridge");
+        switch.ip("link set br0 up");
+        let mut peer_xdp = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
+        let pass: &mut Xdp = peer_xdp.program_mut(XDP_PASS_PROGRAM).expect("pass program").try_into().expect("xdp");
+        pass.load().expect("load the pass program");
+        plug(&lb, LB_CLIENT_IF, &switch, "lb", pass);
+        lb.ip(&format!("addr add {LB_CLIENT_ADDR}/24 dev {LB_CLIENT_IF}"));
+        lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        for (role, hosts) in [("c", &clients), ("b", &backends)] {
+            for (i, h) in hosts.iter().enumerate() {
+                plug(&h.ns, "eth0", &switch, &format!("{role}{i}"), pass);
+                h.ns.ip(&format!("addr add {}/24 dev eth0", h.addr));
+            }
+        }
+        for c in &clients {
+            c.ns.ip(&format!("route add {VIP_NET} via {LB_CLIENT_ADDR}"));
+        }
+        Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch] }
+    }
+
     /// A bpffs directory unique to this topology, for tether's `pin_path`.
     pub fn pin_path(&self) -> String {
         format!("/sys/fs/bpf/{}", self.prefix)

@@ -12,16 +12,20 @@ use lb_common::reason;
 use tether_tests::{
     tether::Tether,
     tls::TlsBackend,
-    topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology, VIP},
+    topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
 
 const PORT: u16 = 7;
 
 fn config(topo: &Topology, extra_daemon: &str) -> String {
+    config_with(topo, &format!("\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\""), LB_BACKEND_ADDR, extra_daemon)
+}
+
+fn config_with(topo: &Topology, interfaces: &str, snat: std::net::Ipv4Addr, extra_daemon: &str) -> String {
     let backends = topo.backends_toml(PORT);
     format!(
-        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{extra_daemon}\n\n\
-         [[vip]]\nname = \"echo\"\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+        "[daemon]\ninterfaces = [{interfaces}]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{extra_daemon}\n\n\
+         [[vip]]\nname = \"echo\"\naddress = \"{VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{snat}\"\n\n\
          [[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{backends}",
         topo.pin_path()
     )
@@ -184,4 +188,20 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool, state: impl Fn(
         assert!(Instant::now() < deadline, "condition not met within {timeout:?}: {}", state());
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn one_armed_the_same_interface_carries_both_legs() {
+    let topo = Topology::one_armed(2, 2);
+    let _backends = start_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config_with(&topo, &format!("\"{LB_CLIENT_IF}\""), LB_CLIENT_ADDR, ""));
+    for client in 0..topo.clients.len() {
+        let payload = pattern(128 * 1024, client as u32);
+        let (name, peer) = echo_through_vip(connect_vip(&topo, client), &payload);
+        assert_eq!(peer, LB_CLIENT_ADDR.to_string(), "the backend must see the balancer's address");
+        assert!(["b0", "b1"].contains(&name.as_str()), "unknown backend {name:?}");
+    }
+    let c = tether.counters();
+    assert_eq!(c.get(reason::NEW_FLOW), 2, "{c:?}");
+    assert!(c.get(reason::FWD_TO_BACKEND) > 20 && c.get(reason::FWD_TO_CLIENT) > 20, "{c:?}");
 }
