@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "ethtool",      // TX checksum offload off on test peers
     "iputils-ping", // host traffic still works with tether attached
     "openssl",      // s_server / s_client in tests
+    "iperf3",       // bulk throughput in `cargo xtask bench`
+    "haproxy",      // the comparison balancer in `cargo xtask bench`
 ];
 
 pub fn setup() -> anyhow::Result<()> {

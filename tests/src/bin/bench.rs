@@ -4,6 +4,14 @@
 //! measured in the same run. It runs inside a namespace whose routes and
 //! neighbours make `bpf_fib_lookup` answer, as on a real balancer.
 //!
+//! Then, in a two-armed namespace topology, bulk TCP throughput (iperf3, one
+//! stream) from a client to a backend: with no balancer (the balancer namespace
+//! only routes), through HAProxy in TCP mode, and through a tether `tcp` VIP,
+//! all over the same veths; in the first two runs the balancer's interfaces run
+//! the no-op XDP program, because attaching XDP to a veth changes its peer's
+//! offloads and the baseline must not measure a different testbed. CPU is the
+//! whole machine's busy time over the run (/proc/stat), per GiB moved.
+//!
 //! Benchmarks, not tests: nothing here asserts a time.
 
 use std::{net::Ipv4Addr, path::Path};
@@ -35,7 +43,10 @@ fn config() -> String {
 
 fn main() -> anyhow::Result<()> {
     let net = Net::new();
-    net.ns.enter(bench)
+    net.ns.enter(bench)?;
+    drop(net);
+    println!();
+    bulk::run()
 }
 
 fn bench() -> anyhow::Result<()> {
@@ -61,7 +72,7 @@ fn bench() -> anyhow::Result<()> {
             tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22)),
         ),
         ("non-VIP pass", abi::XDP_PROGRAM, tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22))),
-        ("TLS VIP SYN (counted, passed)", abi::XDP_PROGRAM, tcp_v4(CLIENT, TLS_VIP, &TcpSeg::syn(40_002, 443))),
+        ("TLS VIP SYN -> cookie SYN-ACK", abi::XDP_PROGRAM, tcp_v4(CLIENT, TLS_VIP, &TcpSeg::syn(40_002, 443))),
         ("established client->backend", abi::XDP_PROGRAM, tcp_v4(CLIENT, VIP, &data)),
         ("established backend->client", abi::XDP_PROGRAM, tcp_v4(BACKEND, SNAT, &reply)),
     ];
@@ -105,4 +116,181 @@ fn snat_port(ebpf: &Ebpf, client_port: u16) -> anyhow::Result<u16> {
         }
     }
     anyhow::bail!("the SYN created no flow; is the namespace's routing in place?")
+}
+
+mod bulk {
+    //! Bulk throughput through the three setups, in one run.
+
+    use std::{net::SocketAddr, time::Duration};
+
+    use aya::programs::{Xdp, XdpMode};
+    use lb_common::maps as abi;
+    use tether_tests::{
+        process::Proc,
+        tether::Tether,
+        topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology},
+    };
+
+    const SECONDS: u32 = 5;
+    const ROUNDS: usize = 3;
+    const TETHER_VIP: &str = "198.18.100.100";
+    const HAPROXY_VIP: &str = "198.18.100.102";
+    const PORT: u16 = 5201;
+
+    #[derive(Clone, Copy, Default)]
+    struct Sample {
+        gbit_per_s: f64,
+        cpu_s_per_gib: f64,
+    }
+
+    pub fn run() -> anyhow::Result<()> {
+        let topo = Topology::two_armed(1, 1);
+        let backend = &topo.backends[0];
+        let mut server = iperf_server(&topo);
+        let direct = SocketAddr::new(backend.addr.into(), PORT);
+        let through_haproxy: SocketAddr = format!("{HAPROXY_VIP}:{PORT}").parse()?;
+        let through_tether: SocketAddr = format!("{TETHER_VIP}:{PORT}").parse()?;
+        topo.lb.ip(&format!("addr add {HAPROXY_VIP}/32 dev lo"));
+        // Interleaved rounds, so a slow moment of the VM hits every path alike.
+        let mut samples: [Vec<Sample>; 3] = Default::default();
+        for _ in 0..ROUNDS {
+            {
+                let _pass = attach_pass_on_balancer(&topo)?;
+                samples[0].push(measure(&topo, direct)?);
+                let _haproxy = haproxy(&topo)?;
+                samples[1].push(measure(&topo, through_haproxy)?);
+            }
+            let _tether = Tether::start(&topo.lb, &tether_config(&topo));
+            samples[2].push(measure(&topo, through_tether)?);
+        }
+        server.stop();
+        let labels = ["no balancer (lb routes)", "HAProxy 2.6, TCP mode", "tether tcp VIP (XDP)"];
+        let medians: Vec<Sample> = samples.iter().map(|s| median(s)).collect();
+        println!(
+            "iperf3, 1 stream, {SECONDS} s per run, {ROUNDS} interleaved rounds, medians; client -> backend, two-armed veths"
+        );
+        println!("{:<26} {:>10} {:>10} {:>14} {:>16}", "path", "Gbit/s", "vs direct", "CPU s / GiB", "CPU over direct");
+        for (label, m) in labels.iter().zip(&medians) {
+            println!(
+                "{:<26} {:>10.2} {:>9.2}x {:>14.3} {:>16.3}",
+                label,
+                m.gbit_per_s,
+                m.gbit_per_s / medians[0].gbit_per_s,
+                m.cpu_s_per_gib,
+                m.cpu_s_per_gib - medians[0].cpu_s_per_gib
+            );
+        }
+        Ok(())
+    }
+
+    /// Per-field medians over rounds.
+    fn median(samples: &[Sample]) -> Sample {
+        let mid = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Sample {
+            gbit_per_s: mid(samples.iter().map(|s| s.gbit_per_s).collect()),
+            cpu_s_per_gib: mid(samples.iter().map(|s| s.cpu_s_per_gib).collect()),
+        }
+    }
+
+    fn iperf_server(topo: &Topology) -> Proc {
+        let b = &topo.backends[0];
+        let mut cmd = b.ns.command("iperf3");
+        cmd.args(["-s", "--forceflush", "-B", &b.addr.to_string(), "-p", &PORT.to_string()]);
+        let mut p = Proc::spawn("iperf3 -s", cmd);
+        p.wait_for_output("Server listening", Duration::from_secs(10));
+        p
+    }
+
+    /// One iperf3 run from the client to `target`; throughput and CPU per GiB.
+    fn measure(topo: &Topology, target: SocketAddr) -> anyhow::Result<Sample> {
+        let busy_before = busy_seconds()?;
+        let out = topo.clients[0]
+            .ns
+            .command("iperf3")
+            .args(["-c", &target.ip().to_string(), "-p", &target.port().to_string(), "-t", &SECONDS.to_string(), "-J"])
+            .output()?;
+        let busy = busy_seconds()? - busy_before;
+        anyhow::ensure!(
+            out.status.success(),
+            "iperf3 to {target} failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let json = String::from_utf8_lossy(&out.stdout);
+        let received = section(&json, "\"sum_received\"")?;
+        let bytes = number(received, "\"bytes\"")?;
+        let bps = number(received, "\"bits_per_second\"")?;
+        let gib = bytes / (1u64 << 30) as f64;
+        Ok(Sample { gbit_per_s: bps / 1e9, cpu_s_per_gib: busy / gib })
+    }
+
+    fn section<'a>(json: &'a str, key: &str) -> anyhow::Result<&'a str> {
+        let start = json.find(key).ok_or_else(|| anyhow::anyhow!("no {key} in iperf3 output"))?;
+        let end = json[start..].find('}').map_or(json.len(), |e| start + e);
+        Ok(&json[start..end])
+    }
+
+    fn number(section: &str, key: &str) -> anyhow::Result<f64> {
+        let at = section.find(key).ok_or_else(|| anyhow::anyhow!("no {key}"))? + key.len();
+        let rest = section[at..].trim_start_matches([':', ' ']);
+        let end = rest.find([',', '\n', '}']).unwrap_or(rest.len());
+        Ok(rest[..end].trim().parse()?)
+    }
+
+    /// Busy CPU time of the whole machine so far, in seconds (/proc/stat).
+    fn busy_seconds() -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        let cpu = stat.lines().next().ok_or_else(|| anyhow::anyhow!("empty /proc/stat"))?;
+        let fields: Vec<u64> = cpu.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+        // user nice system idle iowait irq softirq steal: busy = all but idle and iowait.
+        let busy: u64 = fields.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, v)| v).sum();
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        Ok(busy as f64 / hz)
+    }
+
+    /// The no-op XDP program on both balancer interfaces, for as long as the
+    /// returned object lives.
+    fn attach_pass_on_balancer(topo: &Topology) -> anyhow::Result<aya::Ebpf> {
+        let mut ebpf = aya::Ebpf::load(lb_user::EBPF_OBJECT)?;
+        let prog: &mut Xdp = ebpf.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
+        prog.load()?;
+        for dev in [LB_CLIENT_IF, LB_BACKEND_IF] {
+            topo.lb.enter(|| prog.attach(dev, XdpMode::Driver).map(|_| ()))?;
+        }
+        Ok(ebpf)
+    }
+
+    /// HAProxy in TCP mode on its own address in the balancer namespace.
+    fn haproxy(topo: &Topology) -> anyhow::Result<(Proc, tempfile::TempDir)> {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+                 frontend bench\n  bind {HAPROXY_VIP}:{PORT}\n  default_backend iperf\n\
+                 backend iperf\n  server b0 {}:{PORT}\n",
+                topo.backends[0].addr
+            ),
+        )?;
+        let mut cmd = topo.lb.command("haproxy");
+        cmd.args(["-db", "-f"]).arg(&cfg);
+        let p = Proc::spawn("haproxy", cmd);
+        // HAProxy prints nothing when it starts cleanly; give it a moment to bind.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((p, dir))
+    }
+
+    fn tether_config(topo: &Topology) -> String {
+        format!(
+            "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+             [[vip]]\nname = \"bulk\"\naddress = \"{TETHER_VIP}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"bulk\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+             [[farm]]\nname = \"bulk\"\n{}",
+            topo.pin_path(),
+            topo.backends_toml(PORT)
+        )
+    }
 }
