@@ -1,10 +1,10 @@
 //! A namespace in which `bpf_fib_lookup` answers, for running the data path
 //! with BPF_PROG_TEST_RUN (golden packets, benchmarks): a client-side and a
-//! backend-side interface with addresses, forwarding on, and permanent
-//! neighbour entries for one client and one backend. Run the program from a
+//! backend-side interface with IPv4 and IPv6 addresses, forwarding on, and
+//! permanent neighbour entries for one client and one backend. Run the program from a
 //! thread inside it (`net.ns.enter(...)`): the lookup uses the caller's tables.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::netns::{Netns, unique_prefix};
 
@@ -13,6 +13,10 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub const SNAT: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 pub const BACKEND: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 11);
 pub const BACKEND_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x11];
+// IPv6 from the benchmarking prefix 2001:2::/48 (RFC 5180).
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x10);
+pub const SNAT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1);
+pub const BACKEND6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0x11);
 
 pub struct Net {
     pub ns: Netns,
@@ -35,6 +39,11 @@ impl Net {
         ns.ip(&format!("neigh add {CLIENT} lladdr 02:00:00:00:00:10 dev cl nud permanent"));
         ns.ip(&format!("neigh add {BACKEND} lladdr 02:00:00:00:00:11 dev be nud permanent"));
         ns.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        ns.ip("-6 addr add 2001:2:0:1::1/64 dev cl nodad");
+        ns.ip(&format!("-6 addr add {SNAT6}/64 dev be nodad"));
+        ns.ip(&format!("-6 neigh add {CLIENT6} lladdr 02:00:00:00:00:10 dev cl nud permanent"));
+        ns.ip(&format!("-6 neigh add {BACKEND6} lladdr 02:00:00:00:00:11 dev be nud permanent"));
+        ns.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
         Net { client_side_mac: link_mac(&ns, "cl"), backend_side_mac: link_mac(&ns, "be"), ns }
     }
 }

@@ -8,9 +8,9 @@
 pub mod fibnet;
 pub mod netns;
 pub mod packet;
+pub mod peers;
 pub mod process;
 pub mod tether;
-pub mod tls;
 pub mod topology;
 
 use std::path::PathBuf;

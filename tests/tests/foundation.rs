@@ -10,8 +10,8 @@ use std::{
 
 use lb_common::reason;
 use tether_tests::{
+    peers::{BackendServer, openssl_whoami, rustls_whoami},
     tether::Tether,
-    tls::{TlsBackend, openssl_whoami, rustls_whoami},
     topology::{LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
 
@@ -81,8 +81,8 @@ fn host_traffic_keeps_working_and_vip_syns_are_counted() {
     let topo = Topology::two_armed(1, 2);
     let b0 = &topo.backends[0];
     let b1 = &topo.backends[1];
-    let _rustls = TlsBackend::rustls(&b0.ns, SocketAddr::new(b0.addr.into(), 443), "b0");
-    let _openssl = TlsBackend::openssl(&b1.ns, SocketAddr::new(b1.addr.into(), 443), "b1");
+    let _rustls = BackendServer::rustls(&b0.ns, SocketAddr::new(b0.addr.into(), 443), "b0");
+    let _openssl = BackendServer::openssl(&b1.ns, SocketAddr::new(b1.addr.into(), 443), "b1");
 
     let mut tether = Tether::start(&topo.lb, &config(&topo, &[LB_CLIENT_IF, LB_BACKEND_IF]));
     assert!(xdp_attached(&topo, LB_CLIENT_IF), "no XDP on {LB_CLIENT_IF}:\n{}", tether.log());

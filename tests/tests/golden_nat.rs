@@ -16,7 +16,7 @@ use aya::{
 use lb_common::{Flow, FlowKey, maps as abi, maps::FlowDirection, reason};
 use lb_user::{config::Config, stats::Counters};
 use tether_tests::{
-    fibnet::{BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, Net, SNAT},
+    fibnet::{BACKEND, BACKEND_MAC, BACKEND6, CLIENT, CLIENT_MAC, CLIENT6, Net, SNAT, SNAT6},
     packet::*,
 };
 
@@ -29,6 +29,7 @@ const UNRESOLVED: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 99);
 /// A backend no route leads to.
 const UNROUTABLE: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
 const PORT: u16 = 7;
+const VIP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x2001, 2, 0, 0x100, 0, 0, 0, 0x100);
 
 fn config(snat_ports: &str) -> String {
     format!(
@@ -69,12 +70,26 @@ protocol = "tcp"
 farm = "unroutable"
 snat = "{SNAT}"
 
+[[vip]]
+name = "echo6"
+address = "{VIP6}"
+port = {PORT}
+protocol = "tcp"
+farm = "echo6"
+snat = "{SNAT6}"
+
 [[farm]]
 name = "echo"
 algorithm = "maglev"
 [[farm.backend]]
 name = "b1"
 address = "{BACKEND}:{PORT}"
+
+[[farm]]
+name = "echo6"
+[[farm.backend]]
+name = "b1"
+address = "[{BACKEND6}]:{PORT}"
 
 [[farm]]
 name = "nobody"
@@ -310,5 +325,55 @@ fn fifty_thousand_concurrent_connections_to_one_backend_get_distinct_ports() {
             .map(|(k, _)| u16::from_be(k.dport_be))
             .collect();
         assert_eq!(ports.len(), CONNECTIONS as usize, "every connection has its own source port");
+    });
+}
+
+fn frame6(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    seg: &TcpSeg,
+) -> Vec<u8> {
+    let l4 = tcp(seg, Pseudo::V6(src, dst));
+    ethernet_between(dst_mac, src_mac, ETH_P_IPV6, None, &ipv6(src, dst, &[], IPPROTO_TCP, &l4))
+}
+
+#[test]
+fn an_ipv6_connection_through_a_tcp_vip_is_natted_both_ways() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = Dp::new("10000-65535");
+        let syn = client_segment(40_000, TCP_SYN);
+        let (action, out) =
+            dp.run_counted(&frame6([0x02, 0, 0, 0, 0, 1], CLIENT_MAC, CLIENT6, VIP6, &syn), reason::NEW_FLOW);
+        assert_eq!(action, XDP_REDIRECT);
+        let sp = dp
+            .flows()
+            .into_iter()
+            .find(|(k, f)| k.family == 6 && f.direction == FlowDirection::ToClient as u8)
+            .map(|(k, _)| u16::from_be(k.dport_be))
+            .expect("an IPv6 backend -> client entry");
+        let mut to_backend = syn.clone();
+        to_backend.src_port = sp;
+        assert_eq!(
+            out,
+            frame6(BACKEND_MAC, net.backend_side_mac, SNAT6, BACKEND6, &to_backend),
+            "SYN as the backend must see it"
+        );
+
+        let mut syn_ack = TcpSeg::syn(PORT, sp).with_flags(TCP_SYN | TCP_ACK);
+        syn_ack.ack = syn.seq + 1;
+        let (action, out) =
+            dp.run_counted(&frame6([0; 6], BACKEND_MAC, BACKEND6, SNAT6, &syn_ack), reason::FWD_TO_CLIENT);
+        assert_eq!(action, XDP_REDIRECT);
+        let mut to_client = syn_ack.clone();
+        to_client.src_port = PORT;
+        to_client.dst_port = 40_000;
+        assert_eq!(
+            out,
+            frame6(CLIENT_MAC, net.client_side_mac, VIP6, CLIENT6, &to_client),
+            "SYN-ACK as the client must see it"
+        );
     });
 }

@@ -213,11 +213,7 @@ mod bulk {
             .args(["-c", &target.ip().to_string(), "-p", &target.port().to_string(), "-t", &SECONDS.to_string(), "-J"])
             .output()?;
         let busy = busy_seconds()? - busy_before;
-        anyhow::ensure!(
-            out.status.success(),
-            "iperf3 to {target} failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        anyhow::ensure!(out.status.success(), "iperf3 to {target} failed: {}", String::from_utf8_lossy(&out.stdout));
         let json = String::from_utf8_lossy(&out.stdout);
         let received = section(&json, "\"sum_received\"")?;
         let bytes = number(received, "\"bytes\"")?;

@@ -20,8 +20,8 @@ use std::{
 
 use lb_common::reason;
 use tether_tests::{
+    peers::{BackendServer, openssl_whoami, rustls_whoami},
     tether::{Tether, tether_bin},
-    tls::{TlsBackend, openssl_whoami, rustls_whoami},
     topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
 
@@ -43,11 +43,11 @@ fn main() -> anyhow::Result<()> {
         let tls = SocketAddr::new(b.addr.into(), 443);
         let echo = SocketAddr::new(b.addr.into(), 7);
         servers.push(if i == 2 {
-            TlsBackend::openssl(&b.ns, tls, &name)
+            BackendServer::openssl(&b.ns, tls, &name)
         } else {
-            TlsBackend::rustls(&b.ns, tls, &name)
+            BackendServer::rustls(&b.ns, tls, &name)
         });
-        servers.push(TlsBackend::plain_tcp(&b.ns, echo, &name));
+        servers.push(BackendServer::plain_tcp(&b.ns, echo, &name));
         let kind = if i == 2 { "openssl s_server" } else { "rustls" };
         println!("backend  {name}  {}  TLS :443 ({kind}), TCP echo :7", b.addr);
     }

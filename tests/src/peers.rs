@@ -1,5 +1,5 @@
-//! Real TLS peers for tests: backends that say which backend they are, and
-//! clients that ask.
+//! Real peers for tests: backend servers (TLS, or plain TCP echo) that say
+//! which backend they are, and TLS clients that ask.
 //!
 //! Both backends answer `GET /whoami` with their name: `tether-testsrv`
 //! (rustls + tokio, also an echo server for anything that is not a GET) and
@@ -28,36 +28,36 @@ pub fn self_signed(name: &str) -> (String, String) {
     (ck.cert.pem(), ck.signing_key.serialize_pem())
 }
 
-pub struct TlsBackend {
+pub struct BackendServer {
     pub name: String,
     pub addr: SocketAddr,
     proc: Proc,
     _dir: TempDir,
 }
 
-impl TlsBackend {
+impl BackendServer {
     /// `tether-testsrv` (rustls) listening on `addr` in `ns`.
-    pub fn rustls(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+    pub fn rustls(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = ns.command(crate::sibling_binary("tether-testsrv"));
         cmd.args(["--listen", &addr.to_string(), "--name", name]);
         let mut proc = Proc::spawn(&format!("tether-testsrv {name}"), cmd);
         proc.wait_for_output("listening", Duration::from_secs(10));
-        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+        BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
     }
 
     /// `tether-testsrv --tcp`: plain TCP, greets with "NAME PEER", then echoes.
-    pub fn plain_tcp(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+    pub fn plain_tcp(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cmd = ns.command(crate::sibling_binary("tether-testsrv"));
         cmd.args(["--listen", &addr.to_string(), "--name", name, "--tcp"]);
         let mut proc = Proc::spawn(&format!("tether-testsrv --tcp {name}"), cmd);
         proc.wait_for_output("listening", Duration::from_secs(10));
-        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+        BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
     }
 
     /// `openssl s_server -HTTP` on `addr` in `ns`, serving `/whoami` = `name`.
-    pub fn openssl(ns: &Netns, addr: SocketAddr, name: &str) -> TlsBackend {
+    pub fn openssl(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert, key) = self_signed(name);
         std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
@@ -78,7 +78,7 @@ impl TlsBackend {
         ]);
         let mut proc = Proc::spawn(&format!("openssl s_server {name}"), cmd);
         proc.wait_for_output("ACCEPT", Duration::from_secs(10));
-        TlsBackend { name: name.to_owned(), addr, proc, _dir: dir }
+        BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
     }
 
     pub fn log(&self) -> String {
