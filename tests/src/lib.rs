@@ -5,6 +5,7 @@
 //! Everything a test creates (namespaces, links, pins, processes) is owned by a
 //! guard whose `Drop` removes it, so a failing test leaves nothing behind.
 
+pub mod dataplane;
 pub mod fibnet;
 pub mod netns;
 pub mod packet;

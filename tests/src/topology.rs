@@ -76,9 +76,8 @@ impl Topology {
             sw.ip("link add br0 type bridge");
             sw.ip("link set br0 up");
         }
-        let mut peer_xdp = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
-        let pass: &mut Xdp = peer_xdp.program_mut(XDP_PASS_PROGRAM).expect("pass program").try_into().expect("xdp");
-        pass.load().expect("load the pass program");
+        let mut peer_xdp = load_pass_program();
+        let pass = pass_program(&mut peer_xdp);
 
         plug(&lb, LB_CLIENT_IF, &switch_c, "lb", pass);
         plug(&lb, LB_BACKEND_IF, &switch_b, "lb", pass);
@@ -118,9 +117,8 @@ impl Topology {
             .collect();
         switch.ip("link add br0 type bridge");
         switch.ip("link set br0 up");
-        let mut peer_xdp = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
-        let pass: &mut Xdp = peer_xdp.program_mut(XDP_PASS_PROGRAM).expect("pass program").try_into().expect("xdp");
-        pass.load().expect("load the pass program");
+        let mut peer_xdp = load_pass_program();
+        let pass = pass_program(&mut peer_xdp);
         plug(&lb, LB_CLIENT_IF, &switch, "lb", pass);
         lb.ip(&format!("addr add {LB_CLIENT_ADDR}/24 dev {LB_CLIENT_IF}"));
         lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
@@ -165,6 +163,17 @@ impl Drop for Topology {
         // The pass programs detach when `peer_xdp` drops; namespaces follow.
         let _ = &self.peer_xdp;
     }
+}
+
+/// The object whose XDP_PASS program the switch ports run, loaded once per topology.
+fn load_pass_program() -> Ebpf {
+    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
+    pass_program(&mut ebpf).load().expect("load the pass program");
+    ebpf
+}
+
+fn pass_program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(XDP_PASS_PROGRAM).expect("pass program").try_into().expect("an XDP program")
 }
 
 /// Connects `host`'s interface `ifname` to the bridge of `switch` through a veth

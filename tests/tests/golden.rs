@@ -5,27 +5,16 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use aya::{
-    Ebpf,
-    maps::{MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+use lb_common::reason;
+use tether_tests::{
+    dataplane::{TestDataplane, XDP_DROP, XDP_TX},
+    packet::*,
 };
-use lb_common::{maps as abi, reason};
-use lb_user::config::Config;
-use tether_tests::packet::*;
-
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
 const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x100);
 const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
-
-struct Harness {
-    ebpf: Ebpf,
-}
 
 /// One IPv4 and one IPv6 TLS VIP on port 443, loaded by the daemon's loader.
 const CONFIG: &str = r#"
@@ -59,56 +48,8 @@ name = "b1"
 address = "[2001:db8::11]:443"
 "#;
 
-impl Harness {
-    fn new() -> Harness {
-        tether_tests::require_root();
-        let config = Config::parse(std::path::Path::new("golden.toml"), CONFIG).expect("golden config");
-        Harness { ebpf: lb_user::loader::load(&config).expect("the verifier accepts the program") }
-    }
-
-    fn counters(&self) -> Vec<u64> {
-        let stats: PerCpuArray<&MapData, u64> =
-            self.ebpf.map(abi::STATS_MAP).expect("STATS").try_into().expect("array");
-        lb_user::stats::read(&stats).expect("read stats").0
-    }
-
-    /// Runs one frame; returns the action and the frame as the program left it.
-    fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &Xdp = self.ebpf.program(abi::XDP_PROGRAM).expect("program").try_into().expect("xdp");
-        let mut out = vec![0u8; frame.len() + 256];
-        let result = prog
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(result.data_size_out as usize);
-        (result.return_value, out)
-    }
-
-    /// Runs a frame that must be counted once under `expected` and nowhere
-    /// else; returns the action and the frame as the program left it.
-    fn expect(&self, frame: &[u8], expected: u32) -> (u32, Vec<u8>) {
-        let before = self.counters();
-        let (action, out) = self.run(frame);
-        let after = self.counters();
-        for r in 0..reason::COUNT {
-            let delta = after[r as usize] - before[r as usize];
-            let want = u64::from(r == expected);
-            assert_eq!(
-                delta,
-                want,
-                "counter {} moved by {delta}, expected {want} (frame expected as {})",
-                reason::name(r),
-                reason::name(expected)
-            );
-        }
-        (action, out)
-    }
-
-    /// The frame must come out untouched with XDP_PASS, counted under `expected`.
-    fn expect_pass(&self, frame: &[u8], expected: u32) {
-        let (action, out) = self.expect(frame, expected);
-        assert_eq!(action, XDP_PASS, "action for a frame expected as {}", reason::name(expected));
-        assert_eq!(out, frame, "a passed frame must not be modified");
-    }
+fn harness() -> TestDataplane {
+    TestDataplane::new(CONFIG)
 }
 
 fn syn_to(dst: Ipv4Addr, port: u16) -> Vec<u8> {
@@ -117,7 +58,7 @@ fn syn_to(dst: Ipv4Addr, port: u16) -> Vec<u8> {
 
 #[test]
 fn non_ip_frames_pass() {
-    let h = Harness::new();
+    let h = harness();
     h.expect_pass(&arp_request(CLIENT, Ipv4Addr::new(198, 18, 0, 1)), reason::PASS_NOT_IP);
     // An Ethernet header and nothing else.
     h.expect_pass(&ethernet(ETH_P_IPV4, None, &[])[..14], reason::PASS_TRUNCATED);
@@ -125,7 +66,7 @@ fn non_ip_frames_pass() {
 
 #[test]
 fn truncated_headers_pass() {
-    let h = Harness::new();
+    let h = harness();
     let frame = syn_to(VIP, 443);
     h.expect_pass(&frame[..14 + 10], reason::PASS_TRUNCATED); // inside the IPv4 header
     h.expect_pass(&frame[..14 + 20 + 12], reason::PASS_TRUNCATED); // inside the TCP header
@@ -141,7 +82,7 @@ fn truncated_headers_pass() {
 
 #[test]
 fn malformed_headers_pass() {
-    let h = Harness::new();
+    let h = harness();
     let mut frame = syn_to(VIP, 443);
     frame[14] = 0x44; // IHL 4: shorter than the fixed header
     h.expect_pass(&frame, reason::PASS_MALFORMED);
@@ -152,7 +93,7 @@ fn malformed_headers_pass() {
 
 #[test]
 fn ipv4_options_are_skipped_to_find_the_ports() {
-    let h = Harness::new();
+    let h = harness();
     let mut ip = V4::new(CLIENT, VIP, IPPROTO_TCP);
     ip.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL
     let syn = ethernet(ETH_P_IPV4, None, &ipv4(&ip, &tcp(&TcpSeg::syn(40_000, 443), ip.pseudo())));
@@ -169,7 +110,7 @@ fn ipv4_options_are_skipped_to_find_the_ports() {
 
 #[test]
 fn fragments_pass() {
-    let h = Harness::new();
+    let h = harness();
     let seg = tcp(&TcpSeg::syn(40_000, 443), Pseudo::V4(CLIENT, VIP));
     let mut first = V4::new(CLIENT, VIP, IPPROTO_TCP);
     first.frag = IPV4_MF;
@@ -184,7 +125,7 @@ fn fragments_pass() {
 
 #[test]
 fn traffic_that_is_not_for_a_vip_passes() {
-    let h = Harness::new();
+    let h = harness();
     h.expect_pass(&syn_to(Ipv4Addr::new(198, 18, 0, 1), 22), reason::PASS_NOT_VIP); // the host's own ssh
     h.expect_pass(&syn_to(VIP, 80), reason::PASS_NOT_VIP); // VIP address, other port
     h.expect_pass(&syn_to(Ipv4Addr::new(198, 18, 100, 101), 443), reason::PASS_NOT_VIP); // other address
@@ -212,7 +153,7 @@ fn tcp_of(frame: &[u8]) -> &[u8] {
 
 #[test]
 fn a_syn_to_a_tls_vip_is_answered_with_a_syn_cookie() {
-    let h = Harness::new();
+    let h = harness();
     let syn = linux_syn(40_000);
     let frame = tcp_v4(CLIENT, VIP, &syn);
     let (action, out) = h.expect(&frame, reason::VIP_SYN);
@@ -272,7 +213,7 @@ fn header_buf(t: &[u8]) -> lb_common::tcpopt::HeaderBuf {
 
 #[test]
 fn stray_segments_to_a_tls_vip_are_dropped() {
-    let h = Harness::new();
+    let h = harness();
     for flags in [TCP_RST, TCP_RST | TCP_ACK, TCP_SYN | TCP_ACK, TCP_FIN, TCP_FIN | TCP_ACK] {
         let (action, _) =
             h.expect(&tcp_v4(CLIENT, VIP, &TcpSeg::syn(40_000, 443).with_flags(flags)), reason::VIP_OTHER);
@@ -282,7 +223,7 @@ fn stray_segments_to_a_tls_vip_are_dropped() {
 
 #[test]
 fn a_syn_without_timestamps_gets_only_an_mss() {
-    let h = Harness::new();
+    let h = harness();
     let mut syn = TcpSeg::syn(40_000, 443);
     syn.options = vec![2, 4, 0x05, 0xB4, 1, 3, 3, 7, 1, 1, 4, 2]; // Windows-like: no timestamps
     let (action, out) = h.expect(&tcp_v4(CLIENT, VIP, &syn), reason::VIP_SYN);
@@ -297,7 +238,7 @@ fn a_syn_without_timestamps_gets_only_an_mss() {
 
 #[test]
 fn a_syn_with_data_is_answered_without_it() {
-    let h = Harness::new();
+    let h = harness();
     let mut syn = linux_syn(40_000);
     syn.payload = b"early data we do not take".to_vec();
     let frame = tcp_v4(CLIENT, VIP, &syn);
@@ -312,7 +253,7 @@ fn a_syn_with_data_is_answered_without_it() {
 
 #[test]
 fn ipv6_vip_syn_through_extension_headers() {
-    let h = Harness::new();
+    let h = harness();
     // SYN cookies are IPv4-only so far: IPv6 TLS VIP traffic is counted and passed.
     let seg = tcp(&TcpSeg::syn(40_000, 443), Pseudo::V6(CLIENT6, VIP6));
     h.expect_pass(&ethernet(ETH_P_IPV6, None, &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &seg)), reason::PASS_TLS_IPV6);

@@ -6,22 +6,14 @@
 //! one built from scratch, so its checksums are checked against a full
 //! recomputation.
 
-use std::{collections::HashSet, net::Ipv4Addr, path::Path};
+use std::{collections::HashSet, net::Ipv4Addr};
 
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
-};
-use lb_common::{Flow, FlowKey, maps as abi, maps::FlowDirection, reason};
-use lb_user::{config::Config, stats::Counters};
+use lb_common::{maps::FlowDirection, reason};
 use tether_tests::{
+    dataplane::{TestDataplane, XDP_DROP, XDP_REDIRECT},
     fibnet::{BACKEND, BACKEND_MAC, BACKEND6, CLIENT, CLIENT_MAC, CLIENT6, Net, SNAT, SNAT6},
     packet::*,
 };
-
-const XDP_DROP: u32 = 1;
-const XDP_REDIRECT: u32 = 4;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
 /// A backend on a connected network whose MAC nobody resolved.
@@ -113,54 +105,8 @@ address = "{UNROUTABLE}:{PORT}"
     )
 }
 
-/// The loaded data path, used from a thread inside the namespace.
-struct Dp {
-    ebpf: Ebpf,
-}
-
-impl Dp {
-    fn new(snat_ports: &str) -> Dp {
-        let config = Config::parse(Path::new("golden.toml"), &config(snat_ports)).expect("golden config");
-        Dp { ebpf: lb_user::loader::load(&config).expect("load data path") }
-    }
-
-    fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &Xdp = self.ebpf.program(abi::XDP_PROGRAM).unwrap().try_into().unwrap();
-        let mut out = vec![0u8; frame.len() + 256];
-        let r = prog
-            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
-    }
-
-    fn counters(&self) -> Counters {
-        let m: PerCpuArray<&MapData, u64> = self.ebpf.map(abi::STATS_MAP).unwrap().try_into().unwrap();
-        lb_user::stats::read(&m).unwrap()
-    }
-
-    fn flows(&self) -> Vec<(FlowKey, Flow)> {
-        let m: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP).unwrap().try_into().unwrap();
-        m.iter().map(Result::unwrap).collect()
-    }
-
-    /// Runs `frame` and checks that exactly one counter moved, by one: `why`.
-    fn run_counted(&self, frame: &[u8], why: u32) -> (u32, Vec<u8>) {
-        let before = self.counters();
-        let out = self.run(frame);
-        let after = self.counters();
-        for r in 0..reason::COUNT {
-            let moved = after.get(r) - before.get(r);
-            assert_eq!(
-                moved,
-                u64::from(r == why),
-                "counter {} moved by {moved}; expected {}",
-                reason::name(r),
-                reason::name(why)
-            );
-        }
-        out
-    }
+fn dataplane(snat_ports: &str) -> TestDataplane {
+    TestDataplane::new(&config(snat_ports))
 }
 
 fn client_segment(src_port: u16, flags: u8) -> TcpSeg {
@@ -186,7 +132,7 @@ fn from_client(seg: &TcpSeg, vip: Ipv4Addr) -> Vec<u8> {
 
 /// The source port the data path chose towards the backend for `client_port`,
 /// read from the flow table's backend -> client entry.
-fn snat_port(dp: &Dp, client_port: u16) -> u16 {
+fn snat_port(dp: &TestDataplane, client_port: u16) -> u16 {
     dp.flows()
         .into_iter()
         .find(|(k, f)| {
@@ -200,9 +146,9 @@ fn snat_port(dp: &Dp, client_port: u16) -> u16 {
 fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("10000-65535");
+        let dp = dataplane("10000-65535");
         let syn = client_segment(40_000, TCP_SYN);
-        let (action, out) = dp.run_counted(&from_client(&syn, VIP), reason::NEW_FLOW);
+        let (action, out) = dp.expect(&from_client(&syn, VIP), reason::NEW_FLOW);
         assert_eq!(action, XDP_REDIRECT, "the backend side is another interface");
         assert_eq!(dp.flows().len(), 2, "a new connection has two entries");
         let sp = snat_port(&dp, 40_000);
@@ -218,7 +164,7 @@ fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
         // The backend answers: back to the client, from the VIP.
         let mut syn_ack = TcpSeg::syn(PORT, sp).with_flags(TCP_SYN | TCP_ACK);
         syn_ack.ack = syn.seq + 1;
-        let (action, out) = dp.run_counted(&frame([0; 6], BACKEND_MAC, BACKEND, SNAT, &syn_ack), reason::FWD_TO_CLIENT);
+        let (action, out) = dp.expect(&frame([0; 6], BACKEND_MAC, BACKEND, SNAT, &syn_ack), reason::FWD_TO_CLIENT);
         assert_eq!(action, XDP_REDIRECT);
         let mut to_client = syn_ack.clone();
         to_client.src_port = PORT;
@@ -231,14 +177,14 @@ fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
 
         // Data from the client follows the same entry.
         let data = client_segment(40_000, TCP_ACK | TCP_PSH);
-        let (_, out) = dp.run_counted(&from_client(&data, VIP), reason::FWD_TO_BACKEND);
+        let (_, out) = dp.expect(&from_client(&data, VIP), reason::FWD_TO_BACKEND);
         let mut expected = data.clone();
         expected.src_port = sp;
         assert_eq!(out, frame(BACKEND_MAC, net.backend_side_mac, SNAT, BACKEND, &expected));
 
         // A client RST is forwarded and ends the connection in the table.
         let rst = client_segment(40_000, TCP_RST | TCP_ACK);
-        let (action, _) = dp.run_counted(&from_client(&rst, VIP), reason::FWD_TO_BACKEND);
+        let (action, _) = dp.expect(&from_client(&rst, VIP), reason::FWD_TO_BACKEND);
         assert_eq!(action, XDP_REDIRECT);
         assert!(dp.flows().is_empty(), "RST must remove both entries: {:?}", dp.flows());
     });
@@ -248,10 +194,10 @@ fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
 fn a_retransmitted_syn_reuses_its_flow() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("10000-65535");
+        let dp = dataplane("10000-65535");
         let syn = from_client(&client_segment(40_001, TCP_SYN), VIP);
-        let (_, first) = dp.run_counted(&syn, reason::NEW_FLOW);
-        let (_, again) = dp.run_counted(&syn, reason::FWD_TO_BACKEND);
+        let (_, first) = dp.expect(&syn, reason::NEW_FLOW);
+        let (_, again) = dp.expect(&syn, reason::FWD_TO_BACKEND);
         assert_eq!(first, again, "the retransmission goes to the same backend from the same port");
         assert_eq!(dp.flows().len(), 2);
     });
@@ -261,21 +207,21 @@ fn a_retransmitted_syn_reuses_its_flow() {
 fn packets_that_cannot_be_forwarded_are_dropped_and_counted() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("10000-65535");
+        let dp = dataplane("10000-65535");
         // Mid-connection segment that belongs to no flow (e.g. after expiry).
-        let (action, _) = dp.run_counted(&from_client(&client_segment(40_002, TCP_ACK), VIP), reason::DROP_NO_FLOW);
+        let (action, _) = dp.expect(&from_client(&client_segment(40_002, TCP_ACK), VIP), reason::DROP_NO_FLOW);
         assert_eq!(action, XDP_DROP);
         // A farm whose only backend is disabled.
         let vip = Ipv4Addr::new(198, 18, 100, 101);
-        let (action, _) = dp.run_counted(&from_client(&client_segment(40_003, TCP_SYN), vip), reason::DROP_NO_BACKEND);
+        let (action, _) = dp.expect(&from_client(&client_segment(40_003, TCP_SYN), vip), reason::DROP_NO_BACKEND);
         assert_eq!(action, XDP_DROP);
         // A backend whose MAC the kernel does not know yet.
         let vip = Ipv4Addr::new(198, 18, 100, 102);
-        let (action, _) = dp.run_counted(&from_client(&client_segment(40_004, TCP_SYN), vip), reason::DROP_NO_NEIGH);
+        let (action, _) = dp.expect(&from_client(&client_segment(40_004, TCP_SYN), vip), reason::DROP_NO_NEIGH);
         assert_eq!(action, XDP_DROP);
         // A backend no route leads to.
         let vip = Ipv4Addr::new(198, 18, 100, 103);
-        let (action, _) = dp.run_counted(&from_client(&client_segment(40_005, TCP_SYN), vip), reason::DROP_NO_ROUTE);
+        let (action, _) = dp.expect(&from_client(&client_segment(40_005, TCP_SYN), vip), reason::DROP_NO_ROUTE);
         assert_eq!(action, XDP_DROP);
     });
 }
@@ -284,20 +230,19 @@ fn packets_that_cannot_be_forwarded_are_dropped_and_counted() {
 fn an_exhausted_port_range_drops_new_syns_and_says_so() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("20000-20003");
+        let dp = dataplane("20000-20003");
         let mut ports = HashSet::new();
         for client_port in 41_000..41_004 {
-            dp.run_counted(&from_client(&client_segment(client_port, TCP_SYN), VIP), reason::NEW_FLOW);
+            dp.expect(&from_client(&client_segment(client_port, TCP_SYN), VIP), reason::NEW_FLOW);
             ports.insert(snat_port(&dp, client_port));
         }
         assert_eq!(ports, (20_000..=20_003).collect(), "four connections take the four ports");
-        let (action, _) =
-            dp.run_counted(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::DROP_PORTS_EXHAUSTED);
+        let (action, _) = dp.expect(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::DROP_PORTS_EXHAUSTED);
         assert_eq!(action, XDP_DROP);
         assert_eq!(dp.flows().len(), 8, "the refused SYN left no entry");
         // A connection that ends frees its port for the next client.
         dp.run(&from_client(&client_segment(41_000, TCP_RST | TCP_ACK), VIP));
-        dp.run_counted(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::NEW_FLOW);
+        dp.expect(&from_client(&client_segment(41_004, TCP_SYN), VIP), reason::NEW_FLOW);
     });
 }
 
@@ -305,7 +250,7 @@ fn an_exhausted_port_range_drops_new_syns_and_says_so() {
 fn fifty_thousand_concurrent_connections_to_one_backend_get_distinct_ports() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("10000-65535");
+        let dp = dataplane("10000-65535");
         const CONNECTIONS: u32 = 50_000;
         for i in 0..CONNECTIONS {
             // Distinct clients: 250 addresses x 200 ports.
@@ -343,10 +288,10 @@ fn frame6(
 fn an_ipv6_connection_through_a_tcp_vip_is_natted_both_ways() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = Dp::new("10000-65535");
+        let dp = dataplane("10000-65535");
         let syn = client_segment(40_000, TCP_SYN);
         let (action, out) =
-            dp.run_counted(&frame6([0x02, 0, 0, 0, 0, 1], CLIENT_MAC, CLIENT6, VIP6, &syn), reason::NEW_FLOW);
+            dp.expect(&frame6([0x02, 0, 0, 0, 0, 1], CLIENT_MAC, CLIENT6, VIP6, &syn), reason::NEW_FLOW);
         assert_eq!(action, XDP_REDIRECT);
         let sp = dp
             .flows()
@@ -364,8 +309,7 @@ fn an_ipv6_connection_through_a_tcp_vip_is_natted_both_ways() {
 
         let mut syn_ack = TcpSeg::syn(PORT, sp).with_flags(TCP_SYN | TCP_ACK);
         syn_ack.ack = syn.seq + 1;
-        let (action, out) =
-            dp.run_counted(&frame6([0; 6], BACKEND_MAC, BACKEND6, SNAT6, &syn_ack), reason::FWD_TO_CLIENT);
+        let (action, out) = dp.expect(&frame6([0; 6], BACKEND_MAC, BACKEND6, SNAT6, &syn_ack), reason::FWD_TO_CLIENT);
         assert_eq!(action, XDP_REDIRECT);
         let mut to_client = syn_ack.clone();
         to_client.src_port = PORT;

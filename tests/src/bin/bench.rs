@@ -14,15 +14,12 @@
 //!
 //! Benchmarks, not tests: nothing here asserts a time.
 
-use std::{net::Ipv4Addr, path::Path};
+use std::net::Ipv4Addr;
 
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp},
-};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use lb_common::maps as abi;
-use lb_user::config::Config;
 use tether_tests::{
+    dataplane::TestDataplane,
     fibnet::{BACKEND, CLIENT, Net, SNAT},
     packet::{TCP_ACK, TcpSeg, tcp_v4},
 };
@@ -50,16 +47,20 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
-    let config = Config::parse(Path::new("bench.toml"), &config()).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let mut ebpf = lb_user::loader::load(&config)?;
-    let pass: &mut Xdp = ebpf.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
+    let mut dp = TestDataplane::new(&config());
+    let pass: &mut Xdp = dp.ebpf.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
     pass.load()?;
 
     // One connection through the tcp VIP, so the established paths have a flow.
     let client_port = 40_000;
-    let syn = tcp_v4(CLIENT, VIP, &TcpSeg::syn(client_port, 7));
-    run_once(&ebpf, abi::XDP_PROGRAM, &syn)?;
-    let snat_port = snat_port(&ebpf, client_port)?;
+    dp.run(&tcp_v4(CLIENT, VIP, &TcpSeg::syn(client_port, 7)));
+    let snat_port = dp
+        .flows()
+        .into_iter()
+        .find(|(_, f)| f.direction == abi::FlowDirection::ToClient as u8 && u16::from_be(f.new_dport_be) == client_port)
+        .map(|(k, _)| u16::from_be(k.dport_be))
+        .ok_or_else(|| anyhow::anyhow!("the SYN created no flow; is the namespace's routing in place?"))?;
+    let ebpf = &dp.ebpf;
     let mut data = TcpSeg::syn(client_port, 7).with_flags(TCP_ACK);
     data.payload = vec![0x17; 64];
     let mut reply = TcpSeg::syn(7, snat_port).with_flags(TCP_ACK);
@@ -98,24 +99,6 @@ fn bench() -> anyhow::Result<()> {
         println!("{label:<32} {bytes:>6} {median:>10} {min:>6} {max:>6} {:>8.2}x", *median as f64 / baseline);
     }
     Ok(())
-}
-
-fn run_once(ebpf: &Ebpf, prog: &str, frame: &[u8]) -> anyhow::Result<u32> {
-    let prog: &Xdp = ebpf.program(prog).expect("program").try_into()?;
-    Ok(prog.test_run(TestRunOptions { data_in: Some(frame), ..Default::default() })?.return_value)
-}
-
-/// The source port the SYN was given towards the backend.
-fn snat_port(ebpf: &Ebpf, client_port: u16) -> anyhow::Result<u16> {
-    let flows: aya::maps::HashMap<&aya::maps::MapData, lb_common::FlowKey, lb_common::Flow> =
-        ebpf.map(abi::FLOWS_MAP).expect("FLOWS").try_into()?;
-    for entry in flows.iter() {
-        let (key, flow) = entry?;
-        if flow.direction == abi::FlowDirection::ToClient as u8 && u16::from_be(flow.new_dport_be) == client_port {
-            return Ok(u16::from_be(key.dport_be));
-        }
-    }
-    anyhow::bail!("the SYN created no flow; is the namespace's routing in place?")
 }
 
 mod bulk {

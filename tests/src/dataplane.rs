@@ -1,0 +1,81 @@
+//! The data path loaded for BPF_PROG_TEST_RUN, the way golden-packet tests and
+//! benchmarks drive it: maps filled by the daemon's own loader from a TOML
+//! config, nothing attached.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+use lb_common::{Flow, FlowKey, maps as abi, reason};
+use lb_user::{config::Config, stats::Counters};
+
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
+pub struct TestDataplane {
+    pub ebpf: Ebpf,
+}
+
+impl TestDataplane {
+    /// Loads the program with maps filled from `config` (TOML text); the
+    /// verifier's verdict is part of what this checks.
+    pub fn new(config: &str) -> TestDataplane {
+        crate::require_root();
+        let config = Config::parse(Path::new("test.toml"), config).unwrap_or_else(|e| panic!("test config: {e:?}"));
+        TestDataplane { ebpf: lb_user::loader::load(&config).expect("the verifier accepts the program") }
+    }
+
+    /// Runs one frame; returns the action and the frame as the program left it.
+    pub fn run(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &Xdp = self.ebpf.program(abi::XDP_PROGRAM).expect("program").try_into().expect("xdp");
+        let mut out = vec![0u8; frame.len() + 256];
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// Runs a frame that must be counted once under `expected` and under no
+    /// other reason; returns the action and the frame as the program left it.
+    pub fn expect(&self, frame: &[u8], expected: u32) -> (u32, Vec<u8>) {
+        let before = self.counters();
+        let out = self.run(frame);
+        let after = self.counters();
+        for r in 0..reason::COUNT {
+            let moved = after.get(r) - before.get(r);
+            let want = u64::from(r == expected);
+            assert_eq!(
+                moved,
+                want,
+                "counter {} moved by {moved}, expected {want} (frame expected as {})",
+                reason::name(r),
+                reason::name(expected)
+            );
+        }
+        out
+    }
+
+    /// The frame must come out untouched with XDP_PASS, counted under `expected`.
+    pub fn expect_pass(&self, frame: &[u8], expected: u32) {
+        let (action, out) = self.expect(frame, expected);
+        assert_eq!(action, XDP_PASS, "action for a frame expected as {}", reason::name(expected));
+        assert_eq!(out, frame, "a passed frame must not be modified");
+    }
+
+    pub fn counters(&self) -> Counters {
+        let m: PerCpuArray<&MapData, u64> = self.ebpf.map(abi::STATS_MAP).expect("STATS").try_into().expect("array");
+        lb_user::stats::read(&m).expect("read counters")
+    }
+
+    pub fn flows(&self) -> Vec<(FlowKey, Flow)> {
+        let m: HashMap<&MapData, FlowKey, Flow> =
+            self.ebpf.map(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash");
+        m.iter().map(|e| e.expect("read flow")).collect()
+    }
+}
