@@ -61,7 +61,8 @@ pub struct Daemon {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timeouts {
-    /// A backend that has not answered the SYN by then: the client gets an RST.
+    /// For `tls` VIPs: a backend that has not answered tether's SYN by then,
+    /// and the client gets an RST. Not acted on until delayed binding exists.
     pub connect: Duration,
     /// An established flow with no packet for this long is forgotten.
     pub idle: Duration,
