@@ -137,3 +137,21 @@ fn a_missing_interface_fails_cleanly() {
     assert!(!std::path::Path::new(&topo.pin_path()).join("default").exists(), "pins left behind");
     let _ = std::fs::remove_dir_all(topo.pin_path());
 }
+
+#[test]
+fn a_second_daemon_for_the_same_instance_is_refused_and_disturbs_nothing() {
+    let topo = Topology::two_armed(1, 1);
+    let text = config(&topo, &[LB_CLIENT_IF, LB_BACKEND_IF]);
+    let first = Tether::start(&topo.lb, &text);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, &text).unwrap();
+    let out = topo.lb.command(tether_tests::tether::tether_bin()).args(["run", "--config"]).arg(&path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second daemon must not start");
+    assert!(stderr.contains("already has pinned state") && stderr.contains(&first.instance_dir().display().to_string()), "{stderr}");
+    // The first daemon is untouched: still attached, counters still readable.
+    assert!(xdp_attached(&topo, LB_CLIENT_IF) && xdp_attached(&topo, LB_BACKEND_IF));
+    assert!(ping(&topo, &LB_CLIENT_ADDR.to_string()));
+    assert!(first.counters().get(reason::PASS_NOT_TCP) > 0, "the first daemon's counters still count");
+}
