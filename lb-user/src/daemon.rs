@@ -26,11 +26,13 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
         .filter(|b| b.state != crate::config::BackendState::Disabled)
         .map(|b| b.address)
         .collect();
+    let starting = || format!("starting instance `{instance}` from {}", config_path.display());
+    // First, whether this instance may start at all (another daemon's pins).
+    let pin_dir = crate::pins::prepare(&config.daemon.pin_path, instance).with_context(starting)?;
     // Before attaching: attaching XDP to some drivers (veth among them) briefly
     // loses packets, and a lost ARP reply would leave a backend unresolved.
     crate::neighbors::warm(&backends, config.daemon.snat_ports, 0).await;
-    let mut dataplane = Dataplane::start(&config, instance)
-        .with_context(|| format!("starting instance `{instance}` from {}", config_path.display()))?;
+    let mut dataplane = Dataplane::start(&config, pin_dir).with_context(starting)?;
     info!(
         instance,
         pins = %dataplane.pin_dir().display(),

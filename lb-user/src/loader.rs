@@ -52,8 +52,9 @@ pub struct Dataplane {
 impl Dataplane {
     /// Loads the program, fills its maps from `config`, pins the counters and
     /// attaches to every configured interface.
-    pub fn start(config: &Config, instance: &str) -> Result<Dataplane, LoadError> {
-        let pin_dir = pins::prepare(&config.daemon.pin_path, instance)?;
+    /// `pin_dir` comes from [`pins::prepare`], which the caller runs first so a
+    /// daemon that may not start is refused before it does anything else.
+    pub fn start(config: &Config, pin_dir: PathBuf) -> Result<Dataplane, LoadError> {
         let ebpf = load(config).inspect_err(|_| pins::remove(&pin_dir))?;
         // From here on, Drop detaches and unpins whatever a failed step leaves.
         let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
