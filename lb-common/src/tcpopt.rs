@@ -112,29 +112,53 @@ pub fn parse_syn(buf: &HeaderBuf, header_len: usize) -> SynOptions {
 }
 
 /// The client's handshake choices, carried through the stateless handshake in
-/// the low six bits of our TSval (as the kernel's xdp_synproxy selftest does):
-/// bits 0-3 the client's window scale (15 = none), bit 4 SACK permitted, bit 5
-/// ECN. The client echoes the TSval in every segment's TSecr.
+/// the low eight bits of our TSval (bits 0-5 as the kernel's xdp_synproxy
+/// selftest does): bits 0-3 the client's window scale (15 = none), bit 4 SACK
+/// permitted, bit 5 ECN, bits 6-7 the index of the cookie's MSS in
+/// `COOKIE_MSS`. The client echoes the TSval in every segment's TSecr; the
+/// backend leg needs all of it, and the kernel's cookie check returns none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CookieOptions {
     pub wscale: Option<u8>,
     pub sack_permitted: bool,
     pub ecn: bool,
+    /// Index into `COOKIE_MSS`.
+    pub mss_index: u8,
+}
+
+/// The MSS values an IPv4 SYN cookie can stand for (the kernel's `msstab` in
+/// net/ipv4/syncookies.c); `bpf_tcp_raw_gen_syncookie_ipv4` returns one of them.
+pub const COOKIE_MSS: [u16; 4] = [536, 1300, 1440, 1460];
+
+/// The index of the largest `COOKIE_MSS` entry not above `mss`.
+#[inline(always)]
+pub fn cookie_mss_index(mss: u16) -> u8 {
+    if mss >= COOKIE_MSS[3] {
+        3
+    } else if mss >= COOKIE_MSS[2] {
+        2
+    } else if mss >= COOKIE_MSS[1] {
+        1
+    } else {
+        0
+    }
 }
 
 const TS_NO_WSCALE: u32 = 0xF;
 const TS_SACK: u32 = 1 << 4;
 const TS_ECN: u32 = 1 << 5;
-const TS_OPT_MASK: u32 = 0x3F;
+const TS_MSS_SHIFT: u32 = 6;
+const TS_OPT_MASK: u32 = 0xFF;
 
 impl CookieOptions {
     /// What of a SYN's options the cookie carries.
     #[inline(always)]
-    pub fn from_syn(syn: &SynOptions) -> CookieOptions {
+    pub fn from_syn(syn: &SynOptions, cookie_mss: u16) -> CookieOptions {
         CookieOptions {
             wscale: if syn.wscale == NO_WSCALE { None } else { Some(syn.wscale) },
             sack_permitted: syn.sack_permitted != 0,
             ecn: false,
+            mss_index: cookie_mss_index(cookie_mss),
         }
     }
 }
@@ -145,7 +169,11 @@ pub fn encode_tsval(now_ms: u32, o: &CookieOptions) -> u32 {
         Some(w) if w <= 14 => w as u32,
         _ => TS_NO_WSCALE,
     };
-    (now_ms & !TS_OPT_MASK) | ws | if o.sack_permitted { TS_SACK } else { 0 } | if o.ecn { TS_ECN } else { 0 }
+    (now_ms & !TS_OPT_MASK)
+        | ws
+        | if o.sack_permitted { TS_SACK } else { 0 }
+        | if o.ecn { TS_ECN } else { 0 }
+        | (o.mss_index as u32 & 3) << TS_MSS_SHIFT
 }
 
 #[inline(always)]
@@ -155,6 +183,7 @@ pub fn decode_tsecr(tsecr: u32) -> CookieOptions {
         wscale: if ws == TS_NO_WSCALE { None } else { Some(ws as u8) },
         sack_permitted: tsecr & TS_SACK != 0,
         ecn: tsecr & TS_ECN != 0,
+        mss_index: ((tsecr >> TS_MSS_SHIFT) & 3) as u8,
     }
 }
 
@@ -269,18 +298,27 @@ mod tests {
     fn tsval_carries_the_clients_choices() {
         for ws in [None, Some(0), Some(7), Some(14)] {
             for sack in [false, true] {
-                let o = CookieOptions { wscale: ws, sack_permitted: sack, ecn: false };
-                let ts = encode_tsval(0xDEAD_BEEF, &o);
-                assert_eq!(ts & !0x3F, 0xDEAD_BEEF & !0x3F);
-                assert_eq!(decode_tsecr(ts), o);
+                for mss_index in 0..4 {
+                    let o = CookieOptions { wscale: ws, sack_permitted: sack, ecn: false, mss_index };
+                    let ts = encode_tsval(0xDEAD_BEEF, &o);
+                    assert_eq!(ts & !0xFF, 0xDEAD_BEEF & !0xFF);
+                    assert_eq!(decode_tsecr(ts), o);
+                }
             }
         }
         // A window scale above 14 is invalid (RFC 7323 §2.3) and treated as none.
-        assert_eq!(
-            decode_tsecr(encode_tsval(0, &CookieOptions { wscale: Some(15), sack_permitted: false, ecn: false }))
-                .wscale,
-            None
-        );
+        let o = CookieOptions { wscale: Some(15), sack_permitted: false, ecn: false, mss_index: 0 };
+        assert_eq!(decode_tsecr(encode_tsval(0, &o)).wscale, None);
+    }
+
+    #[test]
+    fn every_cookie_mss_maps_back_to_itself() {
+        for (i, mss) in COOKIE_MSS.iter().enumerate() {
+            assert_eq!(cookie_mss_index(*mss) as usize, i);
+        }
+        assert_eq!(cookie_mss_index(1400), 1);
+        assert_eq!(cookie_mss_index(9000), 3);
+        assert_eq!(cookie_mss_index(100), 0);
     }
 
     #[test]

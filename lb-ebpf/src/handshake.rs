@@ -99,7 +99,7 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     let client_seq = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     // SAFETY: no preconditions.
     let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
-    let tsval = tcpopt::encode_tsval(now_ms, &CookieOptions::from_syn(client));
+    let tsval = tcpopt::encode_tsval(now_ms, &CookieOptions::from_syn(client, mss));
     let (sport, dport) = ([buf[0], buf[1]], [buf[2], buf[3]]);
     buf[0..2].copy_from_slice(&dport);
     buf[2..4].copy_from_slice(&sport);

@@ -146,10 +146,14 @@ fn a_second_daemon_for_the_same_instance_is_refused_and_disturbs_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.toml");
     std::fs::write(&path, &text).unwrap();
-    let out = topo.lb.command(tether_tests::tether::tether_bin()).args(["run", "--config"]).arg(&path).output().unwrap();
+    let out =
+        topo.lb.command(tether_tests::tether::tether_bin()).args(["run", "--config"]).arg(&path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second daemon must not start");
-    assert!(stderr.contains("already has pinned state") && stderr.contains(&first.instance_dir().display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains("already has pinned state") && stderr.contains(&first.instance_dir().display().to_string()),
+        "{stderr}"
+    );
     // The first daemon is untouched: still attached, counters still readable.
     assert!(xdp_attached(&topo, LB_CLIENT_IF) && xdp_attached(&topo, LB_BACKEND_IF));
     assert!(ping(&topo, &LB_CLIENT_ADDR.to_string()));

@@ -179,6 +179,11 @@ fn a_syn_to_a_tls_vip_is_answered_with_a_syn_cookie() {
     assert_eq!(&t[32..36], &[0x00, 0x00, 0x12, 0x34], "TSecr echoes the client's TSval");
     let carried = lb_common::tcpopt::decode_tsecr(o.tsval);
     assert_eq!((carried.wscale, carried.sack_permitted), (Some(7), true), "our TSval carries the client's choices");
+    assert_eq!(
+        lb_common::tcpopt::COOKIE_MSS[usize::from(carried.mss_index)],
+        o.mss,
+        "and the index of the MSS the cookie stands for"
+    );
 
     // The client's ACK completes the handshake; nothing is stored.
     let cookie = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
