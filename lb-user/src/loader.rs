@@ -82,35 +82,9 @@ impl Dataplane {
         stats::read(&map).map_err(|source| LoadError::Map { map: abi::STATS_MAP, source })
     }
 
-    /// Removes flows whose connection has been quiet too long: both directions
-    /// idle past `idle` (or `closing` once a FIN was seen), or a connection whose
-    /// backend never answered within `half_open`. Returns the entries removed
-    /// (two per connection).
+    /// Removes connections that have been quiet too long; see [`sweep`].
     pub fn sweep(&mut self, timeouts: &Timeouts) -> Result<usize, LoadError> {
-        let now = monotonic_ns();
-        let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
-        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(&mut self.ebpf, abi::FLOWS_MAP)?;
-        let entries: Vec<(FlowKey, Flow)> = flows.iter().filter_map(Result::ok).collect();
-        let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
-        let mut expired = Vec::new();
-        for (key, flow) in &entries {
-            let reply_key = FlowKey::reply(flow, key.family);
-            let reply = by_key.get(&reply_key);
-            if flow_expired(flow, reply, now, timeouts) {
-                expired.push(*key);
-                expired.push(reply_key);
-            }
-        }
-        let mut removed = 0usize;
-        for key in &expired {
-            // Both entries of a pair name each other, so a key can come twice.
-            match flows.remove(key) {
-                Ok(()) => removed += 1,
-                Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(map_err(e)),
-            }
-        }
-        Ok(removed)
+        sweep(&mut self.ebpf, timeouts)
     }
 
     /// Pins what other processes read: the counters (`tether status`) and the
@@ -258,6 +232,37 @@ fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static 
             try_mode(program, Flags::Skb, "generic")
         }),
     }
+}
+
+/// Removes flows whose connection has been quiet too long: both directions
+/// idle past `idle` (or `closing` once a FIN was seen), or a connection whose
+/// backend never answered within `half_open`. Returns the entries removed
+/// (two per connection).
+pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
+    let now = monotonic_ns();
+    let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
+    let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
+    let entries: Vec<(FlowKey, Flow)> = flows.iter().filter_map(Result::ok).collect();
+    let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
+    let mut expired = Vec::new();
+    for (key, flow) in &entries {
+        let reply_key = FlowKey::reply(flow, key.family);
+        let reply = by_key.get(&reply_key);
+        if flow_expired(flow, reply, now, timeouts) {
+            expired.push(*key);
+            expired.push(reply_key);
+        }
+    }
+    let mut removed = 0usize;
+    for key in &expired {
+        // Both entries of a pair name each other, so a key can come twice.
+        match flows.remove(key) {
+            Ok(()) => removed += 1,
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(map_err(e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// The first backend id of each farm: backends are numbered in config order.
