@@ -1,6 +1,7 @@
 //! tether's daemon as a library, so the binary, tests and benchmarks drive the
 //! same code.
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -241,8 +241,13 @@ fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static 
 pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
     let now = monotonic_ns();
     let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
+    let entries: Vec<(FlowKey, Flow)> = match ebpf.map(abi::FLOWS_MAP) {
+        Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|e| {
+            map_err(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e }))
+        })?,
+        _ => return Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
+    };
     let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
-    let entries: Vec<(FlowKey, Flow)> = flows.iter().filter_map(Result::ok).collect();
     let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
     let mut expired = Vec::new();
     for (key, flow) in &entries {

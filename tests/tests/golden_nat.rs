@@ -270,6 +270,16 @@ fn fifty_thousand_concurrent_connections_to_one_backend_get_distinct_ports() {
             .map(|(k, _)| u16::from_be(k.dport_be))
             .collect();
         assert_eq!(ports.len(), CONNECTIONS as usize, "every connection has its own source port");
+
+        // The sweeper's batched read sees exactly what the per-entry iterator sees.
+        let Some(aya::maps::Map::LruHashMap(data)) = dp.ebpf.map(lb_common::maps::FLOWS_MAP) else {
+            panic!("FLOWS is an LRU hash map")
+        };
+        let batched: std::collections::HashMap<lb_common::FlowKey, lb_common::Flow> =
+            lb_user::batch::lookup_all(data).expect("batched lookup").into_iter().collect();
+        let iterated: std::collections::HashMap<lb_common::FlowKey, lb_common::Flow> = flows.into_iter().collect();
+        assert_eq!(batched.len(), 2 * CONNECTIONS as usize);
+        assert!(batched == iterated, "batched and per-entry reads of the flow table differ");
     });
 }
 
