@@ -52,7 +52,9 @@ fn process(ctx: &XdpContext) -> Verdict {
     };
     match Protocol::try_from(vip.protocol) {
         Ok(Protocol::Tcp) => new_tcp_connection(ctx, &pkt, vip),
-        _ => tls_handshake(ctx, &pkt),
+        Ok(Protocol::Tls) => tls_handshake(ctx, &pkt),
+        // Only the daemon writes VIPS; a value it never writes is not guessed at.
+        Err(_) => Verdict::pass(reason::PASS_NOT_VIP),
     }
 }
 

@@ -20,13 +20,13 @@ const TCP_CSUM: usize = 16;
 // function its frame passed 512 bytes.
 #[inline(never)]
 pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
-    let mut tcp_csum = match pkt.family {
+    let addr_delta = match pkt.family {
         Family::Ipv4 => rewrite_v4_addrs(ctx, pkt, flow)?,
         Family::Ipv6 => rewrite_v6_addrs(ctx, pkt, flow)?,
     };
     let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
     let old_csum = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
-    tcp_csum = update_fold(tcp_csum, old_csum);
+    let mut tcp_csum = update_fold(addr_delta, old_csum);
     tcp_csum = update16(tcp_csum, pkt.key.sport_be, flow.new_sport_be);
     tcp_csum = update16(tcp_csum, pkt.key.dport_be, flow.new_dport_be);
     tcp[0..2].copy_from_slice(&flow.new_sport_be.to_ne_bytes());
