@@ -8,14 +8,15 @@
 //! ```
 //!
 //! Clients reach the VIPs (198.18.100.0/24) and the backend network through the
-//! balancer. Each switch is a bridge in its own namespace; every switch port runs
+//! balancer. Two-armed topologies also carry IPv6 (2001:2::/48, the IPv6
+//! benchmarking prefix): VIPs in 2001:2:0:100::/64. Each switch is a bridge in its own namespace; every switch port runs
 //! an XDP_PASS program, because XDP_TX or a redirect into a veth is dropped
 //! unless the peer runs XDP (DESIGN.md §5). Checksum offload is off on every
 //! veth, both ways: TX, so XDP sees complete checksums; RX, because a veth with
 //! RX offload marks what it receives as already verified, and a checksum the
 //! data path got wrong would go unnoticed by the hosts.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
@@ -34,6 +35,21 @@ pub const BACKEND_NET: &str = "198.19.0.0/24";
 /// Interfaces of the balancer namespace.
 pub const LB_CLIENT_IF: &str = "eth0";
 pub const LB_BACKEND_IF: &str = "eth1";
+
+// IPv6 twins of the addresses above, from the benchmarking prefix 2001:2::/48
+// (RFC 5180): client side 2001:2:0:1::/64, backend side 2001:2:0:2::/64.
+pub const LB_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 1);
+pub const LB_BACKEND_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1);
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x100, 0, 0, 0, 0x100);
+pub const VIP6_NET: &str = "2001:2:0:100::/64";
+
+pub fn client_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 2, 0, 1, 0, 0, 0, 0x10 + i as u16)
+}
+
+pub fn backend_addr6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 0x11 + i as u16)
+}
 
 pub fn client_addr(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 10 + i as u8)
@@ -83,18 +99,25 @@ impl Topology {
         plug(&lb, LB_BACKEND_IF, &switch_b, "lb", pass);
         lb.ip(&format!("addr add {LB_CLIENT_ADDR}/24 dev {LB_CLIENT_IF}"));
         lb.ip(&format!("addr add {LB_BACKEND_ADDR}/24 dev {LB_BACKEND_IF}"));
+        lb.ip(&format!("-6 addr add {LB_CLIENT_ADDR6}/64 dev {LB_CLIENT_IF} nodad"));
+        lb.ip(&format!("-6 addr add {LB_BACKEND_ADDR6}/64 dev {LB_BACKEND_IF} nodad"));
         lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        lb.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
 
         for (i, c) in clients.iter().enumerate() {
             plug(&c.ns, "eth0", &switch_c, &format!("c{i}"), pass);
             c.ns.ip(&format!("addr add {}/24 dev eth0", c.addr));
             c.ns.ip(&format!("route add {VIP_NET} via {LB_CLIENT_ADDR}"));
             c.ns.ip(&format!("route add {BACKEND_NET} via {LB_CLIENT_ADDR}"));
+            c.ns.ip(&format!("-6 addr add {}/64 dev eth0 nodad", client_addr6(i)));
+            c.ns.ip(&format!("-6 route add {VIP6_NET} via {LB_CLIENT_ADDR6}"));
         }
         for (i, b) in backends.iter().enumerate() {
             plug(&b.ns, "eth0", &switch_b, &format!("b{i}"), pass);
             b.ns.ip(&format!("addr add {}/24 dev eth0", b.addr));
             b.ns.ip(&format!("route add default via {LB_BACKEND_ADDR}"));
+            b.ns.ip(&format!("-6 addr add {}/64 dev eth0 nodad", backend_addr6(i)));
+            b.ns.ip(&format!("-6 route add default via {LB_BACKEND_ADDR6}"));
         }
         Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch_c, switch_b] }
     }

@@ -12,7 +12,10 @@ use lb_common::reason;
 use tether_tests::{
     peers::BackendServer,
     tether::Tether,
-    topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
+    topology::{
+        LB_BACKEND_ADDR, LB_BACKEND_ADDR6, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP, VIP6,
+        backend_addr6,
+    },
 };
 
 const PORT: u16 = 7;
@@ -254,4 +257,39 @@ fn fill(chunk: &mut [u8], n: usize) {
         x ^= x << 17;
         word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
     }
+}
+
+#[test]
+fn an_ipv6_tcp_vip_is_fully_natted_in_a_real_network() {
+    let topo = Topology::two_armed(2, 2);
+    let _backends: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(backend_addr6(i).into(), PORT), &format!("b{i}")))
+        .collect();
+    let backends: String = (0..topo.backends.len())
+        .map(|i| format!("\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"[{}]:{PORT}\"\n", backend_addr6(i)))
+        .collect();
+    let config = format!(
+        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+         [[vip]]\nname = \"echo6\"\naddress = \"{VIP6}\"\nport = {PORT}\nprotocol = \"tcp\"\nfarm = \"echo6\"\nsnat = \"{LB_BACKEND_ADDR6}\"\n\n\
+         [[farm]]\nname = \"echo6\"\n{backends}",
+        topo.pin_path()
+    );
+    let tether = Tether::start(&topo.lb, &config);
+    let vip = SocketAddr::new(VIP6.into(), PORT);
+    for (i, client) in topo.clients.iter().enumerate() {
+        let stream = client
+            .ns
+            .enter(|| TcpStream::connect_timeout(&vip, Duration::from_secs(5)))
+            .unwrap_or_else(|e| panic!("client {i} cannot connect to {vip}: {e}\n{:?}", tether.counters()));
+        let (name, peer) = echo_through_vip(stream, &pattern(128 * 1024, i as u32));
+        assert_eq!(peer, LB_BACKEND_ADDR6.to_string(), "the backend must see the IPv6 SNAT address");
+        assert!(["b0", "b1"].contains(&name.as_str()), "unknown backend {name:?}");
+    }
+    let c = tether.counters();
+    assert_eq!(c.get(reason::NEW_FLOW), 2, "{c:?}");
+    assert_eq!(c.get(reason::DROP_NO_NEIGH), 0, "{c:?}");
+    assert!(c.get(reason::FWD_TO_BACKEND) > 20 && c.get(reason::FWD_TO_CLIENT) > 20, "{c:?}");
 }
