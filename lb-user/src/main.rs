@@ -59,7 +59,15 @@ fn status(config: &std::path::Path, instance: &str) -> anyhow::Result<()> {
             dir.display()
         )
     })?;
+    let flows = stats::read_pinned_flows(&dir).map_err(|e| anyhow::anyhow!("cannot read the flow table: {e}"))?;
     println!("instance {instance} (pins at {})", dir.display());
+    println!("flow table: {} entries (two per connection)", flows.len());
+    for vip in &config.vips {
+        println!(
+            "vip {}: {}:{} {:?} -> farm {}",
+            vip.name, vip.address, vip.port, vip.protocol, config.farms[vip.farm].name
+        );
+    }
     println!("{:<24} {:>14}", "reason", "packets");
     for (reason, packets) in counters.named() {
         println!("{reason:<24} {packets:>14}");

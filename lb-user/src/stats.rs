@@ -42,6 +42,6 @@ pub fn read_pinned(instance_dir: &Path) -> Result<Counters, MapError> {
 /// The flow-table entries of a running daemon, read from its pin.
 pub fn read_pinned_flows(instance_dir: &Path) -> Result<Vec<(lb_common::FlowKey, lb_common::Flow)>, MapError> {
     let data = MapData::from_pin(instance_dir.join(FLOWS_PIN))?;
-    let map: aya::maps::HashMap<MapData, lb_common::FlowKey, lb_common::Flow> = Map::from_map_data(data)?.try_into()?;
-    map.iter().collect()
+    crate::batch::lookup_all(&data)
+        .map_err(|io_error| MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }))
 }

@@ -27,7 +27,7 @@ pub struct Tether {
     proc: Proc,
     instance_dir: PathBuf,
     pin_root: PathBuf,
-    _config_dir: TempDir,
+    config_dir: TempDir,
 }
 
 impl Tether {
@@ -44,7 +44,7 @@ impl Tether {
         let mut proc = Proc::spawn("tether", cmd);
         proc.wait_for_output(" ready ", Duration::from_secs(30));
         let instance_dir = lb_user::pins::instance_dir(&pin_root, "default");
-        Tether { proc, instance_dir, pin_root, _config_dir: config_dir }
+        Tether { proc, instance_dir, pin_root, config_dir: config_dir }
     }
 
     pub fn counters(&self) -> Counters {
@@ -56,6 +56,17 @@ impl Tether {
     pub fn flows(&self) -> Vec<(lb_common::FlowKey, lb_common::Flow)> {
         stats::read_pinned_flows(&self.instance_dir)
             .unwrap_or_else(|e| panic!("read flows at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
+    }
+
+    /// What `tether status` prints for this daemon.
+    pub fn status(&self) -> String {
+        let out = std::process::Command::new(tether_bin())
+            .args(["status", "--config"])
+            .arg(self.config_dir.path().join("tether.toml"))
+            .output()
+            .expect("run tether status");
+        assert!(out.status.success(), "tether status failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     pub fn log(&self) -> String {

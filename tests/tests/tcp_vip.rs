@@ -162,6 +162,8 @@ fn closed_and_reset_connections_leave_the_flow_table() {
     let stream = connect_vip(&topo, 0);
     echo_through_vip(stream.try_clone().unwrap(), b"again");
     assert_eq!(tether.flows().len(), 2);
+    let status = tether.status();
+    assert!(status.contains("flow table: 2 entries"), "tether status should show the open connection:\n{status}");
     let sock = socket2_linger_zero(stream);
     drop(sock);
     wait_until(Duration::from_millis(500), || tether.flows().is_empty(), || format!("{:?}", tether.flows()));
