@@ -63,10 +63,11 @@ fn status(config: &std::path::Path, instance: &str) -> anyhow::Result<()> {
     println!("instance {instance} (pins at {})", dir.display());
     println!("flow table: {} entries (two per connection)", flows.len());
     for vip in &config.vips {
-        println!(
-            "vip {}: {}:{} {:?} -> farm {}",
-            vip.name, vip.address, vip.port, vip.protocol, config.farms[vip.farm].name
-        );
+        let protocol = match vip.protocol {
+            lb_user::config::VipProtocol::Tls => "tls",
+            lb_user::config::VipProtocol::Tcp => "tcp",
+        };
+        println!("vip {}: {}:{} {protocol} -> farm {}", vip.name, vip.address, vip.port, config.farms[vip.farm].name);
     }
     println!("{:<24} {:>14}", "reason", "packets");
     for (reason, packets) in counters.named() {
