@@ -12,10 +12,13 @@ pub const SETTINGS_MAP: &str = "SETTINGS";
 pub const OWNED_ADDRS_MAP: &str = "OWNED_ADDRS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
-/// An XDP program that passes everything: attached to test peers so that frames
-/// redirected into a veth are not dropped (DESIGN.md §5), and the baseline the
-/// benchmark compares against.
+/// In the test object (`lb_user::TEST_OBJECT`): an XDP program that passes
+/// everything, attached to test peers so that frames redirected into a veth are
+/// not dropped (DESIGN.md §5) and the baseline the benchmark compares against;
+/// and one that drops a share of frames, for lossy-link tests.
 pub const XDP_PASS_PROGRAM: &str = "tether_pass";
+pub const XDP_LOSSY_PROGRAM: &str = "tether_lossy";
+pub const LOSS_PERMILLE_MAP: &str = "LOSS_PERMILLE";
 
 /// Most VIPs one instance serves.
 pub const MAX_VIPS: u32 = 1024;

@@ -108,14 +108,6 @@ fn forward(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
     rewrite::nexthop::send(ctx, pkt, flow, why)
 }
 
-/// Passes everything. Attached to veth peers in tests (an XDP_TX or redirect into a
-/// veth is dropped unless its peer runs an XDP program) and used as the no-op
-/// baseline by `cargo xtask bench`.
-#[xdp]
-pub fn tether_pass(_ctx: XdpContext) -> u32 {
-    xdp_action::XDP_PASS
-}
-
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -13,3 +13,7 @@ pub mod stats;
 
 /// The compiled XDP object (lb-ebpf), embedded at build time.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf"));
+
+/// Test and benchmark programs (`tether_pass`, `tether_lossy`), for the test
+/// harness only; the daemon never loads them.
+pub static TEST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf-test"));

@@ -20,9 +20,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use aya::{
     Ebpf,
-    programs::{Xdp, XdpMode},
+    maps::{Array, MapData},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::maps::XDP_PASS_PROGRAM;
+use lb_common::maps::{LOSS_PERMILLE_MAP, XDP_LOSSY_PROGRAM, XDP_PASS_PROGRAM};
 
 use crate::netns::{Netns, run_checked, unique_prefix};
 
@@ -67,6 +68,9 @@ pub struct Host {
 pub struct Topology {
     // Field order is drop order: detach the peers' XDP before the namespaces go.
     peer_xdp: Ebpf,
+    /// The XDP_PASS attachment of each client's switch port, by client index,
+    /// so a test can swap it for a lossy one.
+    client_port_links: Vec<Option<XdpLinkId>>,
     pub prefix: String,
     pub lb: Netns,
     pub clients: Vec<Host>,
@@ -92,7 +96,7 @@ impl Topology {
             sw.ip("link add br0 type bridge");
             sw.ip("link set br0 up");
         }
-        let mut peer_xdp = load_pass_program();
+        let mut peer_xdp = load_test_programs();
         let pass = pass_program(&mut peer_xdp);
 
         plug(&lb, LB_CLIENT_IF, &switch_c, "lb", pass);
@@ -104,8 +108,9 @@ impl Topology {
         lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
         lb.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]);
 
+        let mut client_port_links = Vec::new();
         for (i, c) in clients.iter().enumerate() {
-            plug(&c.ns, "eth0", &switch_c, &format!("c{i}"), pass);
+            client_port_links.push(Some(plug(&c.ns, "eth0", &switch_c, &format!("c{i}"), pass)));
             c.ns.ip(&format!("addr add {}/24 dev eth0", c.addr));
             c.ns.ip(&format!("route add {VIP_NET} via {LB_CLIENT_ADDR}"));
             c.ns.ip(&format!("route add {BACKEND_NET} via {LB_CLIENT_ADDR}"));
@@ -119,7 +124,7 @@ impl Topology {
             b.ns.ip(&format!("-6 addr add {}/64 dev eth0 nodad", backend_addr6(i)));
             b.ns.ip(&format!("-6 route add default via {LB_BACKEND_ADDR6}"));
         }
-        Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch_c, switch_b] }
+        Topology { peer_xdp, client_port_links, prefix, lb, clients, backends, switches: vec![switch_c, switch_b] }
     }
 
     /// One arm: clients, the balancer and backends on one switch and one subnet
@@ -140,21 +145,42 @@ impl Topology {
             .collect();
         switch.ip("link add br0 type bridge");
         switch.ip("link set br0 up");
-        let mut peer_xdp = load_pass_program();
+        let mut peer_xdp = load_test_programs();
         let pass = pass_program(&mut peer_xdp);
         plug(&lb, LB_CLIENT_IF, &switch, "lb", pass);
         lb.ip(&format!("addr add {LB_CLIENT_ADDR}/24 dev {LB_CLIENT_IF}"));
         lb.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
+        let mut client_port_links = Vec::new();
         for (role, hosts) in [("c", &clients), ("b", &backends)] {
             for (i, h) in hosts.iter().enumerate() {
-                plug(&h.ns, "eth0", &switch, &format!("{role}{i}"), pass);
+                let link = plug(&h.ns, "eth0", &switch, &format!("{role}{i}"), pass);
+                if role == "c" {
+                    client_port_links.push(Some(link));
+                }
                 h.ns.ip(&format!("addr add {}/24 dev eth0", h.addr));
             }
         }
         for c in &clients {
             c.ns.ip(&format!("route add {VIP_NET} via {LB_CLIENT_ADDR}"));
         }
-        Topology { peer_xdp, prefix, lb, clients, backends, switches: vec![switch] }
+        Topology { peer_xdp, client_port_links, prefix, lb, clients, backends, switches: vec![switch] }
+    }
+
+    /// Makes client `i`'s link drop `permille` per mille of frames at random in
+    /// each direction: the lossy program replaces XDP_PASS on the client's
+    /// switch port (frames from the client) and runs on the client's own
+    /// interface (frames to it).
+    pub fn make_client_link_lossy(&mut self, i: usize, permille: u32) {
+        let mut loss: Array<&mut MapData, u32> =
+            self.peer_xdp.map_mut(LOSS_PERMILLE_MAP).expect("loss map").try_into().expect("array");
+        loss.set(0, permille, 0).expect("set loss");
+        let link = self.client_port_links[i].take().expect("client port still runs XDP_PASS");
+        pass_program(&mut self.peer_xdp).detach(link).expect("detach XDP_PASS");
+        let lossy: &mut Xdp =
+            self.peer_xdp.program_mut(XDP_LOSSY_PROGRAM).expect("lossy program").try_into().expect("an XDP program");
+        let port = format!("c{i}");
+        self.switches[0].enter(|| lossy.attach(&port, XdpMode::Driver).map(|_| ())).expect("lossy on the switch port");
+        self.clients[i].ns.enter(|| lossy.attach("eth0", XdpMode::Driver).map(|_| ())).expect("lossy on the client");
     }
 
     /// A bpffs directory unique to this topology, for tether's `pin_path`.
@@ -188,10 +214,13 @@ impl Drop for Topology {
     }
 }
 
-/// The object whose XDP_PASS program the switch ports run, loaded once per topology.
-fn load_pass_program() -> Ebpf {
-    let mut ebpf = Ebpf::load(lb_user::EBPF_OBJECT).expect("load the XDP object");
+/// The test programs (XDP_PASS for switch ports, the lossy one), loaded once
+/// per topology.
+fn load_test_programs() -> Ebpf {
+    let mut ebpf = Ebpf::load(lb_user::TEST_OBJECT).expect("load the test XDP object");
     pass_program(&mut ebpf).load().expect("load the pass program");
+    let lossy: &mut Xdp = ebpf.program_mut(XDP_LOSSY_PROGRAM).expect("lossy program").try_into().expect("xdp");
+    lossy.load().expect("load the lossy program");
     ebpf
 }
 
@@ -201,7 +230,7 @@ fn pass_program(ebpf: &mut Ebpf) -> &mut Xdp {
 
 /// Connects `host`'s interface `ifname` to the bridge of `switch` through a veth
 /// whose switch end is `port`, with the switch end running XDP_PASS.
-fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) {
+fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) -> XdpLinkId {
     run_checked(std::process::Command::new("ip").args([
         "-n",
         host.name(),
@@ -222,6 +251,6 @@ fn plug(host: &Netns, ifname: &str, switch: &Netns, port: &str, pass: &mut Xdp) 
         ns.ip(&format!("link set {dev} up"));
     }
     switch
-        .enter(|| pass.attach(port, XdpMode::Driver).map(|_| ()))
-        .unwrap_or_else(|e| panic!("attach XDP_PASS to {port} in {}: {e}", switch.name()));
+        .enter(|| pass.attach(port, XdpMode::Driver))
+        .unwrap_or_else(|e| panic!("attach XDP_PASS to {port} in {}: {e}", switch.name()))
 }

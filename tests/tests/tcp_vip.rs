@@ -216,28 +216,67 @@ fn a_256_mib_transfer_each_way_arrives_byte_identical() {
     let topo = Topology::two_armed(1, 1);
     let _backends = start_backends(&topo);
     let tether = Tether::start(&topo.lb, &config(&topo, ""));
-    const SIZE: usize = 256 << 20;
-    const CHUNK: usize = 1 << 16;
+    transfer_both_ways(connect_vip(&topo, 0), 256 << 20);
+    let c = tether.counters();
+    assert!(c.get(reason::FWD_TO_BACKEND) > ((256 << 20) / 1500) as u64, "the data went through XDP: {c:?}");
+}
+
+#[test]
+fn the_same_transfer_survives_a_lossy_link() {
+    let mut topo = Topology::two_armed(1, 1);
+    let _backends = start_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, ""));
+    // 2% of frames dropped each way on the client's link, after the handshake.
     let stream = connect_vip(&topo, 0);
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let before = (retransmitted(&topo.clients[0].ns), retransmitted(&topo.backends[0].ns));
+    topo.make_client_link_lossy(0, 20);
+    transfer_both_ways(stream, LOSSY_TRANSFER);
+    // The loss was real: both senders had to retransmit.
+    let client_retrans = retransmitted(&topo.clients[0].ns) - before.0;
+    let backend_retrans = retransmitted(&topo.backends[0].ns) - before.1;
+    assert!(
+        client_retrans > 100 && backend_retrans > 100,
+        "retransmissions: client {client_retrans}, backend {backend_retrans}"
+    );
+    let c = tether.counters();
+    assert!(c.get(reason::FWD_TO_BACKEND) > (LOSSY_TRANSFER / 1500) as u64, "{c:?}");
+    assert_eq!(c.get(reason::DROP_NO_FLOW), 0, "no segment may lose its flow: {c:?}");
+}
+
+const LOSSY_TRANSFER: usize = 256 << 20;
+
+/// TCP segments a namespace's kernel has retransmitted (`RetransSegs`).
+fn retransmitted(ns: &tether_tests::netns::Netns) -> u64 {
+    let out = ns.run("cat", &["/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().expect("Tcp header"), tcp.next().expect("Tcp values"));
+    let column = names.split_whitespace().position(|n| n == "RetransSegs").expect("RetransSegs column");
+    values.split_whitespace().nth(column).expect("value").parse().expect("number")
+}
+
+/// Sends `size` bytes through the echo backend behind the VIP while reading the
+/// echo, and checks every byte that comes back; window scaling, SACK and
+/// timestamps are on (Linux defaults) at both ends.
+fn transfer_both_ways(stream: TcpStream, size: usize) {
+    const CHUNK: usize = 1 << 16;
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut reader = BufReader::with_capacity(CHUNK, stream.try_clone().unwrap());
     let mut greeting = String::new();
     reader.read_line(&mut greeting).unwrap();
-    // Window scaling, SACK and timestamps are on (Linux defaults) on both ends.
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || {
         let mut chunk = vec![0u8; CHUNK];
-        for n in 0..SIZE / CHUNK {
+        for n in 0..size / CHUNK {
             fill(&mut chunk, n);
             writer.write_all(&chunk).expect("send");
         }
         writer.shutdown(std::net::Shutdown::Write).unwrap();
     });
-    // The echo comes back while we send: compare it chunk by chunk with what
-    // was sent, without keeping 256 MiB around.
+    // Compare the echo chunk by chunk with what was sent, without keeping it all.
     let mut expected = vec![0u8; CHUNK];
     let mut got = vec![0u8; CHUNK];
-    for n in 0..SIZE / CHUNK {
+    for n in 0..size / CHUNK {
         fill(&mut expected, n);
         reader.read_exact(&mut got).unwrap_or_else(|e| panic!("echo stopped at chunk {n}: {e}"));
         assert!(got == expected, "chunk {n} differs after the round trip");
@@ -246,8 +285,6 @@ fn a_256_mib_transfer_each_way_arrives_byte_identical() {
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{} bytes more than were sent", rest.len());
     sender.join().unwrap();
-    let c = tether.counters();
-    assert!(c.get(reason::FWD_TO_BACKEND) > (SIZE / 1500) as u64, "the data went through XDP: {c:?}");
 }
 
 /// Chunk `n` of the transfer: distinct per chunk and position.

@@ -52,8 +52,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn bench() -> anyhow::Result<()> {
-    let mut dp = TestDataplane::new(&config());
-    let pass: &mut Xdp = dp.ebpf.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
+    let dp = TestDataplane::new(&config());
+    let mut test_programs = aya::Ebpf::load(lb_user::TEST_OBJECT)?;
+    let pass: &mut Xdp = test_programs.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
     pass.load()?;
 
     // One connection through the tcp VIP, so the established paths have a flow.
@@ -71,20 +72,26 @@ fn bench() -> anyhow::Result<()> {
     let mut reply = TcpSeg::syn(7, snat_port).with_flags(TCP_ACK);
     reply.payload = vec![0x17; 64];
 
-    let paths: Vec<(&str, &str, Vec<u8>)> = vec![
+    let paths: Vec<(&str, &aya::Ebpf, &str, Vec<u8>)> = vec![
         (
             "no-op XDP (baseline)",
+            &test_programs,
             abi::XDP_PASS_PROGRAM,
             tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22)),
         ),
-        ("non-VIP pass", abi::XDP_PROGRAM, tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22))),
-        ("TLS VIP SYN -> cookie SYN-ACK", abi::XDP_PROGRAM, tcp_v4(CLIENT, TLS_VIP, &TcpSeg::syn(40_002, 443))),
-        ("established client->backend", abi::XDP_PROGRAM, tcp_v4(CLIENT, VIP, &data)),
-        ("established backend->client", abi::XDP_PROGRAM, tcp_v4(BACKEND, SNAT, &reply)),
+        (
+            "non-VIP pass",
+            ebpf,
+            abi::XDP_PROGRAM,
+            tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22)),
+        ),
+        ("TLS VIP SYN -> cookie SYN-ACK", ebpf, abi::XDP_PROGRAM, tcp_v4(CLIENT, TLS_VIP, &TcpSeg::syn(40_002, 443))),
+        ("established client->backend", ebpf, abi::XDP_PROGRAM, tcp_v4(CLIENT, VIP, &data)),
+        ("established backend->client", ebpf, abi::XDP_PROGRAM, tcp_v4(BACKEND, SNAT, &reply)),
     ];
     let mut results = Vec::new();
-    for (label, prog_name, frame) in &paths {
-        let prog: &Xdp = ebpf.program(prog_name).expect("program").try_into()?;
+    for (label, object, prog_name, frame) in &paths {
+        let prog: &Xdp = object.program(prog_name).expect("program").try_into()?;
         let mut samples: Vec<u64> = (0..ROUNDS)
             .map(|_| {
                 let r = prog
@@ -271,7 +278,7 @@ mod bulk {
     /// The no-op XDP program on both balancer interfaces, for as long as the
     /// returned object lives.
     fn attach_pass_on_balancer(topo: &Topology) -> anyhow::Result<aya::Ebpf> {
-        let mut ebpf = aya::Ebpf::load(lb_user::EBPF_OBJECT)?;
+        let mut ebpf = aya::Ebpf::load(lb_user::TEST_OBJECT)?;
         let prog: &mut Xdp = ebpf.program_mut(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
         prog.load()?;
         for dev in [LB_CLIENT_IF, LB_BACKEND_IF] {
