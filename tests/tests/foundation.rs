@@ -1,6 +1,6 @@
 //! tether attached in a namespace topology: the host keeps working (ping, TCP to
 //! the balancer's own address, TLS routed through it) and SYNs to the VIP are
-//! counted under their reason. Stopping the daemon detaches and unpins.
+//! counted under their reason (and answered). Stopping the daemon detaches and unpins.
 
 use std::{
     io::{Read as _, Write as _},
@@ -103,10 +103,11 @@ fn host_traffic_keeps_working_and_vip_syns_are_counted() {
     assert!(after_host.get(reason::PASS_NOT_TCP) >= before.get(reason::PASS_NOT_TCP) + 2, "pings are pass_not_tcp");
     assert_eq!(after_host.get(reason::VIP_SYN), before.get(reason::VIP_SYN), "no VIP traffic was sent yet");
 
-    // SYNs to the VIP: the data path does not answer them yet, so the connect
-    // fails; what matters is that each one was seen and counted as vip_syn.
+    // A SYN to the (tls) VIP is counted as vip_syn and answered by XDP with a
+    // SYN cookie, so the TCP handshake completes.
     let vip = SocketAddr::new(VIP.into(), 443);
-    let _ = topo.clients[0].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_millis(500)));
+    let connected = topo.clients[0].ns.enter(|| TcpStream::connect_timeout(&vip, Duration::from_secs(3)));
+    assert!(connected.is_ok(), "handshake with the VIP: {connected:?}");
     let after_vip = tether.counters();
     assert!(
         after_vip.get(reason::VIP_SYN) > after_host.get(reason::VIP_SYN),
