@@ -342,3 +342,84 @@ pub fn addr_bytes(address: IpAddr) -> [u8; 16] {
         IpAddr::V6(a) => a.octets(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lb_common::maps::{FlowDirection, flow_flags};
+
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            idle: Duration::from_secs(900),
+            half_open: Duration::from_secs(30),
+            closing: Duration::from_secs(10),
+        }
+    }
+
+    /// A connection created at t=0 whose directions last saw packets at the
+    /// given times (in seconds; `None`: never since creation).
+    fn pair(to_backend_seen: Option<u64>, to_client_seen: Option<u64>) -> (Flow, Flow) {
+        let flow = |dir: FlowDirection, seen: Option<u64>| Flow {
+            new_saddr_be: [0; 16],
+            new_daddr_be: [0; 16],
+            new_sport_be: 0,
+            new_dport_be: 0,
+            backend_id: 0,
+            created_ns: 1,
+            last_seen_ns: seen.map_or(1, |s| s * S),
+            direction: dir as u8,
+            flags: 0,
+            _pad: [0; 6],
+        };
+        (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))
+    }
+
+    #[test]
+    fn an_active_connection_stays() {
+        let (b, c) = pair(Some(100), Some(100));
+        assert!(!flow_expired(&b, Some(&c), 200 * S, &timeouts()));
+        assert!(!flow_expired(&c, Some(&b), 200 * S, &timeouts()));
+    }
+
+    #[test]
+    fn idle_means_both_directions_quiet_past_idle() {
+        let (b, c) = pair(Some(100), Some(100));
+        assert!(flow_expired(&b, Some(&c), 1001 * S, &timeouts()));
+        // One direction still talking keeps the connection.
+        let (b, c) = pair(Some(100), Some(950));
+        assert!(!flow_expired(&b, Some(&c), 1001 * S, &timeouts()));
+    }
+
+    #[test]
+    fn a_backend_that_never_answered_goes_after_half_open() {
+        let (b, c) = pair(Some(5), None);
+        assert!(!flow_expired(&b, Some(&c), 20 * S, &timeouts()));
+        assert!(flow_expired(&b, Some(&c), 40 * S, &timeouts()));
+        assert!(flow_expired(&c, Some(&b), 40 * S, &timeouts()), "judged the same from either entry");
+        // A client still retrying its SYN keeps it (its retransmissions refresh the entry).
+        let (b, c) = pair(Some(35), None);
+        assert!(!flow_expired(&b, Some(&c), 40 * S, &timeouts()));
+    }
+
+    #[test]
+    fn after_a_fin_the_closing_timeout_applies() {
+        let (mut b, c) = pair(Some(100), Some(100));
+        b.flags |= flow_flags::FIN;
+        assert!(!flow_expired(&b, Some(&c), 105 * S, &timeouts()));
+        assert!(flow_expired(&b, Some(&c), 111 * S, &timeouts()));
+        assert!(flow_expired(&c, Some(&b), 111 * S, &timeouts()), "the FIN counts for the other direction too");
+    }
+
+    #[test]
+    fn an_orphan_goes_after_closing() {
+        let (b, _) = pair(Some(100), Some(100));
+        assert!(!flow_expired(&b, None, 105 * S, &timeouts()));
+        assert!(flow_expired(&b, None, 111 * S, &timeouts()));
+    }
+}
