@@ -27,12 +27,6 @@ pub fn addr(addr_be: &[u8; 16]) -> u32 {
     h
 }
 
-/// Hash of a client's address and port: where source-port probing starts.
-#[inline(always)]
-pub fn client(addr_be: &[u8; 16], port_be: u16) -> u32 {
-    mix32(addr(addr_be) ^ u32::from(port_be))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -207,13 +207,6 @@ impl Topology {
     }
 }
 
-impl Drop for Topology {
-    fn drop(&mut self) {
-        // The pass programs detach when `peer_xdp` drops; namespaces follow.
-        let _ = &self.peer_xdp;
-    }
-}
-
 /// The test programs (XDP_PASS for switch ports, the lossy one), loaded once
 /// per topology.
 fn load_test_programs() -> Ebpf {
