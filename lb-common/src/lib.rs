@@ -3,7 +3,7 @@
 //! Everything here is `no_std`, `#[repr(C)]`, integers and byte arrays only, so the
 //! same definitions compile for the BPF target and the host. Fields that hold
 //! network-order values end in `_be`.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod csum;
 pub mod hash;
@@ -11,4 +11,4 @@ pub mod maps;
 pub mod reason;
 pub mod tcpopt;
 
-pub use maps::{AddrKey, BackendInfo, Family, Flow, FlowKey, Protocol, Settings, VipInfo, VipKey};
+pub use maps::{AddrKey, BackendInfo, Family, FarmInfo, Flow, FlowKey, Pending, Protocol, Settings, VipInfo, VipKey};

@@ -10,8 +10,14 @@ pub const BACKENDS_MAP: &str = "BACKENDS";
 pub const MAGLEV_MAP: &str = "MAGLEV";
 pub const SETTINGS_MAP: &str = "SETTINGS";
 pub const OWNED_ADDRS_MAP: &str = "OWNED_ADDRS";
+pub const FARMS_MAP: &str = "FARMS";
+pub const FARM_RR_MAP: &str = "FARM_RR";
+pub const PENDING_MAP: &str = "PENDING";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
+/// The tc ingress program that finishes delayed binding: it turns a backend's
+/// SYN-ACK into the ACK that carries the stashed ClientHello (DESIGN.md §2 step 4).
+pub const TC_PROGRAM: &str = "tether_tc";
 /// In the test object (`lb_user::TEST_OBJECT`): an XDP program that passes
 /// everything, attached to test peers so that frames redirected into a veth are
 /// not dropped (DESIGN.md §5) and the baseline the benchmark compares against;
@@ -30,6 +36,12 @@ pub const MAX_BACKENDS: u32 = 4096;
 pub const MAGLEV_RING: u32 = 65_537;
 /// Flow-table entries; each connection takes two (one per direction).
 pub const MAX_FLOWS: u32 = 1 << 20;
+/// Connections waiting for their backend's SYN-ACK, each holding its first
+/// client segment (`Pending`). Bounded because every entry is a few KiB.
+pub const MAX_PENDING: u32 = 8192;
+/// The largest first client segment (usually the ClientHello) tether stashes
+/// while it opens the backend connection: more than a 1500-byte MTU allows.
+pub const STASH_MAX: usize = 2048;
 /// A Maglev slot or backend reference that names no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 
@@ -157,7 +169,8 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 
 /// Value of `FLOWS`: how to rewrite packets of one direction of a connection.
 /// Created by XDP when it binds a connection to a backend; `last_seen_ns` is
-/// refreshed by XDP; expired and removed by the daemon's sweeper.
+/// refreshed by XDP; the splice fields are filled when a `tls` connection's
+/// backend answers (tc); expired and removed by the daemon's sweeper.
 ///
 /// The other direction's key is the reply tuple of the rewritten packet:
 /// `(new_daddr, new_saddr, new_dport, new_sport)`.
@@ -174,13 +187,39 @@ pub struct Flow {
     /// the latter refreshed at most once a second.
     pub created_ns: u64,
     pub last_seen_ns: u64,
+    /// Splicing (`flow_flags::SPLICE`), added modulo 2^32 to this direction's
+    /// sequence number, acknowledgement number (and SACK blocks), and
+    /// timestamp value and echo. The two legs of a `tls` connection have
+    /// different initial sequence numbers (our SYN cookie vs the backend's)
+    /// and different timestamp clocks (ours vs the backend's).
+    pub seq_delta: u32,
+    pub ack_delta: u32,
+    pub tsval_delta: u32,
+    pub tsecr_delta: u32,
+    /// Window scaling: the window field of this direction's packets is read
+    /// with shift `wscale_in` and written with shift `wscale_out`.
+    pub wscale_in: u8,
+    pub wscale_out: u8,
     /// `FlowDirection as u8`.
     pub direction: u8,
     /// `flow_flags` bits.
     pub flags: u8,
-    pub _pad: [u8; 6],
+    /// `FlowState as u8`.
+    pub state: u8,
+    pub _pad: [u8; 3],
 }
-const _: () = assert!(size_of::<Flow>() == 64);
+const _: () = assert!(size_of::<Flow>() == 80);
+
+/// `Flow::state`.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowState {
+    /// Packets flow both ways (a `tcp` VIP from its SYN on).
+    Established = 0,
+    /// A `tls` connection whose backend SYN is out and unanswered: the client
+    /// data that opened it is stashed in `PENDING`.
+    BackendSynSent = 1,
+}
 
 /// `Flow::direction`.
 #[repr(u8)]
@@ -207,6 +246,11 @@ impl TryFrom<u8> for FlowDirection {
 pub mod flow_flags {
     /// This direction has sent a FIN.
     pub const FIN: u8 = 0x01;
+    /// Sequence numbers, timestamps and windows need translating (`tls` VIPs).
+    pub const SPLICE: u8 = 0x02;
+    /// Backend -> client only: the stashed first segment has not been
+    /// acknowledged by the backend yet; its `PENDING` entry is still needed.
+    pub const STASHED: u8 = 0x04;
 }
 
 impl FlowKey {
@@ -247,6 +291,68 @@ pub enum BackendState {
     Disabled = 3,
 }
 
+/// Value of the `FARMS` array, indexed by farm id. Written by the daemon
+/// (`algorithm`, `rr_len`); `rr_next` is advanced by XDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FarmInfo {
+    /// `Algorithm as u8`.
+    pub algorithm: u8,
+    pub _pad: [u8; 3],
+    /// Entries of this farm's slice of `FARM_RR` (its active backends).
+    pub rr_len: u32,
+    /// Where round-robin resumes. Advanced without atomics: two CPUs racing
+    /// may hand out the same backend twice, never an invalid one.
+    pub rr_next: u32,
+}
+const _: () = assert!(size_of::<FarmInfo>() == 12);
+
+/// Slots of `FARM_RR` per farm: one per backend, at most.
+pub const FARM_RR_SLOTS: u32 = MAX_BACKENDS;
+
+/// `FarmInfo::algorithm`: how a farm picks the backend of a new connection
+/// (before persistence, which comes first when it knows the client).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    RoundRobin = 1,
+    Maglev = 2,
+}
+
+/// Value of `PENDING` (keyed by the client -> VIP `FlowKey`): a `tls`
+/// connection between its first client data and the backend's acknowledgement
+/// of it. XDP writes it when it sends the backend SYN; tc reads it to build
+/// the ACK that carries `data`; XDP removes it once the backend has
+/// acknowledged the data; the sweeper removes what is left of dead connections.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pending {
+    /// The client's initial sequence number; `data` starts at `client_isn + 1`.
+    pub client_isn: u32,
+    /// Our initial sequence number towards the client: the SYN cookie.
+    pub cookie_isn: u32,
+    /// The timestamp option of the client's segment (TSval, TSecr), if
+    /// `has_timestamp`. TSecr echoes our SYN-ACK's TSval.
+    pub client_tsval: u32,
+    pub client_tsecr: u32,
+    /// Ones'-complement sum of `data[..len]`, recovered from the client's
+    /// checksum, so the ACK's checksum costs no pass over the data.
+    pub data_sum: u32,
+    /// The client's window field (already scaled by its window scale).
+    pub window: u16,
+    pub len: u16,
+    /// What the client's SYN offered, as carried by the cookie: MSS (after
+    /// clamping), window scale (`tcpopt::NO_WSCALE` if none), SACK permitted.
+    pub mss: u16,
+    pub wscale: u8,
+    pub sack_permitted: u8,
+    pub has_timestamp: u8,
+    pub _pad: [u8; 3],
+    pub created_ns: u64,
+    pub data: [u8; STASH_MAX],
+}
+const _: () = assert!(size_of::<Pending>() == 40 + STASH_MAX);
+
 /// The single entry of the `SETTINGS` array: instance-wide data-path knobs.
 /// Written by the daemon before it attaches; read by XDP.
 #[repr(C)]
@@ -255,8 +361,11 @@ pub struct Settings {
     /// Source ports towards backends: `snat_port_min .. snat_port_min + snat_port_count`.
     pub snat_port_min: u32,
     pub snat_port_count: u32,
+    /// The largest MSS tether announces on either leg of a `tls` connection:
+    /// the smallest MTU of the attached interfaces minus 40 (IPv4 + TCP).
+    pub mss_clamp: u32,
 }
-const _: () = assert!(size_of::<Settings>() == 8);
+const _: () = assert!(size_of::<Settings>() == 12);
 
 // SAFETY: these types are repr(C), made of integers and byte arrays with explicit
 // padding fields, so every bit pattern is valid and there is no uninitialised byte.
@@ -274,6 +383,10 @@ unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for BackendInfo {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Settings {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for FarmInfo {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for Pending {}
 
 #[cfg(test)]
 mod tests {

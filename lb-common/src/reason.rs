@@ -49,16 +49,43 @@ pub const COOKIE_ACK: u32 = 18;
 /// An ACK to a `tls` VIP whose cookie does not check out (forged, or older
 /// than the kernel's cookie lifetime): dropped.
 pub const DROP_BAD_COOKIE: u32 = 19;
-/// Client data with a valid cookie, for which delayed binding (choosing a
-/// backend from the ClientHello) is not built yet: dropped.
-pub const DROP_TLS_UNBOUND: u32 = 20;
+/// A `tls` connection's first client data with a valid cookie, starting with
+/// a TLS handshake record: a backend was chosen, the segment stashed and
+/// turned into the SYN to the backend (delayed binding, DESIGN.md §2 step 3).
+pub const TLS_BIND: u32 = 20;
 /// The kernel could not make a SYN cookie (malformed options): dropped.
 pub const DROP_SYN_COOKIE: u32 = 21;
 /// A SYN to an IPv6 `tls` VIP: SYN cookies are IPv4-only so far; passed.
 pub const PASS_TLS_IPV6: u32 = 22;
 
+/// As `TLS_BIND`, for first data that is not a TLS handshake record: spliced
+/// to a backend the farm's algorithm chose all the same, and counted here.
+pub const TLS_NOT_HANDSHAKE: u32 = 23;
+/// The client sent its first data again while the backend SYN is unanswered:
+/// the SYN is sent again.
+pub const BACKEND_SYN_RESENT: u32 = 24;
+/// Any other client segment while the backend SYN is unanswered: dropped (the
+/// client sends it again).
+pub const DROP_BACKEND_PENDING: u32 = 25;
+/// A backend's SYN-ACK: passed to the tc program, which answers it.
+pub const BACKEND_SYN_ACK: u32 = 26;
+/// (tc) The backend's SYN-ACK turned into our ACK carrying the stashed data.
+pub const TC_STASH_SENT: u32 = 27;
+/// (tc) A SYN-ACK for a connection with no stash (already acknowledged, or
+/// evicted): dropped.
+pub const TC_DROP_NO_STASH: u32 = 28;
+/// First data larger than the stash (`STASH_MAX`), or too short to be turned
+/// into the backend SYN in place (header and data shorter than the SYN's
+/// header: 24 to 40 bytes): dropped.
+pub const DROP_STASH_SIZE: u32 = 29;
+/// The backend refused the connection (RST to our SYN): the client gets an RST.
+pub const BACKEND_REFUSED: u32 = 30;
+/// (tc) A SYN-ACK the tc program could not answer (malformed, or a helper
+/// failed): dropped; the backend sends it again.
+pub const TC_DROP_ERROR: u32 = 31;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 23;
+pub const COUNT: u32 = 32;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -83,9 +110,18 @@ pub const fn name(reason: u32) -> &'static str {
         DROP_FLOW_TABLE => "drop_flow_table",
         COOKIE_ACK => "cookie_ack",
         DROP_BAD_COOKIE => "drop_bad_cookie",
-        DROP_TLS_UNBOUND => "drop_tls_unbound",
+        TLS_BIND => "tls_bind",
         DROP_SYN_COOKIE => "drop_syn_cookie",
         PASS_TLS_IPV6 => "pass_tls_ipv6",
+        TLS_NOT_HANDSHAKE => "tls_not_handshake",
+        BACKEND_SYN_RESENT => "backend_syn_resent",
+        DROP_BACKEND_PENDING => "drop_backend_pending",
+        BACKEND_SYN_ACK => "backend_syn_ack",
+        TC_STASH_SENT => "tc_stash_sent",
+        TC_DROP_NO_STASH => "tc_drop_no_stash",
+        DROP_STASH_SIZE => "drop_stash_size",
+        BACKEND_REFUSED => "backend_refused",
+        TC_DROP_ERROR => "tc_drop_error",
         _ => "unknown",
     }
 }

@@ -19,7 +19,7 @@ pub const KIND_TIMESTAMP: u8 = 8;
 /// The window scale tether offers clients (RFC 7323 §2.3; Linux's usual value).
 pub const OUR_WSCALE: u8 = 7;
 
-/// What a SYN offered. Plain integers, no `Option`s: in XDP this lives in a
+/// What a SYN offered (or, for a data segment, its timestamps). Plain integers, no `Option`s: in XDP this lives in a
 /// per-CPU map value, whose contents the verifier does not track, so the
 /// option walk below does not multiply its states.
 #[repr(C)]
@@ -30,9 +30,10 @@ pub struct SynOptions {
     /// `NO_WSCALE`: no window-scale option.
     pub wscale: u8,
     pub sack_permitted: u8,
-    /// 0: no timestamps; then `tsval` is meaningless.
+    /// 0: no timestamps; then `tsval` and `tsecr` are meaningless.
     pub has_timestamp: u32,
     pub tsval: u32,
+    pub tsecr: u32,
     /// Scratch for `parse_syn_into`: the offset the walk has reached.
     pub walk: u32,
 }
@@ -41,7 +42,7 @@ pub const NO_WSCALE: u8 = 0xFF;
 
 impl Default for SynOptions {
     fn default() -> Self {
-        SynOptions { mss: 0, wscale: NO_WSCALE, sack_permitted: 0, has_timestamp: 0, tsval: 0, walk: 0 }
+        SynOptions { mss: 0, wscale: NO_WSCALE, sack_permitted: 0, has_timestamp: 0, tsval: 0, tsecr: 0, walk: 0 }
     }
 }
 
@@ -97,6 +98,7 @@ pub fn parse_syn_into(buf: &HeaderBuf, header_len: usize, opts: &mut SynOptions)
                         buf[(i + 5) & MASK],
                     ]),
                 );
+                set(&mut opts.tsecr, read32(buf, i + 6));
             },
             _ => {}
         }
@@ -253,6 +255,173 @@ pub fn sum_words(buf: &HeaderBuf, len: usize) -> u32 {
     sum
 }
 
+/// A big-endian u32 at `at` (masked into the buffer).
+#[inline(always)]
+fn read32(buf: &HeaderBuf, at: usize) -> u32 {
+    u32::from_be_bytes([buf[at & MASK], buf[(at + 1) & MASK], buf[(at + 2) & MASK], buf[(at + 3) & MASK]])
+}
+
+#[inline(always)]
+fn add32(buf: &mut HeaderBuf, at: usize, delta: u32) {
+    put(buf, at, &read32(buf, at).wrapping_add(delta).to_be_bytes());
+}
+
+/// Writes the options of the SYN tether sends a backend on the client's
+/// behalf: the client's choices as the SYN cookie carried them, laid out as
+/// Linux lays out its own SYNs. `wscale` is `NO_WSCALE` for none, `tsval`
+/// None for no timestamps. Returns the header length (a multiple of 4, at
+/// most 40).
+#[inline(always)]
+pub fn write_syn(buf: &mut HeaderBuf, mss: u16, wscale: u8, sack_permitted: bool, tsval: Option<u32>) -> usize {
+    let m = mss.to_be_bytes();
+    put(buf, 20, &[KIND_MSS, 4, m[0], m[1]]);
+    let mut o = 24;
+    match (sack_permitted, tsval) {
+        (true, Some(_)) => {
+            put(buf, o, &[KIND_SACK_PERM, 2]);
+            o += 2;
+        }
+        (true, None) => {
+            put(buf, o, &[KIND_NOP, KIND_NOP, KIND_SACK_PERM, 2]);
+            o += 4;
+        }
+        (false, Some(_)) => {
+            put(buf, o, &[KIND_NOP, KIND_NOP]);
+            o += 2;
+        }
+        (false, None) => {}
+    }
+    if let Some(ts) = tsval {
+        let v = ts.to_be_bytes();
+        put(buf, o, &[KIND_TIMESTAMP, 10, v[0], v[1], v[2], v[3], 0, 0, 0, 0]);
+        o += 10;
+    }
+    if wscale != NO_WSCALE {
+        put(buf, o, &[KIND_NOP, KIND_WSCALE, 3, wscale]);
+        o += 4;
+    }
+    o
+}
+
+/// The header length `write_syn` produces for these choices.
+#[inline(always)]
+pub const fn syn_len(wscale: u8, sack_permitted: bool, timestamps: bool) -> usize {
+    let mut len = 24;
+    if timestamps {
+        len += 12;
+    } else if sack_permitted {
+        len += 4;
+    }
+    if wscale != NO_WSCALE {
+        len += 4;
+    }
+    len
+}
+
+/// SACK option kind (RFC 2018 §3).
+pub const KIND_SACK: u8 = 5;
+
+/// What `translate_options` adds to a segment's option values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionDeltas {
+    pub tsval: u32,
+    pub tsecr: u32,
+    /// Added to both edges of every SACK block: they acknowledge the other
+    /// side's sequence numbers, like the ACK field.
+    pub sack: u32,
+}
+
+/// The timestamp option of a data segment, if it sits where every common
+/// stack puts it: first, or after two NOPs. Returns (TSval, TSecr).
+///
+/// VERIFIER: data segments are read at fixed offsets, without the option walk
+/// SYNs get: a walk per data path ran the verifier out of budget. A segment
+/// whose timestamp sits elsewhere is treated as having none.
+#[inline(always)]
+pub fn data_timestamps(buf: &HeaderBuf, header_len: usize) -> Option<(u32, u32)> {
+    let at = timestamp_at(buf, header_len)?;
+    Some((read32(buf, at + 2), read32(buf, at + 6)))
+}
+
+#[inline(always)]
+fn timestamp_at(buf: &HeaderBuf, header_len: usize) -> Option<usize> {
+    if header_len >= 32 && buf[20] == KIND_NOP && buf[21] == KIND_NOP && buf[22] == KIND_TIMESTAMP && buf[23] == 10 {
+        Some(22)
+    } else if header_len >= 32 && buf[20] == KIND_TIMESTAMP && buf[21] == 10 {
+        Some(20)
+    } else {
+        None
+    }
+}
+
+/// Translates the options of a spliced segment in place, as `deltas` says,
+/// and says whether it recognised the layout. Known layouts: the timestamp
+/// as `data_timestamps` finds it, and a SACK option (after two NOPs) right
+/// after it or, without timestamps, first. These are what Linux, Windows and
+/// the BSDs send; anything else is left untouched (a SACK block left
+/// untranslated costs the sender a retransmission timeout, never data).
+/// The caller fixes the checksum by summing the header before and after
+/// (`sum_words`).
+// VERIFIER: loop-free, for the reason given at `data_timestamps`.
+#[inline(always)]
+pub fn translate_options(buf: &mut HeaderBuf, header_len: usize, deltas: &OptionDeltas) -> bool {
+    let end = if header_len > 60 { 60 } else { header_len };
+    let ts = timestamp_at(buf, end);
+    let sack_search = match ts {
+        Some(at) => {
+            add32(buf, at + 2, deltas.tsval);
+            add32(buf, at + 6, deltas.tsecr);
+            at + 10
+        }
+        None => 20,
+    };
+    if sack_search + 2 >= end {
+        return ts.is_some();
+    }
+    let i = sack_search & MASK;
+    let (at, len) = if buf[i] == KIND_NOP && buf[(i + 1) & MASK] == KIND_NOP && buf[(i + 2) & MASK] == KIND_SACK {
+        (i + 2, buf[(i + 3) & MASK] as usize)
+    } else if buf[i] == KIND_SACK {
+        (i, buf[(i + 1) & MASK] as usize)
+    } else {
+        return ts.is_some() || sack_search == end;
+    };
+    if len < 10 || (len - 2) % 8 != 0 || at + len > end {
+        return false;
+    }
+    let blocks = (len - 2) / 8;
+    // At most 4 blocks fit in 40 bytes of options.
+    let mut b = 0;
+    while b < 4 {
+        if b < blocks {
+            add32(buf, at + 2 + b * 8, deltas.sack);
+            add32(buf, at + 6 + b * 8, deltas.sack);
+        }
+        b += 1;
+    }
+    true
+}
+
+/// Rewrites a window field read with scale `from` for a receiver that applies
+/// scale `to` (RFC 7323 §2.3): the advertised bytes stay the same, within the
+/// precision the new shift allows. A non-zero window never becomes zero (which
+/// would stall the sender) and never exceeds the field.
+#[inline(always)]
+pub const fn rescale_window(win: u16, from: u8, to: u8) -> u16 {
+    if from == to {
+        return win;
+    }
+    let bytes = (win as u32) << (from & 15);
+    let out = bytes >> (to & 15);
+    if out > 0xFFFF {
+        0xFFFF
+    } else if out == 0 && win != 0 {
+        1
+    } else {
+        out as u16
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +441,7 @@ mod tests {
         let o = parse_syn(&b, len);
         assert_eq!(
             o,
-            SynOptions { mss: 1460, wscale: 7, sack_permitted: 1, has_timestamp: 1, tsval: 0x1234, walk: 40 }
+            SynOptions { mss: 1460, wscale: 7, sack_permitted: 1, has_timestamp: 1, tsval: 0x1234, tsecr: 0, walk: 40 }
         );
     }
 
@@ -353,5 +522,113 @@ mod tests {
         let (b, len) = linux_syn();
         let plain: u32 = b[..len].chunks(2).map(|c| u16::from_ne_bytes([c[0], c[1]]) as u32).sum();
         assert_eq!(sum_words(&b, len), plain);
+    }
+
+    #[test]
+    fn backend_syn_options_parse_back_for_every_combination() {
+        for ws in [NO_WSCALE, 0, 7, 14] {
+            for sack in [false, true] {
+                for ts in [None, Some(0x0102_0304)] {
+                    let mut b = [0u8; 64];
+                    let len = write_syn(&mut b, 1440, ws, sack, ts);
+                    assert_eq!(len, syn_len(ws, sack, ts.is_some()));
+                    assert_eq!(len % 4, 0);
+                    assert!((24..=40).contains(&len));
+                    let o = parse_syn(&b, len);
+                    assert_eq!(o.mss, 1440);
+                    assert_eq!(o.wscale, ws);
+                    assert_eq!(o.sack_permitted, sack as u8);
+                    assert_eq!(o.has_timestamp, ts.is_some() as u32);
+                    if let Some(v) = ts {
+                        assert_eq!((o.tsval, o.tsecr), (v, 0));
+                    }
+                    // Every byte up to the header length is an option or padding.
+                    assert_eq!(o.walk as usize, len, "ws {ws} sack {sack} ts {ts:?}");
+                }
+            }
+        }
+        // The usual client: the same 20 bytes of options a Linux SYN carries.
+        let mut b = [0u8; 64];
+        assert_eq!(write_syn(&mut b, 1460, 7, true, Some(0x1234)), 40);
+        assert_eq!(&b[20..40], &linux_syn().0[20..40]);
+    }
+
+    /// A segment with NOP NOP TS and NOP NOP SACK(2 blocks), as Linux sends after a loss.
+    fn segment_with_sack() -> (HeaderBuf, usize) {
+        let mut b = [0u8; 64];
+        let opts = [
+            1, 1, 8, 10, 0, 0, 0, 100, 0, 0, 0, 200, // TS 100, echo 200
+            1, 1, 5, 18, 0, 0, 1, 0, 0, 0, 2, 0, 0xFF, 0xFF, 0xFF, 0xF0, 0, 0, 0, 0x10, // 2 SACK blocks
+        ];
+        b[20..20 + opts.len()].copy_from_slice(&opts);
+        b[12] = (((20 + opts.len()) / 4) as u8) << 4;
+        (b, 20 + opts.len())
+    }
+
+    #[test]
+    fn translating_moves_timestamps_and_every_sack_edge() {
+        let (mut b, len) = segment_with_sack();
+        let deltas = OptionDeltas { tsval: 5, tsecr: 0u32.wrapping_sub(50), sack: 0x20 };
+        assert!(translate_options(&mut b, len, &deltas));
+        assert_eq!(read32(&b, 24), 105);
+        assert_eq!(read32(&b, 28), 150);
+        assert_eq!(read32(&b, 36), 0x120);
+        assert_eq!(read32(&b, 40), 0x220);
+        // Edges wrap around 2^32 as sequence numbers do.
+        assert_eq!(read32(&b, 44), 0x10);
+        assert_eq!(read32(&b, 48), 0x30);
+        // Nothing else moved.
+        let (orig, _) = segment_with_sack();
+        assert_eq!(&b[..24], &orig[..24]);
+        assert_eq!(&b[32..36], &orig[32..36]);
+    }
+
+    #[test]
+    fn translating_survives_malformed_options() {
+        for garbage in 0..=255u8 {
+            let mut b = [garbage; 64];
+            let deltas = OptionDeltas { tsval: 1, tsecr: 1, sack: 1 };
+            translate_options(&mut b, 60, &deltas);
+            b[20] = 1;
+            translate_options(&mut b, 60, &deltas);
+        }
+        // A SACK option whose length is not 2 + 8n is left alone.
+        let (mut b, len) = segment_with_sack();
+        b[35] = 17;
+        let before = b;
+        assert!(!translate_options(&mut b, len, &OptionDeltas { tsval: 0, tsecr: 0, sack: 7 }));
+        assert_eq!(&b[32..], &before[32..]);
+    }
+
+    #[test]
+    fn sack_without_timestamps_and_plain_timestamps_are_translated() {
+        // NOP NOP SACK(1 block), no timestamps.
+        let mut b = [0u8; 64];
+        b[20..32].copy_from_slice(&[1, 1, 5, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+        assert!(translate_options(&mut b, 32, &OptionDeltas { tsval: 9, tsecr: 9, sack: 100 }));
+        assert_eq!((read32(&b, 24), read32(&b, 28)), (101, 102));
+        // NOP NOP TS alone: both values move.
+        let (mut b, _) = segment_with_sack();
+        assert!(translate_options(&mut b, 32, &OptionDeltas { tsval: 1, tsecr: 2, sack: 100 }));
+        assert_eq!((read32(&b, 24), read32(&b, 28)), (101, 202));
+        assert_eq!(read32(&b, 36), 0x100, "past the header length nothing moves");
+        assert_eq!(data_timestamps(&b, 32), Some((101, 202)));
+        // An unknown layout is reported and left alone.
+        let mut b = [0u8; 64];
+        b[20..24].copy_from_slice(&[30, 4, 0, 0]);
+        assert!(!translate_options(&mut b, 24, &OptionDeltas { tsval: 1, tsecr: 1, sack: 1 }));
+        assert_eq!(data_timestamps(&b, 24), None);
+    }
+
+    #[test]
+    fn windows_keep_their_size_across_scales() {
+        assert_eq!(rescale_window(1000, 7, 7), 1000);
+        // 1000 << 2 = 4000 bytes; at scale 7 that is 31.25 units, rounded down.
+        assert_eq!(rescale_window(1000, 2, 7), 31);
+        assert_eq!(rescale_window(31, 7, 2), 992);
+        // Never zero from non-zero, never past the field.
+        assert_eq!(rescale_window(1, 0, 7), 1);
+        assert_eq!(rescale_window(0, 0, 7), 0);
+        assert_eq!(rescale_window(0xFFFF, 14, 0), 0xFFFF);
     }
 }

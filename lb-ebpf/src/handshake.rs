@@ -36,6 +36,40 @@ static HEADER_SCRATCH: PerCpuArray<HeaderBuf> = PerCpuArray::with_max_entries(1,
 #[map(name = "SYN_OPTIONS")]
 static SYN_OPTIONS: PerCpuArray<SynOptions> = PerCpuArray::with_max_entries(1, 0);
 
+/// The per-CPU TCP header buffer (shared with delayed binding, which runs in
+/// the same program run only after the handshake code is done with it).
+#[inline(always)]
+pub fn header_scratch() -> Option<&'static mut HeaderBuf> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    HEADER_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The per-CPU options buffer, for the same users.
+#[inline(always)]
+pub fn options_scratch() -> Option<&'static mut SynOptions> {
+    // SAFETY: as above.
+    SYN_OPTIONS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// Copies the segment's TCP header into `buf` and returns its length.
+#[inline(always)]
+pub fn load_header(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Option<usize> {
+    let fixed = bytes_at::<20>(ctx, pkt.l4_off)?;
+    // VERIFIER: see build_syn_ack_v4: the volatile read keeps the range check
+    // on the register the helper receives.
+    let computed = ((fixed[12] >> 4) as usize) * 4;
+    // SAFETY: reading a local.
+    let header_len = unsafe { core::ptr::read_volatile(&computed) };
+    if !(20..=60).contains(&header_len) {
+        return None;
+    }
+    // SAFETY: buf is 64 bytes and header_len is at most 60.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    (rc == 0).then_some(header_len)
+}
+
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const IPPROTO_TCP: u8 = 6;

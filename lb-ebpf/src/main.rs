@@ -1,24 +1,33 @@
-//! tether's XDP entry points. Stages live in modules: `parse` reads headers into a
-//! plain struct, `lookup` consults and updates maps without touching the packet,
-//! `rewrite` is the only stage that writes it, `verdict` turns the outcome into
-//! an action and counts it.
+//! tether's data path: the XDP program `tether_xdp` and, for the one step XDP
+//! cannot do on every driver, the tc program in `tc`. Stages live in modules:
+//! `parse` reads headers into a plain struct, `lookup` consults and updates
+//! maps without touching the packet, `handshake` and `delayed` are the
+//! stateless handshake and delayed binding of `tls` VIPs, `rewrite` writes
+//! the packet (NAT, splice, next hop), `verdict` turns the outcome into an
+//! action and counts it.
 #![no_std]
 #![no_main]
 
+mod delayed;
 mod handshake;
 mod lookup;
 mod parse;
 mod rewrite;
+mod tc;
 mod verdict;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 use lb_common::{
-    Flow, Protocol, VipInfo,
-    maps::{Family, FlowDirection},
+    Flow, FlowKey, Protocol, VipInfo,
+    maps::{Family, FlowDirection, FlowState, flow_flags},
     reason,
 };
 
-use crate::{parse::Tcp, verdict::Verdict};
+use crate::{
+    lookup::{flow::Binding, pending},
+    parse::Tcp,
+    verdict::Verdict,
+};
 
 /// The data path: every frame on every attached interface comes through here.
 #[xdp]
@@ -37,33 +46,28 @@ fn process(ctx: &XdpContext) -> Verdict {
         return Verdict::pass(reason::PASS_NOT_VIP);
     }
     // Established traffic next: it is most of the packets, both directions.
-    if let Some(flow) = lookup::flow::get(&pkt.key) {
-        let Some(flow) = lookup::flow::on_packet(&pkt.key, flow, &pkt) else {
+    if let Some(entry) = lookup::flow::get(&pkt.key) {
+        let Some(flow) = lookup::flow::on_packet(&pkt.key, entry, &pkt) else {
             return Verdict::drop(reason::DROP_FLOW_TABLE);
         };
-        let why = match FlowDirection::try_from(flow.direction) {
-            Ok(FlowDirection::ToClient) => reason::FWD_TO_CLIENT,
-            _ => reason::FWD_TO_BACKEND,
-        };
-        return forward(ctx, &pkt, flow, why);
+        return existing_flow(ctx, &pkt, flow, entry);
     }
     let Some(vip) = lookup::vip(&pkt.vip_key()) else {
         return Verdict::pass(reason::PASS_NOT_VIP);
     };
     match Protocol::try_from(vip.protocol) {
         Ok(Protocol::Tcp) => new_tcp_connection(ctx, &pkt, vip),
-        Ok(Protocol::Tls) => tls_handshake(ctx, &pkt),
+        Ok(Protocol::Tls) => tls_handshake(ctx, &pkt, vip),
         // Only the daemon writes VIPS; a value it never writes is not guessed at.
         Err(_) => Verdict::pass(reason::PASS_NOT_VIP),
     }
 }
 
 /// A `tls` VIP binds on the ClientHello, so until then XDP itself is the
-/// server: a SYN gets a SYN cookie, the handshake's ACK is checked. Choosing
-/// the backend from the ClientHello (delayed binding) is not built yet: such
-/// data is counted and dropped.
+/// server: a SYN gets a SYN cookie, the handshake's ACK is checked, and the
+/// first data (with a valid cookie) opens the backend leg.
 #[inline(always)]
-fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+fn tls_handshake(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
     if pkt.family != Family::Ipv4 {
         return Verdict::pass(reason::PASS_TLS_IPV6);
     }
@@ -78,11 +82,102 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
     if !handshake::cookie_valid_v4(ctx, pkt) {
         return Verdict::drop(reason::DROP_BAD_COOKIE);
     }
-    if handshake::has_payload(ctx, pkt) {
-        Verdict::drop(reason::DROP_TLS_UNBOUND)
-    } else {
-        Verdict::drop(reason::COOKIE_ACK)
+    if handshake::has_payload(ctx, pkt) { bind_first_data(ctx, pkt, vip) } else { Verdict::drop(reason::COOKIE_ACK) }
+}
+
+/// Delayed binding (DESIGN.md §2 step 3): the first data is stashed, a
+/// backend chosen, both flow entries created pending, and the packet sent on
+/// as the SYN to the backend.
+#[inline(always)]
+fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
+    if let Err(why) = delayed::capture_v4(ctx, pkt) {
+        return Verdict::drop(why);
     }
+    let Some(first) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    let why = if first.data[0] == delayed::TLS_HANDSHAKE { reason::TLS_BIND } else { reason::TLS_NOT_HANDSHAKE };
+    // Persistence will be asked first here (its own issue); then the algorithm.
+    let Some((backend_id, _)) = lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) else {
+        return Verdict::drop(reason::DROP_NO_BACKEND);
+    };
+    let flow = match lookup::flow::bind(pkt, vip, backend_id, Binding::Splice) {
+        Ok(flow) => flow,
+        Err(why) => return Verdict::drop(why),
+    };
+    if !pending::insert(&pkt.key, first) || delayed::rewrite_as_syn(ctx, pkt, first).is_none() {
+        lookup::flow::unbind(&pkt.key, flow);
+        pending::remove(&pkt.key);
+        return Verdict::drop(reason::DROP_FLOW_TABLE);
+    }
+    forward(ctx, pkt, flow, why)
+}
+
+/// A packet of a connection the flow table knows.
+#[inline(always)]
+fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> Verdict {
+    let to_client = flow.direction == FlowDirection::ToClient as u8;
+    if flow.state == FlowState::BackendSynSent as u8 {
+        return if to_client { backend_while_pending(ctx, pkt, flow) } else { client_while_pending(ctx, pkt, flow) };
+    }
+    if to_client && flow.flags & flow_flags::SPLICE != 0 {
+        if pkt.flags & parse::SYN != 0 {
+            // A retransmitted SYN-ACK: our ACK with the data was lost; tc sends it again.
+            return Verdict::pass(reason::BACKEND_SYN_ACK);
+        }
+        if flow.flags & flow_flags::STASHED != 0 {
+            delayed::release_stash(pkt, flow, entry);
+        }
+    }
+    let why = if to_client { reason::FWD_TO_CLIENT } else { reason::FWD_TO_BACKEND };
+    // VERIFIER: the only call of the splice rewrite: each call site of a BPF
+    // function is verified on its own, and the option walks are costly.
+    if flow.flags & flow_flags::SPLICE != 0 {
+        if rewrite::nat::apply(ctx, pkt, flow).is_none() || rewrite::splice::apply(ctx, pkt, flow).is_none() {
+            return Verdict::drop(reason::PASS_TRUNCATED);
+        }
+        return rewrite::nexthop::send(ctx, pkt, flow, why);
+    }
+    forward(ctx, pkt, flow, why)
+}
+
+/// The backend's answer to our SYN: a SYN-ACK goes to tc (step 4); an RST
+/// means it refused, and the client is told with an RST of its own leg.
+#[inline(always)]
+fn backend_while_pending(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
+    if pkt.flags & (parse::SYN | parse::ACK) == parse::SYN | parse::ACK {
+        return Verdict::pass(reason::BACKEND_SYN_ACK);
+    }
+    if pkt.flags & parse::RST == 0 {
+        return Verdict::drop(reason::DROP_BACKEND_PENDING);
+    }
+    // The flow entries are gone (on_packet); the client's RST must carry the
+    // sequence number the client expects from us: the cookie + 1.
+    let client_key = FlowKey::reply(flow, pkt.key.family);
+    let Some(p) = pending::get(&client_key) else { return Verdict::drop(reason::DROP_BACKEND_PENDING) };
+    let seq = p.cookie_isn.wrapping_add(1);
+    pending::remove(&client_key);
+    if delayed::set_seq(ctx, pkt, seq).is_none() {
+        return Verdict::drop(reason::PASS_TRUNCATED);
+    }
+    forward(ctx, pkt, flow, reason::BACKEND_REFUSED)
+}
+
+/// Client segments while the backend SYN is out: the first data again means
+/// the SYN (or its answer) was lost, so the SYN goes again; an RST is passed
+/// on; anything else waits for the client's retransmission.
+#[inline(always)]
+fn client_while_pending(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
+    if pkt.flags & parse::RST != 0 {
+        pending::remove(&pkt.key);
+        return forward(ctx, pkt, flow, reason::FWD_TO_BACKEND);
+    }
+    let Some(p) = pending::get(&pkt.key) else { return Verdict::drop(reason::DROP_BACKEND_PENDING) };
+    if pkt.seq != p.client_isn.wrapping_add(1) || !handshake::has_payload(ctx, pkt) {
+        return Verdict::drop(reason::DROP_BACKEND_PENDING);
+    }
+    if delayed::rewrite_as_syn(ctx, pkt, p).is_none() {
+        return Verdict::drop(reason::DROP_STASH_SIZE);
+    }
+    forward(ctx, pkt, flow, reason::BACKEND_SYN_RESENT)
 }
 
 /// A `tcp` VIP binds at the SYN: Maglev on the client address picks the backend.
@@ -91,15 +186,17 @@ fn new_tcp_connection(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
     if !pkt.is_syn() {
         return Verdict::drop(reason::DROP_NO_FLOW);
     }
-    let Some((backend_id, backend)) = lookup::select::maglev(vip.farm_id, &pkt.key.saddr_be) else {
+    let Some((backend_id, _)) = lookup::select::maglev(vip.farm_id, &pkt.key.saddr_be) else {
         return Verdict::drop(reason::DROP_NO_BACKEND);
     };
-    match lookup::flow::bind(pkt, vip, backend_id, backend) {
+    match lookup::flow::bind(pkt, vip, backend_id, Binding::Nat) {
         Ok(flow) => forward(ctx, pkt, flow, reason::NEW_FLOW),
         Err(why) => Verdict::drop(why),
     }
 }
 
+/// NAT and next hop: all a `tcp` VIP's packets need, and a `tls` connection's
+/// until it is spliced (established spliced flows: see `existing_flow`).
 #[inline(always)]
 fn forward(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
     if rewrite::nat::apply(ctx, pkt, flow).is_none() {

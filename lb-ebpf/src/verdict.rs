@@ -31,10 +31,17 @@ impl Verdict {
 
 #[inline(always)]
 pub fn finish(verdict: Verdict) -> u32 {
-    if let Some(counter) = STATS.get_ptr_mut(verdict.reason) {
-        // SAFETY: a per-CPU slot is only touched by programs on this CPU, and XDP
-        // does not preempt itself, so the increment cannot race.
+    count(verdict.reason);
+    verdict.action
+}
+
+/// Counts a packet under `reason` (for the tc program, whose actions differ).
+#[inline(always)]
+pub fn count(reason: u32) {
+    if let Some(counter) = STATS.get_ptr_mut(reason) {
+        // SAFETY: a per-CPU slot is only touched by programs on this CPU, and a
+        // program does not preempt itself, so the increment cannot race. (XDP
+        // and tc both run in softirq context, which does not nest on a CPU.)
         unsafe { *counter += 1 };
     }
-    verdict.action
 }

@@ -8,17 +8,17 @@ use std::{net::IpAddr, path::PathBuf};
 use aya::{
     Ebpf, EbpfError,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp},
+    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp},
 };
 use lb_common::{
-    AddrKey, BackendInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
+    AddrKey, BackendInfo, FarmInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
     maps::{self as abi, flow_flags},
 };
 use tracing::{info, warn};
 
 use crate::{
     EBPF_OBJECT,
-    config::{self, Config, Timeouts, VipProtocol, XdpMode},
+    config::{self, Algorithm, Config, Timeouts, VipProtocol, XdpMode},
     maglev, pins,
     stats::{self, Counters, FLOWS_PIN, STATS_PIN},
 };
@@ -31,6 +31,10 @@ pub enum LoadError {
     Missing { what: &'static str, name: &'static str },
     #[error("the kernel rejected the XDP program: {0}")]
     Verifier(ProgramError),
+    #[error("the kernel rejected the tc program: {0}")]
+    TcVerifier(ProgramError),
+    #[error("cannot attach the tc program to interface `{interface}` (ingress): {source}")]
+    TcAttach { interface: String, source: ProgramError },
     #[error("cannot attach to interface `{interface}` in {mode} mode: {source}")]
     Attach { interface: String, mode: &'static str, source: ProgramError },
     #[error("map `{map}`: {source}")]
@@ -59,9 +63,12 @@ impl Dataplane {
         // From here on, Drop detaches and unpins whatever a failed step leaves.
         let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
         dp.pin_maps()?;
-        let program = xdp_program(&mut dp.ebpf)?;
         for interface in &config.daemon.interfaces {
-            let mode = attach(program, interface, config.daemon.xdp_mode)?;
+            // tc first: once XDP passes a backend's SYN-ACK up, tc must be there to answer it.
+            tc_program(&mut dp.ebpf)?
+                .attach(interface, TcAttachType::Ingress)
+                .map_err(|source| LoadError::TcAttach { interface: interface.clone(), source })?;
+            let mode = attach(xdp_program(&mut dp.ebpf)?, interface, config.daemon.xdp_mode)?;
             info!(interface, mode, "attached");
             dp.attached.push((interface.clone(), mode));
         }
@@ -109,27 +116,47 @@ impl Drop for Dataplane {
     }
 }
 
-/// The XDP object with its maps filled from `config` and its program loaded
-/// (verified), attached nowhere.
+/// The object with its maps filled from `config` and its programs (XDP and
+/// tc) loaded (verified), attached nowhere.
 pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
     let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
     write_settings(&mut ebpf, config)?;
     write_backends(&mut ebpf, config)?;
+    write_farms(&mut ebpf, config)?;
     write_vips(&mut ebpf, config)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
+    tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
     Ok(ebpf)
 }
 
-fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     ebpf.program_mut(abi::XDP_PROGRAM)
         .ok_or(LoadError::Missing { what: "program", name: abi::XDP_PROGRAM })?
         .try_into()
         .map_err(LoadError::Verifier)
 }
 
+pub fn tc_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LoadError> {
+    ebpf.program_mut(abi::TC_PROGRAM)
+        .ok_or(LoadError::Missing { what: "program", name: abi::TC_PROGRAM })?
+        .try_into()
+        .map_err(LoadError::TcVerifier)
+}
+
 fn write_settings(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
     let (lo, hi) = config.daemon.snat_ports;
-    let settings = Settings { snat_port_min: u32::from(lo), snat_port_count: u32::from(hi) - u32::from(lo) + 1 };
+    // Both legs of a `tls` connection get an MSS that fits every attached
+    // interface: the client is told it in our SYN-ACK, the backend in our SYN.
+    let mss_clamp = config
+        .daemon
+        .interfaces
+        .iter()
+        .filter_map(|name| interface_mtu(name))
+        .map(|mtu| mtu.saturating_sub(40))
+        .min()
+        .unwrap_or(0);
+    let settings =
+        Settings { snat_port_min: u32::from(lo), snat_port_count: u32::from(hi) - u32::from(lo) + 1, mss_clamp };
     let mut map: Array<&mut MapData, Settings> = map_mut(ebpf, abi::SETTINGS_MAP)?;
     map.set(0, settings, 0).map_err(|source| LoadError::Map { map: abi::SETTINGS_MAP, source })
 }
@@ -172,6 +199,64 @@ fn write_backends(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         info!(farm = farm.name, backends = members.len(), "maglev table written");
     }
     Ok(())
+}
+
+/// Each farm's algorithm, and the round-robin order of its active backends.
+fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let ids = backend_ids(config);
+    {
+        let mut order: Array<&mut MapData, u32> = map_mut(ebpf, abi::FARM_RR_MAP)?;
+        for (farm_id, farm) in config.farms.iter().enumerate() {
+            let active = farm
+                .backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0);
+            for (slot, (j, _)) in active.enumerate() {
+                let index = farm_id as u32 * abi::FARM_RR_SLOTS + slot as u32;
+                order
+                    .set(index, ids[farm_id] + j as u32, 0)
+                    .map_err(|source| LoadError::Map { map: abi::FARM_RR_MAP, source })?;
+            }
+        }
+    }
+    let mut farms: Array<&mut MapData, FarmInfo> = map_mut(ebpf, abi::FARMS_MAP)?;
+    for (farm_id, farm) in config.farms.iter().enumerate() {
+        let rr_len = farm.backends.iter().filter(|b| b.state == config::BackendState::Active && b.weight > 0).count();
+        let algorithm = match farm.algorithm {
+            Algorithm::Maglev => abi::Algorithm::Maglev,
+            // Config validation admits no other algorithm yet.
+            _ => abi::Algorithm::RoundRobin,
+        };
+        let info = FarmInfo { algorithm: algorithm as u8, _pad: [0; 3], rr_len: rr_len as u32, rr_next: 0 };
+        farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
+    }
+    Ok(())
+}
+
+/// The MTU of an interface in this network namespace (an ioctl, not sysfs:
+/// /sys shows the namespace it was mounted in).
+fn interface_mtu(name: &str) -> Option<u32> {
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: a plain socket call; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: an all-zero ifreq is valid; the name fits (checked above) and
+    // stays NUL-terminated.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifru_mtu of the ifreq we own.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) };
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(fd) };
+    // SAFETY: on success the kernel filled ifru_mtu.
+    (rc == 0).then(|| unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
 fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, LoadError>
@@ -373,9 +458,16 @@ mod tests {
             backend_id: 0,
             created_ns: 1,
             last_seen_ns: seen.map_or(1, |s| s * S),
+            seq_delta: 0,
+            ack_delta: 0,
+            tsval_delta: 0,
+            tsecr_delta: 0,
+            wscale_in: 0,
+            wscale_out: 0,
             direction: dir as u8,
             flags: 0,
-            _pad: [0; 6],
+            state: 0,
+            _pad: [0; 3],
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))
     }

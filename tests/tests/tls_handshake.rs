@@ -1,7 +1,8 @@
 //! The stateless handshake of `tls` VIPs in a real network: XDP answers the
 //! client's SYN with a SYN cookie and checks its ACK, so real kernels complete
 //! their handshakes with it, with or without timestamps, SACK and window
-//! scaling; and a flood of spoofed SYNs leaves no state behind.
+//! scaling; a flood of spoofed SYNs leaves no state behind; a backend that
+//! refuses the connection resets the client.
 
 use std::{
     io::Write as _,
@@ -62,15 +63,23 @@ fn real_clients_complete_the_handshake_with_xdp() {
             tether.counters()
         );
         assert_eq!(tether.counters().get(reason::DROP_BAD_COOKIE), 0);
-        // Its first data would be the ClientHello; binding on it is the next step.
+        assert!(tether.flows().is_empty(), "client {i}: the handshake must leave no state");
+        // Its first data binds the connection to a backend, which has no
+        // server on the port: the backend's RST comes back as the client's.
         stream.write_all(b"\x16\x03\x01\x00\x05hello").unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 16];
+        let read = std::io::Read::read(&mut stream, &mut buf);
         assert!(
-            wait_for(Duration::from_secs(2), || tether.counters().get(reason::DROP_TLS_UNBOUND)
-                > before.get(reason::DROP_TLS_UNBOUND)),
-            "client {i}: data after the handshake not seen"
+            matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+            "client {i}: expected a reset, got {read:?}: {:?}",
+            tether.counters()
         );
+        let after = tether.counters();
+        assert_eq!(after.get(reason::TLS_BIND) - before.get(reason::TLS_BIND), 1, "client {i}: {after:?}");
+        assert_eq!(after.get(reason::BACKEND_REFUSED) - before.get(reason::BACKEND_REFUSED), 1, "client {i}");
     }
-    assert!(tether.flows().is_empty(), "the handshake must leave no state");
+    assert!(tether.flows().is_empty(), "a refused connection leaves no state");
 }
 
 #[test]

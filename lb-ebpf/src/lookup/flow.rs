@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     BackendInfo, Flow, FlowKey, Settings, VipInfo,
-    maps::{FlowDirection, MAX_BACKENDS, MAX_FLOWS, flow_flags},
+    maps::{FlowDirection, FlowState, MAX_BACKENDS, MAX_FLOWS, flow_flags},
     reason,
 };
 
@@ -31,6 +31,12 @@ static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 static FLOW_SCRATCH: PerCpuArray<Flow> = PerCpuArray::with_max_entries(2, 0);
 const CURRENT: u32 = 0;
 const OTHER: u32 = 1;
+
+/// The instance-wide settings the daemon wrote.
+#[inline(always)]
+pub fn settings() -> Option<&'static Settings> {
+    SETTINGS.get(0)
+}
 
 #[inline(always)]
 fn scratch(slot: u32) -> Option<&'static mut Flow> {
@@ -90,13 +96,25 @@ pub fn on_packet(key: &FlowKey, flow: *mut Flow, pkt: &Tcp) -> Option<&'static F
     Some(current)
 }
 
-/// Creates both entries of a new connection from `pkt` (a SYN to `vip`) to
-/// `backend`, choosing a free source port, and returns the client -> backend
-/// rewrite. Err is the reason to drop.
+/// How a new connection's entries start out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// A `tcp` VIP at the SYN: plain NAT, established from the start.
+    Nat,
+    /// A `tls` VIP at its first data: spliced, waiting for the backend's SYN-ACK.
+    Splice,
+}
+
+/// Creates both entries of a new connection from `pkt` (a SYN to `vip`, or
+/// the first data of a `tls` VIP) to `backend`, choosing a free source port,
+/// and returns the client -> backend rewrite. Err is the reason to drop.
 // VERIFIER: not inlined, so its locals (two flows, a key) get their own frame
 // instead of adding to the caller's; the stack limit is 512 bytes in all.
 #[inline(never)]
-pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) -> Result<&'static Flow, u32> {
+pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, binding: Binding) -> Result<&'static Flow, u32> {
+    // VERIFIER: looked up here rather than passed in: BPF functions take at
+    // most five arguments, and the Result's return slot is one.
+    let backend: &BackendInfo = super::select::backend(backend_id).ok_or(reason::DROP_NO_BACKEND)?.1;
     let settings = SETTINGS.get(0).ok_or(reason::DROP_PORTS_EXHAUSTED)?;
     let count = settings.snat_port_count;
     if count == 0 {
@@ -107,6 +125,10 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
     };
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
+    let (state, flags) = match binding {
+        Binding::Nat => (FlowState::Established, 0),
+        Binding::Splice => (FlowState::BackendSynSent, flow_flags::SPLICE),
+    };
     *to_client = Flow {
         new_saddr_be: pkt.key.daddr_be,
         new_daddr_be: pkt.key.saddr_be,
@@ -115,9 +137,16 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
         backend_id,
         created_ns: now,
         last_seen_ns: now,
+        seq_delta: 0,
+        ack_delta: 0,
+        tsval_delta: 0,
+        tsecr_delta: 0,
+        wscale_in: 0,
+        wscale_out: 0,
         direction: FlowDirection::ToClient as u8,
-        flags: 0,
-        _pad: [0; 6],
+        flags: if binding == Binding::Splice { flags | flow_flags::STASHED } else { flags },
+        state: state as u8,
+        _pad: [0; 3],
     };
     let cursor = PORT_CURSORS.get_ptr_mut(backend_id).ok_or(reason::DROP_FLOW_TABLE)?;
     // SAFETY: a u32 in a map value; concurrent word-sized stores only race.
@@ -148,6 +177,7 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
             new_sport_be: port.to_be(),
             new_dport_be: backend.port_be,
             direction: FlowDirection::ToBackend as u8,
+            flags,
             ..*to_client
         };
         if FLOWS.insert(&pkt.key, &*to_backend, 0).is_err() {
@@ -157,4 +187,12 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, backend: &BackendInfo) ->
         return Ok(to_backend);
     }
     Err(reason::DROP_PORTS_EXHAUSTED)
+}
+
+/// Undoes `bind` when the rest of a connection's setup failed: removes the
+/// entry for `key` and the reply entry of its rewrite `flow`.
+#[inline(always)]
+pub fn unbind(key: &FlowKey, flow: &Flow) {
+    let _ = FLOWS.remove(&FlowKey::reply(flow, key.family));
+    let _ = FLOWS.remove(key);
 }

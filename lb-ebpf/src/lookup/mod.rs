@@ -1,6 +1,7 @@
 //! Map lookups and flow-table updates. Nothing here reads or writes the packet.
 
 pub mod flow;
+pub mod pending;
 pub mod select;
 
 use aya_ebpf::{macros::map, maps::HashMap};

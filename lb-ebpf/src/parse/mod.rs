@@ -17,6 +17,9 @@ pub struct Tcp {
     /// Addresses (IPv4 in the first four bytes) and ports as they arrived: the
     /// flow-table key.
     pub key: FlowKey,
+    /// Sequence and acknowledgement numbers, host order.
+    pub seq: u32,
+    pub ack: u32,
     /// TCP flags byte (CWR ECE URG ACK PSH RST SYN FIN).
     pub flags: u8,
     /// Offsets from the start of the frame of the IP and TCP headers.
@@ -55,6 +58,8 @@ pub fn headers(ctx: &XdpContext) -> Result<Tcp, u32> {
             family: l3.family as u8,
             _pad: [0; 3],
         },
+        seq: l4.seq,
+        ack: l4.ack,
         flags: l4.flags,
         l3_off: l2.l3_off,
         l4_off: l3.l4_off,

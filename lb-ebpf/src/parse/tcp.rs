@@ -15,6 +15,8 @@ const TCP_MIN_HLEN: usize = 20;
 pub struct L4 {
     pub src_port_be: u16,
     pub dst_port_be: u16,
+    pub seq: u32,
+    pub ack: u32,
     pub flags: u8,
 }
 
@@ -28,6 +30,8 @@ pub fn parse(ctx: &XdpContext, off: usize) -> Result<L4, u32> {
     Ok(L4 {
         src_port_be: u16::from_ne_bytes([tcp[0], tcp[1]]),
         dst_port_be: u16::from_ne_bytes([tcp[2], tcp[3]]),
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
         flags: tcp[13],
     })
 }

@@ -52,8 +52,7 @@ pub struct RawVip {
 #[serde(deny_unknown_fields)]
 pub struct RawFarm {
     pub name: Spanned<String>,
-    #[serde(default)]
-    pub algorithm: Algorithm,
+    pub algorithm: Option<Spanned<Algorithm>>,
     pub persistence: Option<Spanned<Vec<Spanned<PersistenceKind>>>>,
     pub session_timeout: Option<Spanned<String>>,
     pub session_capacity: Option<Spanned<u64>>,
@@ -116,6 +115,19 @@ pub enum Algorithm {
     LeastConnections,
     Random,
     Maglev,
+}
+
+impl Algorithm {
+    /// The name the configuration uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::RoundRobin => "round-robin",
+            Algorithm::WeightedRoundRobin => "weighted-round-robin",
+            Algorithm::LeastConnections => "least-connections",
+            Algorithm::Random => "random",
+            Algorithm::Maglev => "maglev",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

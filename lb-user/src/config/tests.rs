@@ -101,6 +101,18 @@ fn unknown_words_list_the_valid_ones() {
 }
 
 #[test]
+fn algorithms_not_built_yet_are_refused_by_name() {
+    let e = one_error(
+        &MINIMAL.replace(
+            "name = \"web\"\n\n[[farm.backend]]",
+            "name = \"web\"\nalgorithm = \"least-connections\"\n\n[[farm.backend]]",
+        ),
+        "`least-connections` is not available yet",
+    );
+    assert_eq!(e.key, "farm[0].algorithm");
+}
+
+#[test]
 fn bad_addresses_and_ports_are_rejected() {
     one_error(&MINIMAL.replace("198.18.100.100", "198.18.100"), "is not an IP address");
     one_error(&MINIMAL.replace("198.19.0.11:443", "198.19.0.11"), "is not an address and port");

@@ -107,11 +107,10 @@ fn main() -> anyhow::Result<()> {
     let after = tether.counters();
     let delta = |r| after.get(r) - before.get(r);
     println!(
-        "  vip_syn {} (SYN-ACKs sent), cookie_ack {} (handshakes verified), drop_tls_unbound {} (first data: \
-         choosing a backend from the ClientHello is the next step)",
+        "  vip_syn {} (SYN-ACKs sent), cookie_ack {} (handshakes verified), tls_bind {} (backends chosen)",
         delta(reason::VIP_SYN),
         delta(reason::COOKIE_ACK),
-        delta(reason::DROP_TLS_UNBOUND)
+        delta(reason::TLS_BIND)
     );
 
     println!("\n$ tether status");

@@ -1,0 +1,244 @@
+//! Delayed binding (DESIGN.md §2 step 3): the first client data of a `tls`
+//! connection, its SYN cookie checked, is stashed and the packet becomes the
+//! SYN that opens the backend leg, carrying the options the client's SYN
+//! offered. tc (step 4) finishes the job when the backend answers.
+
+use aya_ebpf::{
+    bindings::{iphdr, tcphdr},
+    helpers::{
+        bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+    },
+    programs::XdpContext,
+};
+use lb_common::{
+    Flow, FlowKey, Pending, csum,
+    maps::{STASH_MAX, flow_flags},
+    reason,
+    tcpopt::{self, COOKIE_MSS, HeaderBuf, NO_WSCALE},
+};
+
+use crate::{
+    handshake,
+    lookup::{flow, pending},
+    parse::{ACK, SYN, Tcp, bytes_at, bytes_at_mut},
+};
+
+const IPPROTO_TCP: u8 = 6;
+/// The first byte of a TLS handshake record (RFC 8446 §5.1, ContentType 22).
+pub const TLS_HANDSHAKE: u8 = 22;
+/// The SYN tether sends a backend has at most 40 bytes of header.
+const SYN_MAX_HLEN: usize = 40;
+
+/// Reads the client's first data segment into the per-CPU `Pending`
+/// (`pending::scratch`): the data itself, the sequence numbers of both sides,
+/// the client's timestamps, and the choices of its SYN as the cookie
+/// remembers them. Err is the reason to drop.
+// VERIFIER: not inlined: the header sum and option walk get their own frame.
+// It returns no pointer: one returned through the caller's stack (as a
+// Result<&T, _> is) reached the caller as a plain number.
+#[inline(never)]
+pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
+    let (Some(p), Some(buf)) = (pending::scratch(), handshake::header_scratch()) else {
+        return Err(reason::DROP_FLOW_TABLE);
+    };
+    let header_len = handshake::load_header(ctx, pkt, buf).ok_or(reason::PASS_TRUNCATED)?;
+    let ip = bytes_at::<20>(ctx, pkt.l3_off).ok_or(reason::PASS_TRUNCATED)?;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let headers = (pkt.l4_off - pkt.l3_off) + header_len;
+    if total < headers + 1 {
+        return Err(reason::DROP_STASH_SIZE);
+    }
+    let computed = total - headers;
+    // VERIFIER: opaque to LLVM, so the range check below is made on the
+    // register bpf_xdp_load_bytes receives.
+    // SAFETY: reading a local.
+    let len = unsafe { core::ptr::read_volatile(&computed) };
+    if len == 0 || len > STASH_MAX {
+        return Err(reason::DROP_STASH_SIZE);
+    }
+
+    // The data's checksum contribution, from the client's checksum: the
+    // pseudo-header and the header are all the sum needs.
+    let mut sum = tcpopt::sum_words(buf, header_len);
+    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
+    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32
+        + u16::from_ne_bytes(((total - (pkt.l4_off - pkt.l3_off)) as u16).to_be_bytes()) as u32;
+    p.data_sum = csum::data_sum(sum) as u32;
+
+    let timestamps = tcpopt::data_timestamps(buf, header_len);
+    p.client_isn = pkt.seq.wrapping_sub(1);
+    p.cookie_isn = pkt.ack.wrapping_sub(1);
+    p.window = u16::from_be_bytes([buf[14], buf[15]]);
+    p.len = len as u16;
+    let mss = if let Some((tsval, tsecr)) = timestamps {
+        // The cookie's TSval came back as TSecr, with the SYN's choices in its low bits.
+        let choices = tcpopt::decode_tsecr(tsecr);
+        p.has_timestamp = 1;
+        p.client_tsval = tsval;
+        p.client_tsecr = tsecr;
+        p.wscale = choices.wscale.unwrap_or(NO_WSCALE);
+        p.sack_permitted = choices.sack_permitted as u8;
+        COOKIE_MSS[(choices.mss_index & 3) as usize]
+    } else {
+        // Without timestamps nothing but the cookie itself survived the SYN:
+        // like the kernel's own cookies, no window scaling and no SACK.
+        p.has_timestamp = 0;
+        p.client_tsval = 0;
+        p.client_tsecr = 0;
+        p.wscale = NO_WSCALE;
+        p.sack_permitted = 0;
+        mss_from_cookie(ctx, pkt, buf, p.client_isn, p.cookie_isn)
+    };
+    // The packet becomes the SYN in place, so it must be at least as long.
+    let syn_len = tcpopt::syn_len(p.wscale, p.sack_permitted != 0, p.has_timestamp != 0);
+    if header_len + len < syn_len {
+        return Err(reason::DROP_STASH_SIZE);
+    }
+    let clamp = flow::settings().map(|s| s.mss_clamp).unwrap_or(0);
+    p.mss = if clamp != 0 && (mss as u32) > clamp { clamp as u16 } else { mss };
+
+    // SAFETY: p.data has STASH_MAX bytes and 1 <= len <= STASH_MAX.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx as *mut _,
+            (pkt.l4_off + header_len) as u32,
+            p.data.as_mut_ptr() as *mut _,
+            len as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(reason::PASS_TRUNCATED);
+    }
+    // SAFETY: no preconditions.
+    p.created_ns = unsafe { bpf_ktime_get_ns() };
+    Ok(())
+}
+
+/// The MSS a client without timestamps offered, recovered from its cookie.
+/// The kernel's IPv4 cookie (net/ipv4/syncookies.c) is
+/// `hash1 + client_isn + (minute << 24) + ((hash2(minute) + mss_index) & 0xFFFFFF)`,
+/// so generating the cookie again for the same SYN with MSS index 0 (a SYN
+/// without options) gives exactly `cookie - mss_index` while the minute is
+/// the same. Across a minute boundary the difference is large and the safe
+/// default of RFC 9293 §3.7.1, 536, is used.
+#[inline(always)]
+fn mss_from_cookie(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf, client_isn: u32, cookie_isn: u32) -> u16 {
+    let Some(ip) = bytes_at_mut::<20>(ctx, pkt.l3_off) else { return COOKIE_MSS[0] };
+    buf[4..8].copy_from_slice(&client_isn.to_be_bytes());
+    buf[12] = 5 << 4;
+    // SAFETY: ip covers 20 checked packet bytes; buf holds a 20-byte header.
+    let cookie =
+        unsafe { bpf_tcp_raw_gen_syncookie_ipv4(ip.as_mut_ptr() as *mut iphdr, buf.as_mut_ptr() as *mut tcphdr, 20) };
+    if cookie < 0 {
+        return COOKIE_MSS[0];
+    }
+    let index = cookie_isn.wrapping_sub(cookie as u32);
+    if index >= 4 {
+        return COOKIE_MSS[0];
+    }
+    // VERIFIER: LLVM dropped a plain mask after the check and indexed with an
+    // unchecked copy; the volatile read keeps the mask.
+    // SAFETY: reading a local.
+    let index = unsafe { core::ptr::read_volatile(&index) } & 3;
+    COOKIE_MSS[index as usize]
+}
+
+/// Turns the client segment in the packet into the SYN to the backend, as
+/// `p` describes it, before NAT: same addresses and ports, sequence number
+/// the client's ISN, the client's options, no data.
+// VERIFIER: not inlined, like the SYN-ACK builder.
+#[inline(never)]
+pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
+    let buf = handshake::header_scratch()?;
+    let ports = bytes_at::<4>(ctx, pkt.l4_off)?;
+    buf[0..4].copy_from_slice(ports);
+    buf[4..8].copy_from_slice(&p.client_isn.to_be_bytes());
+    buf[8..12].copy_from_slice(&[0; 4]);
+    let tsval = if p.has_timestamp != 0 { Some(p.client_tsval) } else { None };
+    let written = tcpopt::write_syn(buf, p.mss, p.wscale, p.sack_permitted != 0, tsval);
+    // SAFETY: reading a local; VERIFIER: as in `capture_v4`.
+    let header_len = unsafe { core::ptr::read_volatile(&written) };
+    if !(20..=SYN_MAX_HLEN).contains(&header_len) {
+        return None;
+    }
+    // A SYN's window is never scaled (RFC 7323 §2.2).
+    let client_shift = if p.wscale == NO_WSCALE { 0 } else { p.wscale };
+    let window = tcpopt::rescale_window(p.window, client_shift, 0);
+    buf[12] = ((header_len / 4) as u8) << 4;
+    buf[13] = SYN;
+    buf[14..16].copy_from_slice(&window.to_be_bytes());
+    buf[16..20].copy_from_slice(&[0; 4]);
+
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
+    let ip_hlen = pkt.l4_off - pkt.l3_off;
+    let old_total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let new_total = ip_hlen + header_len;
+    if new_total > old_total {
+        return None;
+    }
+    let mut sum = tcpopt::sum_words(buf, header_len);
+    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
+    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32 + u16::from_ne_bytes((header_len as u16).to_be_bytes()) as u32;
+    let tcp_csum = !csum::fold(csum::fold(sum) as u32);
+    buf[16..18].copy_from_slice(&tcp_csum.to_ne_bytes());
+
+    let ip_csum = csum::update16(
+        u16::from_ne_bytes([ip[10], ip[11]]),
+        u16::from_ne_bytes([ip[2], ip[3]]),
+        u16::from_ne_bytes((new_total as u16).to_be_bytes()),
+    );
+    ip[2..4].copy_from_slice(&(new_total as u16).to_be_bytes());
+    ip[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
+
+    // SAFETY: buf holds header_len (<= 40) bytes; the packet has them at l4_off
+    // (new_total <= old_total).
+    let rc = unsafe {
+        bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    if rc != 0 {
+        return None;
+    }
+    if old_total > new_total {
+        // VERIFIER: from header fields, not data_end (see build_syn_ack_v4).
+        let cut = (old_total - new_total) as i32;
+        // SAFETY: shrinking; no packet pointer is used after this.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -cut) } != 0 {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Rewrites the sequence number of the segment in the packet (before NAT),
+/// keeping the TCP checksum right.
+#[inline(always)]
+pub fn set_seq(ctx: &XdpContext, pkt: &Tcp, seq: u32) -> Option<()> {
+    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
+    let old = u32::from_ne_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let new = u32::from_ne_bytes(seq.to_be_bytes());
+    let check = csum::update32(u16::from_ne_bytes([tcp[16], tcp[17]]), old, new);
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[16..18].copy_from_slice(&check.to_ne_bytes());
+    Some(())
+}
+
+/// A backend packet that acknowledges all of the stashed data frees the
+/// stash: tc will not need it for a retransmitted SYN-ACK any more.
+#[inline(always)]
+pub fn release_stash(pkt: &Tcp, flow: &Flow, entry: *mut Flow) {
+    if pkt.flags & ACK == 0 {
+        return;
+    }
+    let client_key = FlowKey::reply(flow, pkt.key.family);
+    if let Some(p) = pending::get(&client_key) {
+        let end = p.client_isn.wrapping_add(1).wrapping_add(p.len as u32);
+        if (pkt.ack.wrapping_sub(end) as i32) < 0 {
+            return;
+        }
+        pending::remove(&client_key);
+    }
+    // SAFETY: a map value valid for this run; a whole-byte store.
+    unsafe { (*entry).flags = flow.flags & !flow_flags::STASHED };
+}

@@ -1,0 +1,48 @@
+//! Connections between their first client data and the backend's
+//! acknowledgement of it (DESIGN.md §2 steps 3-4): the stashed segment and
+//! what tc needs to hand it to the backend.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+};
+use lb_common::{
+    FlowKey, Pending,
+    maps::{MAX_PENDING, STASH_MAX},
+};
+
+/// Keyed by the client -> VIP tuple. Written by XDP at binding, read by tc,
+/// removed by XDP once the backend acknowledged the data (or by the sweeper).
+/// LRU: under pressure the oldest handshakes lose their stash, and with it
+/// their connection (the client's retransmission cannot bring it back).
+#[map(name = "PENDING")]
+static PENDING: LruHashMap<FlowKey, Pending> = LruHashMap::with_max_entries(MAX_PENDING, 0);
+
+/// Per-CPU room where a `Pending` is assembled before it is inserted: at
+/// 2 KiB it is four times the stack.
+#[map(name = "PENDING_SCRATCH")]
+static PENDING_SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+
+const _: () = assert!(STASH_MAX.is_power_of_two());
+
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Pending> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    PENDING_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+#[inline(always)]
+pub fn get(client_key: &FlowKey) -> Option<&'static Pending> {
+    // SAFETY: values are written whole (by insert) and never modified in place.
+    unsafe { PENDING.get(client_key) }
+}
+
+#[inline(always)]
+pub fn insert(client_key: &FlowKey, pending: &Pending) -> bool {
+    PENDING.insert(client_key, pending, 0).is_ok()
+}
+
+#[inline(always)]
+pub fn remove(client_key: &FlowKey) {
+    let _ = PENDING.remove(client_key);
+}

@@ -1,0 +1,96 @@
+//! Splicing (DESIGN.md §2 step 5): a `tls` connection's two legs have
+//! different initial sequence numbers (our cookie vs the backend's ISN),
+//! different timestamp clocks and possibly different window scales. Each
+//! packet of an established spliced flow has its sequence and
+//! acknowledgement numbers, SACK blocks, timestamps and window translated as
+//! its `Flow` says, with incremental checksum updates (RFC 1624).
+
+use aya_ebpf::{helpers::bpf_xdp_store_bytes, programs::XdpContext};
+use lb_common::{
+    Flow,
+    csum::{fold, update16, update32},
+    tcpopt::{self, OptionDeltas},
+};
+
+use crate::{
+    handshake,
+    parse::{ACK, Tcp, bytes_at_mut},
+};
+
+const TCP_CSUM: usize = 16;
+/// The options of nearly every established Linux segment: NOP NOP TS.
+const NOP_NOP_TS: [u8; 4] = [1, 1, 8, 10];
+
+/// Translates the TCP header of `pkt` (after NAT) as `flow` says.
+// VERIFIER: not inlined; the slow option path needs its own frame.
+#[inline(never)]
+pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
+    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
+    let mut check = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
+    if flow.seq_delta != 0 {
+        let seq = pkt.seq.wrapping_add(flow.seq_delta);
+        check = update32(check, pkt.seq.to_be(), seq.to_be());
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    }
+    let translate_ack = pkt.flags & ACK != 0 && flow.ack_delta != 0;
+    if translate_ack {
+        let ack = pkt.ack.wrapping_add(flow.ack_delta);
+        check = update32(check, pkt.ack.to_be(), ack.to_be());
+        tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    }
+    if flow.wscale_in != flow.wscale_out {
+        let old = u16::from_be_bytes([tcp[14], tcp[15]]);
+        let new = tcpopt::rescale_window(old, flow.wscale_in, flow.wscale_out);
+        check = update16(check, old.to_be(), new.to_be());
+        tcp[14..16].copy_from_slice(&new.to_be_bytes());
+    }
+    tcp[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&check.to_ne_bytes());
+
+    let header_len = ((tcp[12] >> 4) as usize) * 4;
+    let sack_delta = if translate_ack { flow.ack_delta } else { 0 };
+    if header_len <= 20 || (flow.tsval_delta == 0 && flow.tsecr_delta == 0 && sack_delta == 0) {
+        return Some(());
+    }
+    if header_len == 32 {
+        if let Some(tcp) = bytes_at_mut::<32>(ctx, pkt.l4_off) {
+            if tcp[20..24] == NOP_NOP_TS {
+                let mut check = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
+                let tsval = u32::from_be_bytes([tcp[24], tcp[25], tcp[26], tcp[27]]);
+                let tsecr = u32::from_be_bytes([tcp[28], tcp[29], tcp[30], tcp[31]]);
+                let new_tsval = tsval.wrapping_add(flow.tsval_delta);
+                let new_tsecr = tsecr.wrapping_add(flow.tsecr_delta);
+                check = update32(check, tsval.to_be(), new_tsval.to_be());
+                check = update32(check, tsecr.to_be(), new_tsecr.to_be());
+                tcp[24..28].copy_from_slice(&new_tsval.to_be_bytes());
+                tcp[28..32].copy_from_slice(&new_tsecr.to_be_bytes());
+                tcp[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&check.to_ne_bytes());
+                return Some(());
+            }
+        }
+    }
+    let deltas = OptionDeltas { tsval: flow.tsval_delta, tsecr: flow.tsecr_delta, sack: sack_delta };
+    translate_options(ctx, pkt, &deltas)
+}
+
+/// Any other option layout (SACK blocks, timestamps first): the header is
+/// copied out, translated, and written back, and the checksum follows the change
+/// of the header's sum, whatever the options' alignment.
+// VERIFIER: not inlined: the walk's frame is separate from the fast path's.
+#[inline(never)]
+fn translate_options(ctx: &XdpContext, pkt: &Tcp, deltas: &OptionDeltas) -> Option<()> {
+    let buf = handshake::header_scratch()?;
+    let header_len = handshake::load_header(ctx, pkt, buf)?;
+    let before = fold(tcpopt::sum_words(buf, header_len));
+    if !tcpopt::translate_options(buf, header_len, deltas) {
+        // An unknown layout: forwarded untranslated (see translate_options).
+        return Some(());
+    }
+    let after = fold(tcpopt::sum_words(buf, header_len));
+    let check = update16(u16::from_ne_bytes([buf[TCP_CSUM], buf[TCP_CSUM + 1]]), before, after);
+    buf[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&check.to_ne_bytes());
+    // SAFETY: buf holds the header_len (20..=60) bytes just read from l4_off.
+    let rc = unsafe {
+        bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    (rc == 0).then_some(())
+}
