@@ -64,6 +64,16 @@ impl Netns {
 
     /// Runs `f` on a thread that has entered this namespace; sockets and XDP
     /// attachments made there belong to it. The calling thread never moves.
+    /// TCP segments this namespace's kernel has retransmitted (`RetransSegs`).
+    pub fn tcp_retransmitted(&self) -> u64 {
+        let out = self.run("cat", &["/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
+        let (names, values) = (tcp.next().expect("Tcp header"), tcp.next().expect("Tcp values"));
+        let column = names.split_whitespace().position(|n| n == "RetransSegs").expect("RetransSegs column");
+        values.split_whitespace().nth(column).expect("value").parse().expect("number")
+    }
+
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         let fd = self.handle.as_raw_fd();
         std::thread::scope(|s| {

@@ -111,6 +111,75 @@ async fn rustls_request(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<
     Ok(response)
 }
 
+/// Connects from `ns` with rustls to a `tether-testsrv` backend in echo
+/// mode, sends `size` bytes (a multiple of 64 KiB) while reading the echo, and
+/// checks every byte that comes back. Returns the backend's name.
+pub fn rustls_echo(ns: &Netns, addr: SocketAddr, size: usize) -> anyhow::Result<String> {
+    ns.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(300), rustls_echo_async(addr, size)).await.context("timed out")?
+        })
+    })
+}
+
+const ECHO_CHUNK: usize = 1 << 16;
+
+async fn rustls_echo_async(addr: SocketAddr, size: usize) -> anyhow::Result<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(insecure_client_config()));
+    let tls = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp).await.context("TLS handshake")?;
+    let (read_half, mut write_half) = tokio::io::split(tls);
+    let writer = async move {
+        let mut chunk = vec![0u8; ECHO_CHUNK];
+        for n in 0..size / ECHO_CHUNK {
+            fill_chunk(&mut chunk, n);
+            write_half.write_all(&chunk).await.with_context(|| format!("sending chunk {n}"))?;
+        }
+        write_half.shutdown().await.context("close_notify")?;
+        anyhow::Ok(())
+    };
+    let reader = async move {
+        let mut reader = tokio::io::BufReader::with_capacity(ECHO_CHUNK, read_half);
+        let mut name = String::new();
+        reader.read_line(&mut name).await.context("the backend's name")?;
+        let (mut expected, mut got) = (vec![0u8; ECHO_CHUNK], vec![0u8; ECHO_CHUNK]);
+        for n in 0..size / ECHO_CHUNK {
+            fill_chunk(&mut expected, n);
+            reader.read_exact(&mut got).await.with_context(|| format!("echo stopped at chunk {n}"))?;
+            if got != expected {
+                bail!("chunk {n} differs after the round trip");
+            }
+        }
+        let mut rest = Vec::new();
+        match reader.read_to_end(&mut rest).await {
+            Ok(_) => {}
+            // The server may close without close_notify once it has echoed everything.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !rest.is_empty() {
+            bail!("{} bytes more than were sent", rest.len());
+        }
+        anyhow::Ok(name.trim().to_owned())
+    };
+    let (sent, name) = tokio::join!(writer, reader);
+    sent?;
+    name
+}
+
+/// Chunk `n` of a test transfer: distinct per chunk and position.
+pub fn fill_chunk(chunk: &mut [u8], n: usize) {
+    let mut x = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for word in chunk.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
+    }
+}
+
 /// Runs `openssl s_client` in `ns`, sends `GET /whoami`, returns the body.
 pub fn openssl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
     let mut cmd = ns.command("timeout");
@@ -123,6 +192,20 @@ pub fn openssl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
     let out = child.wait_with_output()?;
     if out.stdout.is_empty() {
         bail!("openssl s_client to {addr} got no answer ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    http_body(&out.stdout)
+}
+
+/// Runs `curl` in `ns` against `https://ADDR/whoami`, returns the body.
+pub fn curl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
+    let url = format!("https://{addr}/whoami");
+    let out = ns
+        .command("curl")
+        .args(["--silent", "--show-error", "--insecure", "--max-time", "10", "--http1.0", "--include", &url])
+        .output()
+        .context("run curl")?;
+    if !out.status.success() {
+        bail!("curl {url}: {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     http_body(&out.stdout)
 }

@@ -10,7 +10,7 @@ use std::{
 
 use lb_common::reason;
 use tether_tests::{
-    peers::BackendServer,
+    peers::{self, BackendServer},
     tether::Tether,
     topology::{
         LB_BACKEND_ADDR, LB_BACKEND_ADDR6, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP, VIP6,
@@ -228,12 +228,12 @@ fn the_same_transfer_survives_a_lossy_link() {
     let tether = Tether::start(&topo.lb, &config(&topo, ""));
     // 2% of frames dropped each way on the client's link, after the handshake.
     let stream = connect_vip(&topo, 0);
-    let before = (retransmitted(&topo.clients[0].ns), retransmitted(&topo.backends[0].ns));
+    let before = (topo.clients[0].ns.tcp_retransmitted(), topo.backends[0].ns.tcp_retransmitted());
     topo.make_client_link_lossy(0, 20);
     transfer_both_ways(stream, LOSSY_TRANSFER);
     // The loss was real: both senders had to retransmit.
-    let client_retrans = retransmitted(&topo.clients[0].ns) - before.0;
-    let backend_retrans = retransmitted(&topo.backends[0].ns) - before.1;
+    let client_retrans = topo.clients[0].ns.tcp_retransmitted() - before.0;
+    let backend_retrans = topo.backends[0].ns.tcp_retransmitted() - before.1;
     assert!(
         client_retrans > 100 && backend_retrans > 100,
         "retransmissions: client {client_retrans}, backend {backend_retrans}"
@@ -244,16 +244,6 @@ fn the_same_transfer_survives_a_lossy_link() {
 }
 
 const LOSSY_TRANSFER: usize = 256 << 20;
-
-/// TCP segments a namespace's kernel has retransmitted (`RetransSegs`).
-fn retransmitted(ns: &tether_tests::netns::Netns) -> u64 {
-    let out = ns.run("cat", &["/proc/net/snmp"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (tcp.next().expect("Tcp header"), tcp.next().expect("Tcp values"));
-    let column = names.split_whitespace().position(|n| n == "RetransSegs").expect("RetransSegs column");
-    values.split_whitespace().nth(column).expect("value").parse().expect("number")
-}
 
 /// Sends `size` bytes through the echo backend behind the VIP while reading the
 /// echo, and checks every byte that comes back; window scaling, SACK and
@@ -268,7 +258,7 @@ fn transfer_both_ways(stream: TcpStream, size: usize) {
     let sender = std::thread::spawn(move || {
         let mut chunk = vec![0u8; CHUNK];
         for n in 0..size / CHUNK {
-            fill(&mut chunk, n);
+            peers::fill_chunk(&mut chunk, n);
             writer.write_all(&chunk).expect("send");
         }
         writer.shutdown(std::net::Shutdown::Write).unwrap();
@@ -277,7 +267,7 @@ fn transfer_both_ways(stream: TcpStream, size: usize) {
     let mut expected = vec![0u8; CHUNK];
     let mut got = vec![0u8; CHUNK];
     for n in 0..size / CHUNK {
-        fill(&mut expected, n);
+        peers::fill_chunk(&mut expected, n);
         reader.read_exact(&mut got).unwrap_or_else(|e| panic!("echo stopped at chunk {n}: {e}"));
         assert!(got == expected, "chunk {n} differs after the round trip");
     }
@@ -285,17 +275,6 @@ fn transfer_both_ways(stream: TcpStream, size: usize) {
     reader.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{} bytes more than were sent", rest.len());
     sender.join().unwrap();
-}
-
-/// Chunk `n` of the transfer: distinct per chunk and position.
-fn fill(chunk: &mut [u8], n: usize) {
-    let mut x = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    for word in chunk.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        word.copy_from_slice(&x.to_le_bytes()[..word.len()]);
-    }
 }
 
 #[test]
