@@ -44,13 +44,6 @@ pub fn header_scratch() -> Option<&'static mut HeaderBuf> {
     HEADER_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }
 
-/// The per-CPU options buffer, for the same users.
-#[inline(always)]
-pub fn options_scratch() -> Option<&'static mut SynOptions> {
-    // SAFETY: as above.
-    SYN_OPTIONS.get_ptr_mut(0).map(|p| unsafe { &mut *p })
-}
-
 /// Copies the segment's TCP header into `buf` and returns its length.
 #[inline(always)]
 pub fn load_header(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Option<usize> {

@@ -12,6 +12,9 @@ use crate::{config::Config, loader::Dataplane};
 const COUNTER_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// How often idle flows are looked for.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
+/// How often connections waiting for their backend are checked against the
+/// connect timeout: the client's RST comes at most this much late.
+const PENDING_INTERVAL: Duration = Duration::from_millis(250);
 /// How often backends' neighbour entries are refreshed (the kernel lets an
 /// unused entry go stale after about 30 s and may collect it later).
 const NEIGHBOR_INTERVAL: Duration = Duration::from_secs(20);
@@ -45,6 +48,7 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut counter_tick = tokio::time::interval(COUNTER_LOG_INTERVAL);
     let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
+    let mut pending_tick = tokio::time::interval(PENDING_INTERVAL);
     let mut neighbor_tick = tokio::time::interval(NEIGHBOR_INTERVAL);
     neighbor_tick.tick().await; // the first round ran before "ready"
     let mut neighbor_round = 1;
@@ -57,6 +61,11 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(entries = n, "expired flows removed"),
                 Err(e) => tracing::warn!(error = %e, "flow sweep failed"),
+            },
+            _ = pending_tick.tick() => match dataplane.expire_pending(config.daemon.timeouts.connect) {
+                Ok(done) if done.orphans > 0 => tracing::debug!(stashes = done.orphans, "orphaned stashes removed"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pending-connection sweep failed"),
             },
             _ = neighbor_tick.tick() => {
                 let (backends, ports, round) = (backends.clone(), config.daemon.snat_ports, neighbor_round);

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod loader;
 pub mod maglev;
 pub mod neighbors;
+pub mod pending;
 pub mod pins;
 pub mod stats;
 

@@ -94,6 +94,13 @@ impl Dataplane {
         sweep(&mut self.ebpf, timeouts)
     }
 
+    /// Ends the waits of `tls` connections whose backend has not answered
+    /// within `connect`; see [`crate::pending::expire`].
+    pub fn expire_pending(&mut self, connect: std::time::Duration) -> Result<crate::pending::Expired, LoadError> {
+        crate::pending::expire(&mut self.ebpf, monotonic_ns(), connect)
+            .map_err(|source| LoadError::Map { map: abi::PENDING_MAP, source })
+    }
+
     /// Pins what other processes read: the counters (`tether status`) and the
     /// flow table (`tether` tools and tests).
     fn pin_maps(&mut self) -> Result<(), LoadError> {

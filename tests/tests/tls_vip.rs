@@ -14,13 +14,44 @@ use tether_tests::{
 const PORT: u16 = 443;
 
 fn config(topo: &Topology, algorithm: &str) -> String {
+    config_with(topo, algorithm, "")
+}
+
+fn config_with(topo: &Topology, algorithm: &str, daemon_extra: &str) -> String {
     format!(
-        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{daemon_extra}\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
          [[farm]]\nname = \"web\"\nalgorithm = \"{algorithm}\"\npersistence = []\n{}",
         topo.pin_path(),
         topo.backends_toml(PORT)
     )
+}
+
+#[test]
+fn a_backend_that_never_answers_gets_the_client_reset_after_the_connect_timeout() {
+    let topo = Topology::two_armed(1, 1);
+    // The backend's answers to the balancer go nowhere (ARP still works).
+    topo.backends[0].ns.ip(&format!("route add blackhole {LB_BACKEND_ADDR}/32"));
+    let tether = Tether::start(&topo.lb, &config_with(&topo, "round-robin", "[daemon.timeouts]\nconnect = \"2s\""));
+    let started = std::time::Instant::now();
+    let outcome = topo.clients[0].ns.enter(|| -> std::io::Result<usize> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect_timeout(&vip(), Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.write_all(b"\x16\x03\x01\x00\x05hello")?;
+        stream.read(&mut [0u8; 16])
+    });
+    let waited = started.elapsed();
+    assert!(
+        matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected a reset, got {outcome:?} after {waited:?}: {:?}",
+        tether.counters()
+    );
+    assert!(waited >= Duration::from_secs(2), "reset before the connect timeout: {waited:?}");
+    assert!(tether.flows().is_empty(), "the connection's state is gone");
+    assert!(tether.log().contains("the backend did not answer"), "{}", tether.log());
+    // Meanwhile the client's retransmitted first data re-sent the backend SYN.
+    assert!(tether.counters().get(reason::BACKEND_SYN_RESENT) > 0, "{:?}", tether.counters());
 }
 
 fn vip() -> SocketAddr {

@@ -1,0 +1,199 @@
+//! `tls` connections waiting for their backend (DESIGN.md §2 steps 3-4): XDP
+//! sent the backend SYN and keeps the client's first data in `PENDING`. XDP
+//! has no timers, so the daemon ends the wait: a backend that has not
+//! answered within `timeouts.connect` gets the client an RST (rather than a
+//! hang until the client gives up), and the connection's state goes.
+
+use std::net::Ipv4Addr;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, MapError},
+};
+use lb_common::{
+    Flow, FlowKey, Pending, csum,
+    maps::{self as abi, FlowState},
+};
+use tracing::{info, warn};
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Connections whose backend never answered: the client got an RST.
+    pub reset: usize,
+    /// Stashes whose connection is gone (reset, expired, evicted).
+    pub orphans: usize,
+}
+
+/// Ends the waits older than `connect` (CLOCK_MONOTONIC nanoseconds `now`).
+pub fn expire(ebpf: &mut Ebpf, now: u64, connect: std::time::Duration) -> Result<Expired, MapError> {
+    let stale: Vec<(FlowKey, Pending)> = {
+        let pending: HashMap<&MapData, FlowKey, Pending> = map(ebpf, abi::PENDING_MAP)?;
+        let mut stale = Vec::new();
+        for entry in pending.iter() {
+            let (key, p) = entry?;
+            if now.saturating_sub(p.created_ns) > connect.as_nanos() as u64 {
+                stale.push((key, p));
+            }
+        }
+        stale
+    };
+    let mut done = Expired::default();
+    if stale.is_empty() {
+        return Ok(done);
+    }
+    let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
+    let mut gone = Vec::new();
+    for (key, p) in &stale {
+        match flows.get(key, 0) {
+            Ok(flow) if flow.state == FlowState::BackendSynSent as u8 => {
+                if let Err(e) = send_reset(key, p) {
+                    warn!(error = %e, "cannot send the RST for a connection whose backend did not answer");
+                }
+                info!(
+                    client = %Ipv4Addr::from(first4(&key.saddr_be)),
+                    backend = %Ipv4Addr::from(first4(&flow.new_daddr_be)),
+                    timeout_ms = connect.as_millis() as u64,
+                    "the backend did not answer; client reset"
+                );
+                for k in [*key, FlowKey::reply(&flow, key.family)] {
+                    match flows.remove(&k) {
+                        Ok(()) | Err(MapError::KeyNotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                done.reset += 1;
+                gone.push(*key);
+            }
+            // Established: the stash goes when the backend acknowledges it.
+            Ok(_) => {}
+            Err(MapError::KeyNotFound) => {
+                done.orphans += 1;
+                gone.push(*key);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let mut pending: HashMap<&mut MapData, FlowKey, Pending> = map_mut(ebpf, abi::PENDING_MAP)?;
+    for key in gone {
+        match pending.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+fn map<'a, T: TryFrom<&'a aya::maps::Map, Error = MapError>>(ebpf: &'a Ebpf, name: &str) -> Result<T, MapError> {
+    ebpf.map(name).ok_or(MapError::InvalidName { name: name.to_owned() })?.try_into()
+}
+
+fn map_mut<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<T, MapError> {
+    ebpf.map_mut(name).ok_or(MapError::InvalidName { name: name.to_owned() })?.try_into()
+}
+
+fn first4(addr: &[u8; 16]) -> [u8; 4] {
+    [addr[0], addr[1], addr[2], addr[3]]
+}
+
+/// The RST the client of `key` (client -> VIP) accepts: from the VIP, at the
+/// sequence number the client expects next (the cookie + 1, RFC 5961 §3.2),
+/// acknowledging the data it sent.
+pub fn reset_packet(key: &FlowKey, p: &Pending) -> Vec<u8> {
+    let (client, vip) = (first4(&key.saddr_be), first4(&key.daddr_be));
+    let mut tcp = [0u8; 20];
+    tcp[0..2].copy_from_slice(&key.dport_be.to_ne_bytes());
+    tcp[2..4].copy_from_slice(&key.sport_be.to_ne_bytes());
+    tcp[4..8].copy_from_slice(&p.cookie_isn.wrapping_add(1).to_be_bytes());
+    let acked = p.client_isn.wrapping_add(1).wrapping_add(u32::from(p.len));
+    tcp[8..12].copy_from_slice(&acked.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x14; // RST, ACK
+    let mut sum: u32 = words(&vip) + words(&client) + 6 + 20;
+    sum += words(&tcp);
+    let tcp_check = !csum::fold(csum::fold(sum) as u32);
+    tcp[16..18].copy_from_slice(&tcp_check.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[6] = 0x40; // don't fragment
+    ip[8] = 64;
+    ip[9] = 6;
+    ip[12..16].copy_from_slice(&vip);
+    ip[16..20].copy_from_slice(&client);
+    let ip_check = !csum::fold(words(&ip));
+    ip[10..12].copy_from_slice(&ip_check.to_be_bytes());
+    [ip.as_slice(), tcp.as_slice()].concat()
+}
+
+/// Big-endian 16-bit words summed: the checksum is then stored big-endian.
+fn words(bytes: &[u8]) -> u32 {
+    bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
+}
+
+fn send_reset(key: &FlowKey, p: &Pending) -> std::io::Result<()> {
+    let packet = reset_packet(key, p);
+    // SAFETY: plain socket calls on a descriptor owned here and closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let dst = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(first4(&key.saddr_be)) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: the buffer and address are valid for the call.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            packet.as_ptr().cast(),
+            packet.len(),
+            0,
+            (&dst as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    let result = if sent < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) };
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_is_from_the_vip_at_the_cookie_and_its_checksums_verify() {
+        let mut key = FlowKey {
+            saddr_be: [0; 16],
+            daddr_be: [0; 16],
+            sport_be: 40000u16.to_be(),
+            dport_be: 443u16.to_be(),
+            family: 4,
+            _pad: [0; 3],
+        };
+        key.saddr_be[..4].copy_from_slice(&[198, 18, 0, 10]);
+        key.daddr_be[..4].copy_from_slice(&[198, 18, 100, 100]);
+        // SAFETY: Pending is plain data; all zeros is valid.
+        let mut p: Pending = unsafe { std::mem::zeroed() };
+        p.client_isn = 1000;
+        p.cookie_isn = 0xFFFF_FFFF;
+        p.len = 517;
+        let pkt = reset_packet(&key, &p);
+        assert_eq!(&pkt[12..16], &[198, 18, 100, 100]);
+        assert_eq!(&pkt[16..20], &[198, 18, 0, 10]);
+        assert_eq!(u16::from_be_bytes([pkt[20], pkt[21]]), 443);
+        assert_eq!(u16::from_be_bytes([pkt[22], pkt[23]]), 40000);
+        assert_eq!(u32::from_be_bytes([pkt[24], pkt[25], pkt[26], pkt[27]]), 0, "cookie + 1 wraps");
+        assert_eq!(u32::from_be_bytes([pkt[28], pkt[29], pkt[30], pkt[31]]), 1518);
+        assert_eq!(csum::fold(words(&pkt[..20])), 0xFFFF, "IP header checksum");
+        let pseudo = words(&pkt[12..20]) + 6 + 20;
+        assert_eq!(csum::fold(csum::fold(pseudo + words(&pkt[20..])) as u32), 0xFFFF, "TCP checksum");
+    }
+}
