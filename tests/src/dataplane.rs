@@ -7,7 +7,7 @@ use std::path::Path;
 use aya::{
     Ebpf,
     maps::{HashMap, MapData, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use lb_common::{Flow, FlowKey, maps as abi, reason};
 use lb_user::{config::Config, stats::Counters};
@@ -16,6 +16,9 @@ pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
+pub const TC_ACT_OK: u32 = 0;
+pub const TC_ACT_SHOT: u32 = 2;
+pub const TC_ACT_REDIRECT: u32 = 7;
 
 pub struct TestDataplane {
     pub ebpf: Ebpf,
@@ -41,11 +44,32 @@ impl TestDataplane {
         (r.return_value, out)
     }
 
+    /// Runs one frame through the tc ingress program; returns its action and
+    /// the frame as it left it (which may have grown).
+    pub fn run_tc(&self, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &SchedClassifier = self.ebpf.program(abi::TC_PROGRAM).expect("program").try_into().expect("tc");
+        let mut out = vec![0u8; frame.len() + 4096];
+        let r = prog
+            .test_run(TestRunOptions { data_in: Some(frame), data_out: Some(&mut out), ..Default::default() })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        (r.return_value, out)
+    }
+
+    /// As `expect`, for the tc program.
+    pub fn expect_tc(&self, frame: &[u8], expected: u32) -> (u32, Vec<u8>) {
+        self.expect_counted(expected, || self.run_tc(frame))
+    }
+
     /// Runs a frame that must be counted once under `expected` and under no
     /// other reason; returns the action and the frame as the program left it.
     pub fn expect(&self, frame: &[u8], expected: u32) -> (u32, Vec<u8>) {
+        self.expect_counted(expected, || self.run(frame))
+    }
+
+    fn expect_counted(&self, expected: u32, run: impl FnOnce() -> (u32, Vec<u8>)) -> (u32, Vec<u8>) {
         let before = self.counters();
-        let out = self.run(frame);
+        let out = run();
         let after = self.counters();
         for r in 0..reason::COUNT {
             let moved = after.get(r) - before.get(r);
@@ -71,6 +95,13 @@ impl TestDataplane {
     pub fn counters(&self) -> Counters {
         let m: PerCpuArray<&MapData, u64> = self.ebpf.map(abi::STATS_MAP).expect("STATS").try_into().expect("array");
         lb_user::stats::read(&m).expect("read counters")
+    }
+
+    /// Connections waiting for their backend (`PENDING` entries).
+    pub fn pending(&self) -> usize {
+        let m: HashMap<&MapData, FlowKey, lb_common::Pending> =
+            self.ebpf.map(abi::PENDING_MAP).expect("PENDING").try_into().expect("hash");
+        m.keys().count()
     }
 
     pub fn flows(&self) -> Vec<(FlowKey, Flow)> {
