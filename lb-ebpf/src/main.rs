@@ -50,7 +50,15 @@ fn process(ctx: &XdpContext) -> Verdict {
         let Some(flow) = lookup::flow::on_packet(&pkt.key, entry, &pkt) else {
             return Verdict::drop(reason::DROP_FLOW_TABLE);
         };
-        return existing_flow(ctx, &pkt, flow, entry);
+        if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {
+            return existing_flow(ctx, &pkt, flow, entry);
+        }
+        // A client's SYN on the tuple of a spliced connection: tether never
+        // passes client SYNs on, and a client sends one only when it has no
+        // connection on the tuple (a port reused after a close), so the old
+        // connection is over. Its state goes and the SYN starts a new one.
+        lookup::flow::unbind(&pkt.key, flow);
+        pending::remove(&pkt.key);
     }
     let Some(vip) = lookup::vip(&pkt.vip_key()) else {
         return Verdict::pass(reason::PASS_NOT_VIP);

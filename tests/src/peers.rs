@@ -96,8 +96,35 @@ pub fn rustls_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
     http_body(&response)
 }
 
+/// As `rustls_whoami`, from a fixed local port (bound with SO_REUSEADDR), so
+/// successive calls reuse one 4-tuple.
+pub fn rustls_whoami_from_port(ns: &Netns, addr: SocketAddr, local_port: u16) -> anyhow::Result<String> {
+    let response = ns.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), local_port))?;
+            // A short connect timeout: a SYN the balancer mishandles would
+            // otherwise be retried by the kernel until it happened to work.
+            let tcp = tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+                .await
+                .with_context(|| format!("connect {addr} from port {local_port}: timed out"))?
+                .with_context(|| format!("connect {addr} from port {local_port}"))?;
+            tokio::time::timeout(Duration::from_secs(10), rustls_exchange(addr, tcp, WHOAMI_REQUEST))
+                .await
+                .context("rustls client timed out")?
+        })
+    })?;
+    http_body(&response)
+}
+
 async fn rustls_request(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    rustls_exchange(addr, tcp, request).await
+}
+
+async fn rustls_exchange(addr: SocketAddr, tcp: tokio::net::TcpStream, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(insecure_client_config()));
     let mut tls = connector.connect(ServerName::IpAddress(addr.ip().into()), tcp).await.context("TLS handshake")?;
     tls.write_all(request).await?;
@@ -109,6 +136,45 @@ async fn rustls_request(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<
         Err(e) => return Err(e.into()),
     }
     Ok(response)
+}
+
+/// For `duration`, `concurrency` rustls clients in `ns` each connect to
+/// `addr`, complete a TLS handshake, ask `GET /whoami` and read the answer,
+/// over and over. Returns the completed and the failed exchanges.
+pub fn tls_exchanges(
+    ns: &Netns,
+    addr: SocketAddr,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, u64)> {
+    ns.enter(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + duration;
+            let workers: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    tokio::spawn(async move {
+                        let (mut ok, mut failed) = (0u64, 0u64);
+                        while tokio::time::Instant::now() < deadline {
+                            match tokio::time::timeout(Duration::from_secs(5), rustls_request(addr, WHOAMI_REQUEST))
+                                .await
+                            {
+                                Ok(Ok(_)) => ok += 1,
+                                _ => failed += 1,
+                            }
+                        }
+                        (ok, failed)
+                    })
+                })
+                .collect();
+            let mut totals = (0, 0);
+            for w in workers {
+                let (ok, failed) = w.await?;
+                totals = (totals.0 + ok, totals.1 + failed);
+            }
+            anyhow::Ok(totals)
+        })
+    })
 }
 
 /// Connects from `ns` with rustls to a `tether-testsrv` backend in echo

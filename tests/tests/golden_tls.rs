@@ -286,6 +286,24 @@ fn retransmissions_while_the_backend_syn_is_out() {
 }
 
 #[test]
+fn a_new_syn_on_a_spliced_tuple_replaces_the_old_connection() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config());
+        let (_, _, sp) = handshake_and_bind(&net, &dp);
+        dp.expect_tc(&backend_syn_ack(&net, sp), reason::TC_STASH_SENT);
+        assert_eq!(dp.flows().len(), 2);
+        // The client reuses its port: the SYN is answered with a cookie, and
+        // the old connection's entries and stash are gone.
+        let mut syn = segment(CLIENT_PORT, PORT, CLIENT_ISN + 50_000, 0, TCP_SYN, 64_240);
+        syn.options = vec![2, 4, 0x05, 0xB4];
+        let (action, _) = dp.expect(&from_client(&syn), reason::VIP_SYN);
+        assert_eq!(action, XDP_TX);
+        assert!(dp.flows().is_empty() && dp.pending() == 0, "{:?}", dp.flows());
+    });
+}
+
+#[test]
 fn a_backend_that_refuses_resets_the_client_at_its_expected_sequence() {
     let net = Net::new();
     net.ns.enter(|| {

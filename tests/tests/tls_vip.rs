@@ -102,6 +102,22 @@ fn sequential_connections_spread_round_robin_and_each_answer_names_its_backend()
 }
 
 #[test]
+fn a_client_port_reused_at_once_starts_a_new_connection() {
+    let topo = Topology::two_armed(1, 2);
+    let _servers = rustls_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, "round-robin"));
+    // The server closes first, so the client's port is free again at once,
+    // while tether still holds the old connection's entries (FIN seen).
+    let names: Vec<String> = (0..6)
+        .map(|i| {
+            peers::rustls_whoami_from_port(&topo.clients[0].ns, vip(), 45_678)
+                .unwrap_or_else(|e| panic!("connection {i}: {e:#}\n{:?}", tether.counters()))
+        })
+        .collect();
+    assert_eq!(names, ["b0", "b1", "b0", "b1", "b0", "b1"]);
+}
+
+#[test]
 fn concurrent_connections_all_succeed_and_spread() {
     let topo = Topology::two_armed(4, 3);
     let _servers = rustls_backends(&topo);
