@@ -335,6 +335,14 @@ pub struct Pending {
     /// `has_timestamp`. TSecr echoes our SYN-ACK's TSval.
     pub client_tsval: u32,
     pub client_tsecr: u32,
+    /// Our initial sequence number and timestamp value on the backend leg.
+    /// Both come from clocks (RFC 9293 §3.4.1's 4 µs ISN clock; milliseconds
+    /// for timestamps), so a new connection from a reused SNAT port is always
+    /// "newer" than the last one on it: a backend still in TIME_WAIT for the
+    /// port accepts the SYN (RFC 6191), which a client's own ISN and TSval,
+    /// from another host's clock, would not guarantee.
+    pub leg_isn: u32,
+    pub leg_tsval: u32,
     /// Ones'-complement sum of `data[..len]`, recovered from the client's
     /// checksum, so the ACK's checksum costs no pass over the data.
     pub data_sum: u32,
@@ -347,11 +355,11 @@ pub struct Pending {
     pub wscale: u8,
     pub sack_permitted: u8,
     pub has_timestamp: u8,
-    pub _pad: [u8; 3],
+    pub _pad: [u8; 11],
     pub created_ns: u64,
     pub data: [u8; STASH_MAX],
 }
-const _: () = assert!(size_of::<Pending>() == 40 + STASH_MAX);
+const _: () = assert!(size_of::<Pending>() == 56 + STASH_MAX);
 
 /// The single entry of the `SETTINGS` array: instance-wide data-path knobs.
 /// Written by the daemon before it attaches; read by XDP.

@@ -111,7 +111,11 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
         return Err(reason::PASS_TRUNCATED);
     }
     // SAFETY: no preconditions.
-    p.created_ns = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_ns() };
+    p.created_ns = now;
+    // The backend leg's clocks (see `Pending::leg_isn`).
+    p.leg_isn = (now / 4_000) as u32;
+    p.leg_tsval = (now / 1_000_000) as u32;
     Ok(())
 }
 
@@ -145,17 +149,17 @@ fn mss_from_cookie(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf, client_isn:
 }
 
 /// Turns the client segment in the packet into the SYN to the backend, as
-/// `p` describes it, before NAT: same addresses and ports, sequence number
-/// the client's ISN, the client's options, no data.
+/// `p` describes it, before NAT: same addresses and ports, the backend leg's
+/// own ISN and TSval, the client's other options, no data.
 // VERIFIER: not inlined, like the SYN-ACK builder.
 #[inline(never)]
 pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
     let buf = handshake::header_scratch()?;
     let ports = bytes_at::<4>(ctx, pkt.l4_off)?;
     buf[0..4].copy_from_slice(ports);
-    buf[4..8].copy_from_slice(&p.client_isn.to_be_bytes());
+    buf[4..8].copy_from_slice(&p.leg_isn.to_be_bytes());
     buf[8..12].copy_from_slice(&[0; 4]);
-    let tsval = if p.has_timestamp != 0 { Some(p.client_tsval) } else { None };
+    let tsval = if p.has_timestamp != 0 { Some(p.leg_tsval) } else { None };
     let written = tcpopt::write_syn(buf, p.mss, p.wscale, p.sack_permitted != 0, tsval);
     // SAFETY: reading a local; VERIFIER: as in `capture_v4`.
     let header_len = unsafe { core::ptr::read_volatile(&written) };
@@ -211,15 +215,16 @@ pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
     Some(())
 }
 
-/// Rewrites the sequence number of the segment in the packet (before NAT),
-/// keeping the TCP checksum right.
+/// Rewrites the sequence and acknowledgement numbers of the segment in the
+/// packet (before NAT), keeping the TCP checksum right.
 #[inline(always)]
-pub fn set_seq(ctx: &XdpContext, pkt: &Tcp, seq: u32) -> Option<()> {
+pub fn set_seq_ack(ctx: &XdpContext, pkt: &Tcp, seq: u32, ack: u32) -> Option<()> {
     let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
-    let old = u32::from_ne_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let new = u32::from_ne_bytes(seq.to_be_bytes());
-    let check = csum::update32(u16::from_ne_bytes([tcp[16], tcp[17]]), old, new);
+    let mut check = u16::from_ne_bytes([tcp[16], tcp[17]]);
+    check = csum::update32(check, pkt.seq.to_be(), seq.to_be());
+    check = csum::update32(check, pkt.ack.to_be(), ack.to_be());
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
     tcp[16..18].copy_from_slice(&check.to_ne_bytes());
     Some(())
 }
@@ -233,7 +238,8 @@ pub fn release_stash(pkt: &Tcp, flow: &Flow, entry: *mut Flow) {
     }
     let client_key = FlowKey::reply(flow, pkt.key.family);
     if let Some(p) = pending::get(&client_key) {
-        let end = p.client_isn.wrapping_add(1).wrapping_add(p.len as u32);
+        // The backend acknowledges in the backend leg's numbers.
+        let end = p.leg_isn.wrapping_add(1).wrapping_add(p.len as u32);
         if (pkt.ack.wrapping_sub(end) as i32) < 0 {
             return;
         }

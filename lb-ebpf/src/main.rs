@@ -158,12 +158,13 @@ fn backend_while_pending(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
         return Verdict::drop(reason::DROP_BACKEND_PENDING);
     }
     // The flow entries are gone (on_packet); the client's RST must carry the
-    // sequence number the client expects from us: the cookie + 1.
+    // sequence number the client expects from us (the cookie + 1) and
+    // acknowledge in the client's numbers.
     let client_key = FlowKey::reply(flow, pkt.key.family);
     let Some(p) = pending::get(&client_key) else { return Verdict::drop(reason::DROP_BACKEND_PENDING) };
-    let seq = p.cookie_isn.wrapping_add(1);
+    let (seq, ack) = (p.cookie_isn.wrapping_add(1), p.client_isn.wrapping_add(1));
     pending::remove(&client_key);
-    if delayed::set_seq(ctx, pkt, seq).is_none() {
+    if delayed::set_seq_ack(ctx, pkt, seq, ack).is_none() {
         return Verdict::drop(reason::PASS_TRUNCATED);
     }
     forward(ctx, pkt, flow, reason::BACKEND_REFUSED)

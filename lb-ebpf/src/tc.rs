@@ -89,7 +89,7 @@ fn answer_syn_ack(ctx: &TcContext) -> Outcome {
     }
     let client_key = FlowKey::reply(to_client_now, seg.key.family);
     let Some(p) = pending::get(&client_key) else { return drop(reason::TC_DROP_NO_STASH) };
-    if seg.ack != p.client_isn.wrapping_add(1) {
+    if seg.ack != p.leg_isn.wrapping_add(1) {
         // Not an answer to the SYN we sent (a stale one for an earlier use of
         // the port): the connection stays pending.
         return drop(reason::TC_DROP_ERROR);
@@ -185,8 +185,8 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
     let (wscale_in, wscale_out) = unsafe { ((*to_backend).wscale_in, (*to_backend).wscale_out) };
 
     // Our ACK: from the SNAT address and port to the backend, acknowledging
-    // its SYN, carrying the client's first data at the client's sequence
-    // numbers, the client's window and timestamp.
+    // its SYN, carrying the client's first data at the backend leg's sequence
+    // numbers, with the client's window and the leg's timestamp.
     let tcp_hlen: usize = if timestamps { 32 } else { 20 };
     let ip: [u8; 20] = ctx.load(ETH_HLEN).ok()?;
     let total = 20 + tcp_hlen + p.len as usize;
@@ -205,7 +205,7 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
 
     out[20..22].copy_from_slice(&syn_ack[2..4]);
     out[22..24].copy_from_slice(&syn_ack[0..2]);
-    out[24..28].copy_from_slice(&p.client_isn.wrapping_add(1).to_be_bytes());
+    out[24..28].copy_from_slice(&p.leg_isn.wrapping_add(1).to_be_bytes());
     out[28..32].copy_from_slice(&seg.seq.wrapping_add(1).to_be_bytes());
     out[32] = ((tcp_hlen / 4) as u8) << 4;
     out[33] = ACK | PSH;
@@ -213,7 +213,7 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
     out[36..40].copy_from_slice(&[0; 4]);
     if timestamps {
         out[40..44].copy_from_slice(&[1, 1, 8, 10]);
-        out[44..48].copy_from_slice(&p.client_tsval.to_be_bytes());
+        out[44..48].copy_from_slice(&p.leg_tsval.to_be_bytes());
         out[48..52].copy_from_slice(&opts.tsval.to_be_bytes());
     }
     let mut sum = p.data_sum;
@@ -271,7 +271,15 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
 }
 
 /// Fills both flow entries' splice fields from the pending connection and
-/// the backend's SYN-ACK, and marks them established.
+/// the backend's SYN-ACK, and marks them established. Each leg has its own
+/// sequence numbers and timestamp clock on either side of tether:
+///
+/// | values of | client leg | backend leg |
+/// |---|---|---|
+/// | client's data | client_isn | leg_isn |
+/// | backend's data | cookie_isn | backend_isn |
+/// | client's TSval | client's clock | leg clock (leg_tsval at the first data) |
+/// | backend's TSval | ours (cookie TSval, echoed as client_tsecr) | backend's |
 #[inline(always)]
 fn splice(p: &Pending, backend: &SynOptions, backend_isn: u32, to_client: &mut Flow, to_backend: &mut Flow) {
     // Window scaling is on for a leg only if both ends offered it: the client
@@ -281,16 +289,26 @@ fn splice(p: &Pending, backend: &SynOptions, backend_isn: u32, to_client: &mut F
     let backend_scaled = client_scaled && backend.wscale != NO_WSCALE;
     let client_shift = if client_scaled { p.wscale } else { 0 };
     let backend_shift = if backend_scaled { if backend.wscale > 14 { 14 } else { backend.wscale } } else { 0 };
-    // Our SYN-ACK's TSval (echoed by the client) is where the client's view of
-    // our clock starts; the backend's clock is moved onto it.
-    let ts_delta =
-        if p.has_timestamp != 0 && backend.has_timestamp != 0 { p.client_tsecr.wrapping_sub(backend.tsval) } else { 0 };
-    to_backend.ack_delta = backend_isn.wrapping_sub(p.cookie_isn);
-    to_backend.tsecr_delta = 0u32.wrapping_sub(ts_delta);
+    let timestamps = p.has_timestamp != 0 && backend.has_timestamp != 0;
+    // The backend's clock moved onto ours as the client saw it first, and
+    // the client's clock onto the leg clock.
+    let (backend_ts, client_ts) = if timestamps {
+        (p.client_tsecr.wrapping_sub(backend.tsval), p.leg_tsval.wrapping_sub(p.client_tsval))
+    } else {
+        (0, 0)
+    };
+    let client_seq = p.leg_isn.wrapping_sub(p.client_isn);
+    let backend_seq = p.cookie_isn.wrapping_sub(backend_isn);
+    to_backend.seq_delta = client_seq;
+    to_backend.ack_delta = 0u32.wrapping_sub(backend_seq);
+    to_backend.tsval_delta = client_ts;
+    to_backend.tsecr_delta = 0u32.wrapping_sub(backend_ts);
     to_backend.wscale_in = client_shift;
     to_backend.wscale_out = if backend_scaled { client_shift } else { 0 };
-    to_client.seq_delta = p.cookie_isn.wrapping_sub(backend_isn);
-    to_client.tsval_delta = ts_delta;
+    to_client.seq_delta = backend_seq;
+    to_client.ack_delta = 0u32.wrapping_sub(client_seq);
+    to_client.tsval_delta = backend_ts;
+    to_client.tsecr_delta = 0u32.wrapping_sub(client_ts);
     to_client.wscale_in = backend_shift;
     to_client.wscale_out = if client_scaled { OUR_WSCALE } else { 0 };
     // Last: XDP on other CPUs acts on the state.
