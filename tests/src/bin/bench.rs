@@ -114,7 +114,10 @@ impl Path {
 
 fn print_table(paths: &[Path], spread: &str) {
     let baseline = paths[0].percentile(50).max(1);
-    println!("{:<34} {:>6} {:>8} {:>6} {:>6} {:>9} {:>12}", "path", "bytes", "median", spread, "", "vs no-op", "minus no-op");
+    println!(
+        "{:<34} {:>6} {:>8} {:>6} {:>6} {:>9} {:>12}",
+        "path", "bytes", "median", spread, "", "vs no-op", "minus no-op"
+    );
     for p in paths {
         let median = p.percentile(50);
         println!(
@@ -239,7 +242,11 @@ fn steady_state() -> anyhow::Result<()> {
     print_table(&paths, "min");
     println!(
         "(forwarded {forwarded} of {runs} established runs{})",
-        if forwarded == runs { ": every run took its path" } else { ": MISMATCH, the figures above are not what they say" }
+        if forwarded == runs {
+            ": every run took its path"
+        } else {
+            ": MISMATCH, the figures above are not what they say"
+        }
     );
     Ok(())
 }

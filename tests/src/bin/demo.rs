@@ -6,8 +6,9 @@
 //! - clients using the `tcp` VIP: balanced by Maglev on the client address,
 //!   fully NATed in XDP (the backend sees the SNAT address), data echoed intact;
 //! - the host's own traffic still flowing through the attached program;
-//! - the TLS VIP completing TCP handshakes statelessly with SYN cookies
-//!   (choosing the backend from the ClientHello is the next step);
+//! - the TLS VIP: SYN cookies from XDP, the backend chosen (round-robin) on
+//!   the ClientHello, the two TCP legs spliced; rustls, `openssl s_client`
+//!   and curl clients each get an answer naming its backend;
 //! - what `tether status` counted.
 //!
 //! Everything is torn down at the end, also on error.
@@ -20,7 +21,7 @@ use std::{
 
 use lb_common::reason;
 use tether_tests::{
-    peers::{BackendServer, openssl_whoami, rustls_whoami},
+    peers::{BackendServer, curl_whoami, openssl_whoami, rustls_whoami},
     tether::{Tether, tether_bin},
     topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
@@ -89,28 +90,34 @@ fn main() -> anyhow::Result<()> {
         println!("  TLS GET /whoami to {addr} (routed by lb): {}", answer.unwrap_or_else(|e| format!("FAILED: {e:#}")));
     }
 
-    println!("\nTLS VIP {VIP}:443: 3 clients connect and send a first record:");
+    println!(
+        "\nTLS VIP {VIP}:443, round-robin: XDP answers each handshake with a SYN cookie, opens the backend \
+         connection on the ClientHello, and splices the two TCP legs; TLS passes through untouched:"
+    );
     let before = tether.counters();
-    for client in topo.clients.iter().take(3) {
-        let vip = SocketAddr::new(VIP.into(), 443);
-        let outcome = client.ns.enter(|| -> std::io::Result<()> {
-            let mut s = TcpStream::connect_timeout(&vip, Duration::from_secs(3))?;
-            s.write_all(b"\x16\x03\x01\x00\x05hello")
-        });
-        println!(
-            "  {}: handshake {}",
-            client.addr,
-            if outcome.is_ok() { "completed (by XDP, with a SYN cookie)" } else { "FAILED" }
-        );
+    let vip = SocketAddr::new(VIP.into(), 443);
+    for n in 0..9 {
+        let (i, client) = (n % topo.clients.len(), &topo.clients[n % topo.clients.len()]);
+        let (tool, answer) = match n % 3 {
+            0 => ("rustls", rustls_whoami(&client.ns, vip)),
+            1 => ("openssl s_client", openssl_whoami(&client.ns, vip)),
+            _ => ("curl", curl_whoami(&client.ns, vip)),
+        };
+        let answer = answer.map_or_else(|e| format!("FAILED: {e:#}"), |name| format!("answered by {name}"));
+        println!("  c{i} {} GET /whoami with {tool:<16} -> {answer}", client.addr);
     }
     std::thread::sleep(Duration::from_millis(200));
     let after = tether.counters();
     let delta = |r| after.get(r) - before.get(r);
     println!(
-        "  vip_syn {} (SYN-ACKs sent), cookie_ack {} (handshakes verified), tls_bind {} (backends chosen)",
+        "  counted: vip_syn {} (cookie SYN-ACKs), cookie_ack {} (handshakes checked), tls_bind {} (backend SYNs \
+         from ClientHellos), tc_stash_sent {} (ACK + ClientHello to the backend), fwd_to_backend {}, fwd_to_client {}",
         delta(reason::VIP_SYN),
         delta(reason::COOKIE_ACK),
-        delta(reason::TLS_BIND)
+        delta(reason::TLS_BIND),
+        delta(reason::TC_STASH_SENT),
+        delta(reason::FWD_TO_BACKEND),
+        delta(reason::FWD_TO_CLIENT)
     );
 
     println!("\n$ tether status");
