@@ -229,6 +229,26 @@ pub fn write_syn_ack(buf: &mut HeaderBuf, header_len: usize, mss: u16, client: &
     }
 }
 
+/// Whether `write_syn_ack` with this header length offers the client a window
+/// scale: only then may the cookie's TSval say the client's leg is scaled.
+/// Mirrors `write_syn_ack`'s layout: MSS, SACK permitted, timestamps, then
+/// NOP + window scale, each only if it still fits.
+#[inline(always)]
+pub fn syn_ack_offers_wscale(header_len: usize, client: &SynOptions) -> bool {
+    if client.has_timestamp == 0 || client.wscale == NO_WSCALE {
+        return false;
+    }
+    let end = if header_len > 60 { 60 } else { header_len };
+    let mut o = 20;
+    if o + 4 <= end {
+        o += 4;
+    }
+    if client.sack_permitted != 0 && o + 2 + 10 <= end {
+        o += 2;
+    }
+    o + 10 + 4 <= end
+}
+
 #[inline(always)]
 fn put<const N: usize>(buf: &mut HeaderBuf, at: usize, bytes: &[u8; N]) {
     let mut k = 0;
@@ -630,5 +650,30 @@ mod tests {
         assert_eq!(rescale_window(1, 0, 7), 1);
         assert_eq!(rescale_window(0, 0, 7), 0);
         assert_eq!(rescale_window(0xFFFF, 14, 0), 0xFFFF);
+    }
+
+    #[test]
+    fn the_wscale_offer_matches_what_the_syn_ack_carries() {
+        for header_len in (20..=60).step_by(4) {
+            for (ws, sack, ts) in [(7, 1, 1), (7, 0, 1), (7, 1, 0), (NO_WSCALE, 1, 1), (0, 0, 1)] {
+                let client = SynOptions {
+                    mss: 1460,
+                    wscale: ws,
+                    sack_permitted: sack,
+                    has_timestamp: ts,
+                    tsval: 5,
+                    tsecr: 0,
+                    walk: 0,
+                };
+                let mut out = [0u8; 64];
+                write_syn_ack(&mut out, header_len, 1460, &client, 9);
+                let offered = parse_syn(&out, header_len).wscale != NO_WSCALE;
+                assert_eq!(
+                    syn_ack_offers_wscale(header_len, &client),
+                    offered,
+                    "len {header_len} ws {ws} sack {sack} ts {ts}"
+                );
+            }
+        }
     }
 }

@@ -126,7 +126,13 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     let client_seq = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     // SAFETY: no preconditions.
     let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
-    let tsval = tcpopt::encode_tsval(now_ms, &CookieOptions::from_syn(client, mss));
+    let mut choices = CookieOptions::from_syn(client, mss);
+    if !tcpopt::syn_ack_offers_wscale(header_len, client) {
+        // A SYN too short for every option we answer with (no MSS option,
+        // say): the client leg is unscaled, and the cookie must say so.
+        choices.wscale = None;
+    }
+    let tsval = tcpopt::encode_tsval(now_ms, &choices);
     let (sport, dport) = ([buf[0], buf[1]], [buf[2], buf[3]]);
     buf[0..2].copy_from_slice(&dport);
     buf[2..4].copy_from_slice(&sport);

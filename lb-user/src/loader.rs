@@ -263,7 +263,7 @@ fn interface_mtu(name: &str) -> Option<u32> {
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(fd) };
     // SAFETY: on success the kernel filled ifru_mtu.
-    (rc == 0).then(|| unsafe { req.ifr_ifru.ifru_mtu } as u32)
+    (rc == 0).then_some(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
 fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, LoadError>

@@ -98,7 +98,7 @@ impl TcpSeg {
 
 pub fn tcp(seg: &TcpSeg, pseudo: Pseudo) -> Vec<u8> {
     let mut options = seg.options.clone();
-    while options.len() % 4 != 0 {
+    while !options.len().is_multiple_of(4) {
         options.push(0); // end of option list
     }
     let header_len = 20 + options.len();
@@ -165,7 +165,10 @@ impl V4 {
 }
 
 pub fn ipv4(h: &V4, l4: &[u8]) -> Vec<u8> {
-    assert!(h.options.len() % 4 == 0 && h.options.len() <= 40, "IPv4 options must be 0-40 bytes in 4-byte words");
+    assert!(
+        h.options.len().is_multiple_of(4) && h.options.len() <= 40,
+        "IPv4 options must be 0-40 bytes in 4-byte words"
+    );
     let header_len = 20 + h.options.len();
     let total = header_len + l4.len();
     let mut b = Vec::with_capacity(total);

@@ -42,7 +42,7 @@ impl Tether {
         let mut proc = Proc::spawn("tether", cmd);
         proc.wait_for_output(" ready ", Duration::from_secs(30));
         let instance_dir = lb_user::pins::instance_dir(&pin_root, "default");
-        Tether { proc, instance_dir, pin_root, config_dir: config_dir }
+        Tether { proc, instance_dir, pin_root, config_dir }
     }
 
     pub fn counters(&self) -> Counters {

@@ -265,7 +265,7 @@ fn ipv6_vip_syn_through_extension_headers() {
     let seg = tcp(&TcpSeg::syn(40_000, 443), Pseudo::V6(CLIENT6, VIP6));
     h.expect_pass(&ethernet(ETH_P_IPV6, None, &ipv6(CLIENT6, VIP6, &[], IPPROTO_TCP, &seg)), reason::PASS_TLS_IPV6);
     let hop_by_hop = (IPV6_HOP_BY_HOP, vec![1, 4, 0, 0, 0, 0]); // PadN
-    let with_ext = ipv6(CLIENT6, VIP6, &[hop_by_hop.clone()], IPPROTO_TCP, &seg);
+    let with_ext = ipv6(CLIENT6, VIP6, std::slice::from_ref(&hop_by_hop), IPPROTO_TCP, &seg);
     h.expect_pass(&ethernet(ETH_P_IPV6, None, &with_ext), reason::PASS_TLS_IPV6);
     let too_many = ipv6(CLIENT6, VIP6, &vec![hop_by_hop; 5], IPPROTO_TCP, &seg);
     h.expect_pass(&ethernet(ETH_P_IPV6, None, &too_many), reason::PASS_IPV6_EXT_LIMIT);

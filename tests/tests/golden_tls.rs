@@ -361,3 +361,26 @@ fn a_client_without_timestamps_gets_the_mss_its_cookie_carries() {
         assert_eq!(out, frame(BACKEND_MAC, net.backend_side_mac, SNAT, BACKEND, &backend_syn));
     });
 }
+
+#[test]
+fn a_syn_too_short_for_our_window_scale_is_remembered_as_unscaled() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config());
+        // Timestamps and window scale but no MSS: 16 bytes of options, too few
+        // for our MSS, timestamps and window scale.
+        let mut syn = segment(CLIENT_PORT, PORT, CLIENT_ISN, 0, TCP_SYN, 64_240);
+        syn.options = [ts(0x100, 0), vec![1, 3, 3, 7]].concat();
+        let (action, out) = dp.expect(&from_client(&syn), reason::VIP_SYN);
+        assert_eq!(action, XDP_TX);
+        let tcp = tcp_part(&out);
+        let options = &tcp[20..usize::from(tcp[12] >> 4) * 4];
+        assert!(!options.windows(2).any(|w| w == [3, 3]), "no window scale offered: {options:?}");
+        let (our_tsval, _) = timestamps(tcp);
+        assert_eq!(
+            lb_common::tcpopt::decode_tsecr(our_tsval).wscale,
+            None,
+            "the cookie must not claim a scaled client leg"
+        );
+    });
+}

@@ -170,6 +170,7 @@ fn steady_state() -> anyhow::Result<()> {
     }
     let mut flows: aya::maps::HashMap<&mut aya::maps::MapData, FlowKey, Flow> =
         dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into()?;
+    // (The handle borrows the object mutably; it ends with its last use below.)
     let identity = |port: u16, direction: abi::FlowDirection, splice: bool| {
         let key = FlowKey {
             saddr_be: addr_key(CLIENT).addr_be,
@@ -210,7 +211,6 @@ fn steady_state() -> anyhow::Result<()> {
         let (key, flow) = identity(port, direction, splice);
         flows.insert(key, flow, 0)?;
     }
-    drop(flows);
 
     let pass: &Xdp = test_programs.program(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
     let xdp: &Xdp = dp.ebpf.program(abi::XDP_PROGRAM).expect("program").try_into()?;
