@@ -131,7 +131,9 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
             // A retransmitted SYN-ACK: our ACK with the data was lost; tc sends it again.
             return Verdict::pass(reason::BACKEND_SYN_ACK);
         }
-        if flow.flags & flow_flags::STASHED != 0 {
+        // An RST has removed the entries already (on_packet); its stash goes
+        // with the daemon's orphan sweep.
+        if flow.flags & flow_flags::STASHED != 0 && pkt.flags & parse::RST == 0 {
             delayed::release_stash(pkt, flow, entry);
         }
     }
