@@ -15,6 +15,9 @@ pub const FARM_RR_MAP: &str = "FARM_RR";
 pub const PENDING_MAP: &str = "PENDING";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
+/// New connections, tail-called from `tether_xdp` through `JUMPS` slot 0.
+pub const XDP_VIP_PROGRAM: &str = "tether_xdp_vip";
+pub const JUMPS_MAP: &str = "JUMPS";
 /// The tc ingress program that finishes delayed binding: it turns a backend's
 /// SYN-ACK into the ACK that carries the stashed ClientHello (DESIGN.md §2 step 4).
 pub const TC_PROGRAM: &str = "tether_tc";

@@ -84,8 +84,13 @@ pub const BACKEND_REFUSED: u32 = 30;
 /// failed): dropped; the backend sends it again.
 pub const TC_DROP_ERROR: u32 = 31;
 
+/// A packet for a new connection, but the tail call to the program that
+/// handles those failed (its slot empty): dropped. The loader fills the slot
+/// before attaching, so this counts a broken load.
+pub const DROP_NO_VIP_PROGRAM: u32 = 32;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 32;
+pub const COUNT: u32 = 33;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -122,6 +127,7 @@ pub const fn name(reason: u32) -> &'static str {
         DROP_STASH_SIZE => "drop_stash_size",
         BACKEND_REFUSED => "backend_refused",
         TC_DROP_ERROR => "tc_drop_error",
+        DROP_NO_VIP_PROGRAM => "drop_no_vip_program",
         _ => "unknown",
     }
 }

@@ -133,6 +133,17 @@ pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
     write_vips(&mut ebpf, config)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
     tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
+    let vip: &mut Xdp = ebpf
+        .program_mut(abi::XDP_VIP_PROGRAM)
+        .ok_or(LoadError::Missing { what: "program", name: abi::XDP_VIP_PROGRAM })?
+        .try_into()
+        .map_err(LoadError::Verifier)?;
+    vip.load().map_err(LoadError::Verifier)?;
+    let vip_fd = vip.fd().map_err(LoadError::Verifier)?.try_clone().map_err(|e| {
+        LoadError::Verifier(ProgramError::SyscallError(aya::sys::SyscallError { call: "dup", io_error: e }))
+    })?;
+    let mut jumps: aya::maps::ProgramArray<&mut MapData> = map_mut(&mut ebpf, abi::JUMPS_MAP)?;
+    jumps.set(0, &vip_fd, 0).map_err(|source| LoadError::Map { map: abi::JUMPS_MAP, source })?;
     Ok(ebpf)
 }
 
