@@ -179,7 +179,20 @@ impl Topology {
         let lossy: &mut Xdp =
             self.peer_xdp.program_mut(XDP_LOSSY_PROGRAM).expect("lossy program").try_into().expect("an XDP program");
         let port = format!("c{i}");
-        self.switches[0].enter(|| lossy.attach(&port, XdpMode::Driver).map(|_| ())).expect("lossy on the switch port");
+        // The detached link's release can trail the detach by a moment
+        // (EBUSY once in a full run), so the attach is retried for a second.
+        let mut attempts = 0;
+        loop {
+            match self.switches[0].enter(|| lossy.attach(&port, XdpMode::Driver).map(|_| ())) {
+                Ok(()) => break,
+                Err(e) if attempts < 50 => {
+                    attempts += 1;
+                    eprintln!("lossy program on switch port {port}: {e:?}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("lossy on the switch port: {e:?}"),
+            }
+        }
         self.clients[i].ns.enter(|| lossy.attach("eth0", XdpMode::Driver).map(|_| ())).expect("lossy on the client");
     }
 
