@@ -5,9 +5,7 @@
 
 use aya_ebpf::{
     bindings::{iphdr, tcphdr},
-    helpers::{
-        bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
-    },
+    helpers::{bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
     programs::XdpContext,
 };
 use lb_common::{
@@ -204,15 +202,7 @@ pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
     if rc != 0 {
         return None;
     }
-    if old_total > new_total {
-        // VERIFIER: from header fields, not data_end (see build_syn_ack_v4).
-        let cut = (old_total - new_total) as i32;
-        // SAFETY: shrinking; no packet pointer is used after this.
-        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -cut) } != 0 {
-            return None;
-        }
-    }
-    Some(())
+    handshake::shrink(ctx, old_total, new_total)
 }
 
 /// Rewrites the sequence and acknowledgement numbers of the segment in the

@@ -48,8 +48,10 @@ pub fn header_scratch() -> Option<&'static mut HeaderBuf> {
 #[inline(always)]
 pub fn load_header(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Option<usize> {
     let fixed = bytes_at::<20>(ctx, pkt.l4_off)?;
-    // VERIFIER: see build_syn_ack_v4: the volatile read keeps the range check
-    // on the register the helper receives.
+    // VERIFIER: the length the helpers take must be provably 20-60. LLVM turns
+    // `(b >> 4) * 4` into `(b >> 2) & 60` after the range check, and the
+    // verifier loses the lower bound through the AND. A volatile read makes the
+    // value opaque, so the check is made on the register the helpers receive.
     let computed = ((fixed[12] >> 4) as usize) * 4;
     // SAFETY: reading a local.
     let header_len = unsafe { core::ptr::read_volatile(&computed) };
@@ -83,26 +85,8 @@ pub fn syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
 
 #[inline(always)]
 fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
-    // SAFETY: per-CPU scratch, used by one program run at a time on this CPU.
-    let buf = unsafe { &mut *HEADER_SCRATCH.get_ptr_mut(0)? };
-    let fixed = bytes_at::<20>(ctx, pkt.l4_off)?;
-    // VERIFIER: the length the helpers take must be provably 20-60. LLVM turns
-    // `(b >> 4) * 4` into `(b >> 2) & 60` after the range check, and the
-    // verifier loses the lower bound through the AND. A volatile read makes the
-    // value opaque, so the check is made on the register the helpers receive.
-    let computed = ((fixed[12] >> 4) as usize) * 4;
-    // SAFETY: reading a local.
-    let header_len = unsafe { core::ptr::read_volatile(&computed) };
-    if !(20..=60).contains(&header_len) {
-        return None;
-    }
-    // SAFETY: buf is 64 bytes and header_len is at most 60.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
-    };
-    if rc != 0 {
-        return None;
-    }
+    let buf = header_scratch()?;
+    let header_len = load_header(ctx, pkt, buf)?;
     let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
     // SAFETY: ip points at 20 checked bytes of the packet; buf holds header_len
     // bytes of TCP header, as the helper requires.
@@ -184,13 +168,19 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     eth[0..6].copy_from_slice(&src_mac);
     eth[6..12].copy_from_slice(&dst_mac);
 
+    // Cut the SYN's payload; Ethernet padding past the IP length may stay.
+    shrink(ctx, old_total, new_total)
+}
+
+/// Cuts a packet whose IP total length went from `old_total` to
+/// `new_total` (never longer). Packet pointers are invalid afterwards.
+#[inline(always)]
+pub fn shrink(ctx: &XdpContext, old_total: usize, new_total: usize) -> Option<()> {
     if old_total > new_total {
-        // Cut the SYN's payload; Ethernet padding past the IP length may stay.
         // VERIFIER: computed from header fields, not from data_end (arithmetic
         // on pkt_end is forbidden).
         let cut = (old_total - new_total) as i32;
-        // SAFETY: shrinking never fails for lack of room; packet pointers are
-        // not used after this.
+        // SAFETY: shrinking never fails for lack of room.
         if unsafe { bpf_xdp_adjust_tail(ctx.ctx, -cut) } != 0 {
             return None;
         }
