@@ -166,6 +166,8 @@ pub struct FlowKey {
     pub dport_be: u16,
     /// `Family as u8`.
     pub family: u8,
+    /// Zero. The data path writes it as `[0, 0, 0]`: rustc emits `[0; 3]` as
+    /// a `memset`, which the BPF backend turns into a call to a byte loop.
     pub _pad: [u8; 3],
 }
 const _: () = assert!(size_of::<FlowKey>() == 40);
@@ -186,8 +188,10 @@ pub struct Flow {
     pub new_dport_be: u16,
     /// Index into `BACKENDS`.
     pub backend_id: u32,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of creation and of the last packet,
-    /// the latter refreshed at most once a second.
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE, within a tick of
+    /// CLOCK_MONOTONIC) of creation and of the last packet, the latter
+    /// refreshed at most once a second and always greater than `created_ns`
+    /// once any packet came after creation.
     pub created_ns: u64,
     pub last_seen_ns: u64,
     /// Splicing (`flow_flags::SPLICE`), added modulo 2^32 to this direction's
@@ -210,8 +214,24 @@ pub struct Flow {
     /// `FlowState as u8`.
     pub state: u8,
     pub _pad: [u8; 3],
+    /// Where this direction's packets went last: the answer of the FIB
+    /// lookup, kept so that most packets skip it. Written by XDP after a
+    /// lookup; forgotten (ifindex 0) each time `last_seen_ns` is refreshed, so
+    /// a route or neighbour change takes effect within about a second.
+    pub next_hop: NextHop,
 }
-const _: () = assert!(size_of::<Flow>() == 80);
+const _: () = assert!(size_of::<Flow>() == 96);
+
+/// An egress interface and the MAC addresses to write, as `bpf_fib_lookup`
+/// gave them. `ifindex` 0: none known.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    pub ifindex: u32,
+    pub dmac: [u8; 6],
+    pub smac: [u8; 6],
+}
+const _: () = assert!(size_of::<NextHop>() == 16);
 
 /// `Flow::state`.
 #[repr(u8)]
@@ -265,7 +285,7 @@ impl FlowKey {
             sport_be: flow.new_dport_be,
             dport_be: flow.new_sport_be,
             family,
-            _pad: [0; 3],
+            _pad: [0, 0, 0],
         }
     }
 }

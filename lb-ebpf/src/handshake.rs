@@ -105,7 +105,7 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
 
     // SAFETY: per-CPU scratch, as above.
     let client = unsafe { &mut *SYN_OPTIONS.get_ptr_mut(0)? };
-    *client = SynOptions::default();
+    crate::mem::reset_syn_options(client);
     tcpopt::parse_syn_into(buf, header_len, client);
     let client_seq = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
     // SAFETY: no preconditions.

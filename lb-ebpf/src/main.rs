@@ -11,6 +11,7 @@
 mod delayed;
 mod handshake;
 mod lookup;
+mod mem;
 mod parse;
 mod rewrite;
 mod tc;
@@ -76,11 +77,9 @@ fn process(ctx: &XdpContext) -> Verdict {
         Ok(pkt) => pkt,
         Err(reason) => return Verdict::pass(reason),
     };
-    // The host's own traffic leaves after one small lookup.
-    if !lookup::owned(&pkt.key.daddr_be, pkt.key.family) {
-        return Verdict::pass(reason::PASS_NOT_VIP);
-    }
-    // Established traffic next: it is most of the packets, both directions.
+    // Established traffic first: it is most of the packets, both directions,
+    // and a flow entry exists only for addresses tether owns, so it needs no
+    // other lookup. (The host's own TCP traffic pays one missed lookup more.)
     if let Some(entry) = lookup::flow::get(&pkt.key) {
         let Some(flow) = lookup::flow::on_packet(&pkt.key, entry, &pkt) else {
             return Verdict::drop(reason::DROP_FLOW_TABLE);
@@ -94,6 +93,8 @@ fn process(ctx: &XdpContext) -> Verdict {
         // connection is over. Its state goes and the SYN starts a new one.
         lookup::flow::unbind(&pkt.key, flow);
         pending::remove(&pkt.key);
+    } else if !lookup::owned(&pkt.key.daddr_be, pkt.key.family) {
+        return Verdict::pass(reason::PASS_NOT_VIP);
     }
     // SAFETY: a tail call replaces this program run; it returns only if
     // slot 0 is empty, which the loader never leaves it.
@@ -170,13 +171,23 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
     let why = if to_client { reason::FWD_TO_CLIENT } else { reason::FWD_TO_BACKEND };
     // VERIFIER: the only call of the splice rewrite: each call site of a BPF
     // function is verified on its own, and the option walks are costly.
-    if flow.flags & flow_flags::SPLICE != 0 {
-        if rewrite::nat::apply(ctx, pkt, flow).is_none() || rewrite::splice::apply(ctx, pkt, flow).is_none() {
-            return Verdict::drop(reason::PASS_TRUNCATED);
-        }
-        return rewrite::nexthop::send(ctx, pkt, flow, why);
+    let rewritten = rewrite::nat::apply(ctx, pkt, flow).is_some()
+        && (flow.flags & flow_flags::SPLICE == 0 || rewrite::splice::apply(ctx, pkt, flow).is_some());
+    if !rewritten {
+        return Verdict::drop(reason::PASS_TRUNCATED);
     }
-    forward(ctx, pkt, flow, why)
+    if flow.next_hop.ifindex != 0 {
+        return rewrite::nexthop::out(ctx, &flow.next_hop, why);
+    }
+    let Some(nh) = rewrite::nexthop::scratch() else { return Verdict::drop(reason::DROP_NO_ROUTE) };
+    if let Err(why) = rewrite::nexthop::lookup(ctx, pkt, flow, nh) {
+        return Verdict::drop(why);
+    }
+    // An RST has removed the entry already (on_packet).
+    if pkt.flags & parse::RST == 0 {
+        lookup::flow::remember_next_hop(entry, nh);
+    }
+    rewrite::nexthop::out(ctx, nh, why)
 }
 
 /// The backend's answer to our SYN: a SYN-ACK goes to tc (step 4); an RST

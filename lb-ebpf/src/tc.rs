@@ -119,16 +119,14 @@ fn parse(ctx: &TcContext) -> Option<SynAck> {
     if tcp[13] & (SYN | ACK | RST | FIN) != SYN | ACK {
         return None;
     }
-    let mut key = FlowKey {
-        saddr_be: [0; 16],
-        daddr_be: [0; 16],
+    let key = FlowKey {
+        saddr_be: lb_common::v4_in_16([ip[12], ip[13], ip[14], ip[15]]),
+        daddr_be: lb_common::v4_in_16([ip[16], ip[17], ip[18], ip[19]]),
         sport_be: u16::from_ne_bytes([tcp[0], tcp[1]]),
         dport_be: u16::from_ne_bytes([tcp[2], tcp[3]]),
         family: 4,
-        _pad: [0; 3],
+        _pad: [0, 0, 0],
     };
-    key.saddr_be[..4].copy_from_slice(&ip[12..16]);
-    key.daddr_be[..4].copy_from_slice(&ip[16..20]);
     Some(SynAck {
         key,
         seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
@@ -170,7 +168,7 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
     if rc != 0 {
         return None;
     }
-    *opts = SynOptions::default();
+    crate::mem::reset_syn_options(opts);
     tcpopt::parse_syn_into(syn_ack, header_len, opts);
     let timestamps = p.has_timestamp != 0 && opts.has_timestamp != 0;
 

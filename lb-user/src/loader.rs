@@ -406,7 +406,8 @@ fn flow_expired(flow: &Flow, reply: Option<&Flow>, now: u64, t: &Timeouts) -> bo
         && quiet(reply) > limit(reply, Some(flow)).as_nanos() as u64
 }
 
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns` (and,
+/// within a tick, of `bpf_ktime_get_coarse_ns`).
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
@@ -486,6 +487,7 @@ mod tests {
             flags: 0,
             state: 0,
             _pad: [0; 3],
+            next_hop: Default::default(),
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))
     }

@@ -8,7 +8,7 @@
 
 use std::{collections::HashSet, net::Ipv4Addr};
 
-use lb_common::{maps::FlowDirection, reason};
+use lb_common::{Flow, FlowKey, NextHop, maps::FlowDirection, reason};
 use tether_tests::{
     dataplane::{TestDataplane, XDP_DROP, XDP_REDIRECT},
     fibnet::{BACKEND, BACKEND_MAC, BACKEND6, CLIENT, CLIENT_MAC, CLIENT6, Net, SNAT, SNAT6},
@@ -188,6 +188,67 @@ fn a_connection_through_a_tcp_vip_is_natted_both_ways() {
         assert_eq!(action, XDP_REDIRECT);
         assert!(dp.flows().is_empty(), "RST must remove both entries: {:?}", dp.flows());
     });
+}
+
+/// Established packets skip the FIB lookup: the entry keeps its answer and
+/// forgets it when `last_seen_ns` is refreshed (about once a second), so a
+/// neighbour change is seen within a second, not never.
+#[test]
+fn an_established_flow_keeps_its_next_hop_and_asks_again_after_a_second() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = dataplane("10000-65535");
+        dp.expect(&from_client(&client_segment(40_010, TCP_SYN), VIP), reason::NEW_FLOW);
+        let sp = snat_port(&dp, 40_010);
+        let data = from_client(&client_segment(40_010, TCP_ACK | TCP_PSH), VIP);
+        let expected_with = |mac: [u8; 6]| {
+            let mut seg = client_segment(40_010, TCP_ACK | TCP_PSH);
+            seg.src_port = sp;
+            frame(mac, net.backend_side_mac, SNAT, BACKEND, &seg)
+        };
+        let to_backend = |dp: &TestDataplane| {
+            let flows = dp.flows();
+            flows.into_iter().find(|(_, f)| f.direction == FlowDirection::ToBackend as u8).expect("an entry")
+        };
+
+        // The first packet after the SYN asks the FIB and keeps the answer.
+        let (_, out) = dp.expect(&data, reason::FWD_TO_BACKEND);
+        assert_eq!(out, expected_with(BACKEND_MAC));
+        let be = ifindex("be");
+        let (key, kept) = to_backend(&dp);
+        assert_eq!(kept.next_hop, NextHop { ifindex: be, dmac: BACKEND_MAC, smac: net.backend_side_mac });
+
+        // The backend's MAC changes. Within the second the kept answer is
+        // used: the old MAC goes out (what proves the lookup is skipped).
+        let new_mac = [0x02, 0, 0, 0, 0, 0x22];
+        net.ns.ip(&format!("neigh replace {BACKEND} lladdr 02:00:00:00:00:22 dev be nud permanent"));
+        let mut entry = kept;
+        entry.last_seen_ns = lb_user::loader::monotonic_ns() - 100_000_000;
+        write_flow(&mut dp, &key, &entry);
+        let (_, out) = dp.expect(&data, reason::FWD_TO_BACKEND);
+        assert_eq!(out, expected_with(BACKEND_MAC), "a kept next hop must be used until the refresh");
+
+        // A second later the entry is refreshed, the FIB asked again.
+        entry.last_seen_ns = lb_user::loader::monotonic_ns() - 2_000_000_000;
+        write_flow(&mut dp, &key, &entry);
+        let (_, out) = dp.expect(&data, reason::FWD_TO_BACKEND);
+        assert_eq!(out, expected_with(new_mac));
+        assert_eq!(to_backend(&dp).1.next_hop.dmac, new_mac);
+    });
+}
+
+fn ifindex(dev: &str) -> u32 {
+    let name = std::ffi::CString::new(dev).expect("no NUL");
+    // SAFETY: a valid C string; the call only reads it.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert_ne!(index, 0, "no interface {dev} in this namespace");
+    index
+}
+
+fn write_flow(dp: &mut TestDataplane, key: &FlowKey, flow: &Flow) {
+    let mut m: aya::maps::HashMap<&mut aya::maps::MapData, FlowKey, Flow> =
+        dp.ebpf.map_mut(lb_common::maps::FLOWS_MAP).expect("FLOWS").try_into().expect("hash");
+    m.insert(key, flow, 0).expect("write the entry");
 }
 
 #[test]

@@ -295,9 +295,12 @@ fn retransmissions_while_the_backend_syn_is_out() {
         assert_eq!((action, &second), (TC_ACT_REDIRECT, &first));
         assert_eq!(second, ack_with_stash(&net, &c));
 
-        // Once the backend acknowledged the data, a stray SYN-ACK is dropped.
-        let seg =
-            TcpSeg { options: ts(0x9001, 0x200), ..segment(PORT, sp, BACKEND_ISN + 1, CLIENT_ISN + 301, TCP_ACK, 100) };
+        // Once the backend acknowledged the data (in the backend leg's
+        // numbers), a stray SYN-ACK is dropped.
+        let seg = TcpSeg {
+            options: ts(0x9001, 0x200),
+            ..segment(PORT, sp, BACKEND_ISN + 1, c.leg_isn.wrapping_add(301), TCP_ACK, 100)
+        };
         dp.expect(&from_backend(&net, &seg), reason::FWD_TO_CLIENT);
         let (action, _) = dp.expect_tc(&syn_ack, reason::TC_DROP_NO_STASH);
         assert_eq!(action, TC_ACT_SHOT);

@@ -3,12 +3,12 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_ns,
+    helpers::bpf_ktime_get_coarse_ns,
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
 use lb_common::{
-    BackendInfo, Flow, FlowKey, Settings, VipInfo,
+    BackendInfo, Flow, FlowKey, NextHop, Settings, VipInfo,
     maps::{FlowDirection, FlowState, MAX_BACKENDS, MAX_FLOWS, flow_flags},
     reason,
 };
@@ -59,8 +59,33 @@ static PORT_CURSORS: Array<u32> = Array::with_max_entries(MAX_BACKENDS, 0);
 const PORT_PROBES: u32 = 32;
 const EEXIST: i32 = 17;
 /// `last_seen_ns` is written at most this often, to keep the entry's cache line
-/// from bouncing between CPUs on every packet.
+/// from bouncing between CPUs on every packet; the cached next hop is looked
+/// up again as often.
 const REFRESH_NS: u64 = 1_000_000_000;
+
+/// The flow table's clock. Coarse (one tick, a few ms) is plenty for
+/// timeouts of seconds, and costs a fraction of `bpf_ktime_get_ns`.
+#[inline(always)]
+fn clock_ns() -> u64 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
+}
+
+/// Keeps the FIB's answer for this direction's next packets (see
+/// `Flow::next_hop`). The MACs go first: a reader that sees the ifindex set
+/// sees them too, unless a refresh raced it, which costs one stale packet.
+#[inline(always)]
+pub fn remember_next_hop(entry: *mut Flow, nh: &NextHop) {
+    // SAFETY: `entry` is a live FLOWS value (the caller did not remove it)
+    // and `nh` is scratch memory, so they do not overlap; the stores are
+    // plain words and bytes. VERIFIER: copy_nonoverlapping, or the unproven
+    // non-overlap makes the copies `memmove` calls (byte loops).
+    unsafe {
+        core::ptr::copy_nonoverlapping(&nh.dmac, &mut (*entry).next_hop.dmac, 1);
+        core::ptr::copy_nonoverlapping(&nh.smac, &mut (*entry).next_hop.smac, 1);
+        (*entry).next_hop.ifindex = nh.ifindex;
+    }
+}
 
 #[inline(always)]
 pub fn get(key: &FlowKey) -> Option<*mut Flow> {
@@ -75,19 +100,27 @@ pub fn on_packet(key: &FlowKey, flow: *mut Flow, pkt: &Tcp) -> Option<&'static F
     let current = scratch(CURRENT)?;
     // SAFETY: `flow` points into a map value that stays valid for this program
     // run; concurrent writers only store whole words (last_seen, flags).
-    *current = unsafe { *flow };
+    // VERIFIER: copy_nonoverlapping, not `*current = *flow`: LLVM cannot tell
+    // the two map values apart, makes the copy a `memmove`, and the BPF
+    // backend calls that as a byte-at-a-time loop (80 iterations).
+    unsafe { core::ptr::copy_nonoverlapping(flow, current, 1) };
     if pkt.flags & RST != 0 {
         let _ = FLOWS.remove(key);
         let _ = FLOWS.remove(&FlowKey::reply(current, key.family));
         return Some(current);
     }
-    // SAFETY: as above.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock_ns();
     // The first packet after creation is always recorded: the sweeper tells a
     // connection whose backend never answered by last_seen == created.
     if now.wrapping_sub(current.last_seen_ns) > REFRESH_NS || current.last_seen_ns == current.created_ns {
-        // SAFETY: as above; a lost update only makes the flow look older.
-        unsafe { (*flow).last_seen_ns = now };
+        // SAFETY: as above; a lost update only makes the flow look older, or
+        // costs one more FIB lookup. The coarse clock can still read the
+        // creation time; one nanosecond later keeps "answered" visible.
+        unsafe {
+            (*flow).last_seen_ns = now.max(current.created_ns + 1);
+            (*flow).next_hop.ifindex = 0;
+        }
+        current.next_hop.ifindex = 0;
     }
     if pkt.flags & FIN != 0 && current.flags & flow_flags::FIN == 0 {
         // SAFETY: as above.
@@ -123,31 +156,23 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, binding: Binding) -> Resu
     let (Some(to_client), Some(to_backend)) = (scratch(OTHER), scratch(CURRENT)) else {
         return Err(reason::DROP_FLOW_TABLE);
     };
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = clock_ns();
     let (state, flags) = match binding {
         Binding::Nat => (FlowState::Established, 0),
         Binding::Splice => (FlowState::BackendSynSent, flow_flags::SPLICE),
     };
-    *to_client = Flow {
-        new_saddr_be: pkt.key.daddr_be,
-        new_daddr_be: pkt.key.saddr_be,
-        new_sport_be: pkt.key.dport_be,
-        new_dport_be: pkt.key.sport_be,
-        backend_id,
-        created_ns: now,
-        last_seen_ns: now,
-        seq_delta: 0,
-        ack_delta: 0,
-        tsval_delta: 0,
-        tsecr_delta: 0,
-        wscale_in: 0,
-        wscale_out: 0,
-        direction: FlowDirection::ToClient as u8,
-        flags: if binding == Binding::Splice { flags | flow_flags::STASHED } else { flags },
-        state: state as u8,
-        _pad: [0; 3],
-    };
+    // SAFETY: Flow is plain integers and arrays. VERIFIER: see `mem`.
+    unsafe { crate::mem::zero(to_client) };
+    to_client.new_saddr_be = pkt.key.daddr_be;
+    to_client.new_daddr_be = pkt.key.saddr_be;
+    to_client.new_sport_be = pkt.key.dport_be;
+    to_client.new_dport_be = pkt.key.sport_be;
+    to_client.backend_id = backend_id;
+    to_client.created_ns = now;
+    to_client.last_seen_ns = now;
+    to_client.direction = FlowDirection::ToClient as u8;
+    to_client.flags = if binding == Binding::Splice { flags | flow_flags::STASHED } else { flags };
+    to_client.state = state as u8;
     let cursor = PORT_CURSORS.get_ptr_mut(backend_id).ok_or(reason::DROP_FLOW_TABLE)?;
     // SAFETY: a u32 in a map value; concurrent word-sized stores only race.
     let start = unsafe { *cursor };
@@ -161,7 +186,7 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, binding: Binding) -> Resu
             sport_be: backend.port_be,
             dport_be: port.to_be(),
             family,
-            _pad: [0; 3],
+            _pad: [0, 0, 0],
         };
         // Claiming the reply tuple is what reserves the port: NOEXIST makes the
         // claim atomic across CPUs.

@@ -20,7 +20,7 @@ static OWNED_ADDRS: HashMap<AddrKey, u32> = HashMap::with_max_entries(2 * MAX_VI
 #[inline(always)]
 pub fn owned(addr_be: &[u8; 16], family: u8) -> bool {
     // SAFETY: read-only lookup of a value written whole by the daemon.
-    unsafe { OWNED_ADDRS.get(&AddrKey { addr_be: *addr_be, family, _pad: [0; 3] }) }.is_some()
+    unsafe { OWNED_ADDRS.get(&AddrKey { addr_be: *addr_be, family, _pad: [0, 0, 0] }) }.is_some()
 }
 
 #[inline(always)]

@@ -45,10 +45,8 @@ pub fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
     if ip[9] != IPPROTO_TCP {
         return Err(reason::PASS_NOT_TCP);
     }
-    let mut src_be = [0u8; 16];
-    src_be[..4].copy_from_slice(&ip[12..16]);
-    let mut dst_be = [0u8; 16];
-    dst_be[..4].copy_from_slice(&ip[16..20]);
+    let src_be = lb_common::v4_in_16([ip[12], ip[13], ip[14], ip[15]]);
+    let dst_be = lb_common::v4_in_16([ip[16], ip[17], ip[18], ip[19]]);
     // Options, if any, lie between the fixed header and TCP; `tcp::parse` checks
     // that the TCP header after them is inside the frame.
     Ok(L3 { family: Family::Ipv4, src_be, dst_be, l4_off: off + hlen })

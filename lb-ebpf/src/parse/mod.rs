@@ -56,7 +56,7 @@ pub fn headers(ctx: &XdpContext) -> Result<Tcp, u32> {
             sport_be: l4.src_port_be,
             dport_be: l4.dst_port_be,
             family: l3.family as u8,
-            _pad: [0; 3],
+            _pad: [0, 0, 0],
         },
         seq: l4.seq,
         ack: l4.ack,

@@ -1,13 +1,18 @@
 //! Sends a rewritten packet on its way: the kernel's routing and neighbour
 //! tables (`bpf_fib_lookup`) give the egress interface and both MACs; out of the
-//! ingress interface is XDP_TX, any other is a redirect.
+//! ingress interface is XDP_TX, any other is a redirect. Established flows keep
+//! the lookup's answer in their entry (`Flow::next_hop`) and skip it.
+
+use core::mem::{MaybeUninit, size_of};
 
 use aya_ebpf::{
     bindings::{BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, bpf_fib_lookup as FibParams, xdp_action},
     helpers::{bpf_fib_lookup, bpf_redirect},
+    macros::map,
+    maps::PerCpuArray,
     programs::XdpContext,
 };
-use lb_common::{Flow, maps::Family, reason};
+use lb_common::{Flow, NextHop, maps::Family, reason};
 
 use crate::{
     parse::{Tcp, bytes_at, bytes_at_mut},
@@ -18,12 +23,42 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const IPPROTO_TCP: u8 = 6;
 
+/// Per-CPU room for a lookup's answer.
+// VERIFIER: the answer is not returned by value: a `Result<NextHop, _>` comes
+// back through the caller's stack, and on the error path the verifier saw
+// the caller read bytes the callee never wrote.
+#[map(name = "NEXT_HOP_SCRATCH")]
+static NEXT_HOP_SCRATCH: PerCpuArray<NextHop> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut NextHop> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    NEXT_HOP_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
 /// Routes the packet (already rewritten by `flow`) and counts it under `why`.
+#[inline(always)]
+pub fn send(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
+    let Some(nh) = scratch() else { return Verdict::drop(reason::DROP_NO_ROUTE) };
+    match lookup(ctx, pkt, flow, nh) {
+        Ok(()) => out(ctx, nh, why),
+        Err(reason) => Verdict::drop(reason),
+    }
+}
+
+/// Asks the kernel where a packet rewritten by `flow` goes, into `nh`. Err is
+/// the reason to drop it.
 // VERIFIER: not inlined, so the 64-byte lookup parameters get their own frame.
 #[inline(never)]
-pub fn send(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
-    // SAFETY: an all-zero bpf_fib_lookup is a valid input (plain integers).
-    let mut params: FibParams = unsafe { core::mem::zeroed() };
+pub fn lookup(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, nh: &mut NextHop) -> Result<(), u32> {
+    // VERIFIER: zeroed in place by `mem::zero`, not `mem::zeroed` (a memset).
+    let mut space = MaybeUninit::<FibParams>::uninit();
+    // SAFETY: FibParams is plain integers and arrays; all-zero is valid and
+    // is what the helper expects of unused fields.
+    let params = unsafe {
+        crate::mem::zero(space.assume_init_mut());
+        space.assume_init_mut()
+    };
     params.l4_protocol = IPPROTO_TCP;
     params.sport = flow.new_sport_be;
     params.dport = flow.new_dport_be;
@@ -33,36 +68,45 @@ pub fn send(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, why: u32) -> Verdict {
     match pkt.family {
         Family::Ipv4 => {
             params.family = AF_INET;
-            let Some(ip) = bytes_at::<4>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+            let ip = bytes_at::<4>(ctx, pkt.l3_off).ok_or(reason::PASS_TRUNCATED)?;
             params.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[2], ip[3]]);
             params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
             params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
         }
         Family::Ipv6 => {
             params.family = AF_INET6;
-            let Some(ip) = bytes_at::<6>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+            let ip = bytes_at::<6>(ctx, pkt.l3_off).ok_or(reason::PASS_TRUNCATED)?;
             params.__bindgen_anon_1.tot_len = u16::from_be_bytes([ip[4], ip[5]]) + 40;
             params.__bindgen_anon_3.ipv6_src = words(s);
             params.__bindgen_anon_4.ipv6_dst = words(d);
         }
     }
     // SAFETY: ctx.ctx is the program's xdp_md; params is a valid, sized struct.
-    let rc = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, &mut params, core::mem::size_of::<FibParams>() as i32, 0) };
+    let rc = unsafe { bpf_fib_lookup(ctx.ctx as *mut _, params, size_of::<FibParams>() as i32, 0) };
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
-        return Verdict::drop(reason::DROP_NO_NEIGH);
+        return Err(reason::DROP_NO_NEIGH);
     }
     if rc != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        return Verdict::drop(reason::DROP_NO_ROUTE);
+        return Err(reason::DROP_NO_ROUTE);
     }
+    nh.ifindex = params.ifindex;
+    nh.dmac = params.dmac;
+    nh.smac = params.smac;
+    Ok(())
+}
+
+/// Writes the MACs of `nh` and sends the packet out of its interface.
+#[inline(always)]
+pub fn out(ctx: &XdpContext, nh: &NextHop, why: u32) -> Verdict {
     let Some(eth) = bytes_at_mut::<12>(ctx, 0) else { return Verdict::drop(reason::PASS_TRUNCATED) };
-    eth[0..6].copy_from_slice(&params.dmac);
-    eth[6..12].copy_from_slice(&params.smac);
-    if params.ifindex == ctx.ingress_ifindex() as u32 {
+    eth[0..6].copy_from_slice(&nh.dmac);
+    eth[6..12].copy_from_slice(&nh.smac);
+    if nh.ifindex == ctx.ingress_ifindex() as u32 {
         return Verdict::send(why, xdp_action::XDP_TX);
     }
     // SAFETY: bpf_redirect takes any ifindex; it returns XDP_REDIRECT, or
     // XDP_ABORTED for an invalid one.
-    let action = unsafe { bpf_redirect(params.ifindex, 0) } as u32;
+    let action = unsafe { bpf_redirect(nh.ifindex, 0) } as u32;
     Verdict::send(why, action)
 }
 
