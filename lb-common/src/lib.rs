@@ -10,6 +10,7 @@ pub mod hash;
 pub mod maps;
 pub mod reason;
 pub mod tcpopt;
+pub mod tls;
 
 pub use maps::{
     AddrKey, BackendInfo, Family, FarmInfo, Flow, FlowKey, NextHop, Pending, Protocol, Settings, VipInfo, VipKey,

@@ -119,6 +119,26 @@ pub fn rustls_whoami_from_port(ns: &Netns, addr: SocketAddr, local_port: u16) ->
     http_body(&response)
 }
 
+/// From the calling thread's namespace, two rustls connections to `addr`
+/// with one client config (so one session cache: the second resumes), each
+/// asking `GET /` of server name `sni`.
+pub fn rustls_twice(addr: SocketAddr, sni: &str) -> anyhow::Result<()> {
+    let config = Arc::new(insecure_client_config());
+    let name = ServerName::try_from(sni.to_owned()).context("server name")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        for _ in 0..2 {
+            let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let mut tls = connector.connect(name.clone(), tcp).await.context("TLS handshake")?;
+            tls.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+            let mut response = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut response)).await;
+        }
+        anyhow::Ok(())
+    })
+}
+
 async fn rustls_request(addr: SocketAddr, request: &[u8]) -> anyhow::Result<Vec<u8>> {
     let tcp = tokio::net::TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
     rustls_exchange(addr, tcp, request).await

@@ -1,0 +1,499 @@
+//! The TLS handshake as tether reads it: just enough of the ClientHello,
+//! ServerHello and TLS 1.2 NewSessionTicket to find the keys persistence uses
+//! (DESIGN.md §3). No allocation, no recursion, bounded loops, every length
+//! checked against its container before use: the XDP program runs it over a
+//! per-CPU copy of the payload, and the daemon over whatever the slow path
+//! reassembled.
+//!
+//! A parse returns byte ranges (`Span`) into the caller's buffer, not copies,
+//! so it costs no stack. Input is never trusted: a length that runs past the
+//! field containing it, a list that does not end where its length says, a
+//! second PSK extension that is not last, more extensions than the walk's
+//! bound: each is a `TlsError` naming the problem, and the caller treats the
+//! connection as one without persistence keys. Running out of bytes before
+//! the message ends is `Incomplete` (a ClientHello longer than one segment),
+//! which is not an error of the peer.
+
+/// TLS record content type of handshake records (RFC 8446 §5.1).
+pub const CONTENT_HANDSHAKE: u8 = 22;
+/// Handshake message types (RFC 8446 §4, RFC 5077 §3.3).
+pub const CLIENT_HELLO: u8 = 1;
+pub const SERVER_HELLO: u8 = 2;
+pub const NEW_SESSION_TICKET: u8 = 4;
+
+/// Extension types (RFC 6066, RFC 5077, RFC 8446).
+const EXT_SERVER_NAME: u16 = 0;
+const EXT_SESSION_TICKET: u16 = 35;
+const EXT_PRE_SHARED_KEY: u16 = 41;
+const EXT_SUPPORTED_VERSIONS: u16 = 43;
+
+pub const TLS12: u16 = 0x0303;
+pub const TLS13: u16 = 0x0304;
+
+/// Record header and handshake header lengths.
+pub const RECORD_HEADER: usize = 5;
+const HANDSHAKE_HEADER: usize = 4;
+/// A TLS record's payload is at most 2^14 bytes (RFC 8446 §5.1); with
+/// encryption overhead 2^14 + 256, which a handshake record never needs.
+pub const MAX_RECORD: usize = 1 << 14;
+/// Session IDs are at most 32 bytes (RFC 5246 §7.4.1.2).
+pub const MAX_SESSION_ID: usize = 32;
+/// The walk over a hello's extensions stops here and reports
+/// `TooManyExtensions`. Browsers send about 20 (with GREASE), OpenSSL and
+/// rustls fewer; the bound keeps the walk's cost fixed in XDP.
+pub const MAX_EXTENSIONS: usize = 40;
+/// `SNI host_name` entries looked at: the first is the one servers use.
+const SNI_NAME_TYPE_HOST: u8 = 0;
+
+/// The `random` of a ServerHello that is really a HelloRetryRequest
+/// (RFC 8446 §4.1.3): SHA-256 of "HelloRetryRequest".
+pub const HELLO_RETRY_RANDOM: [u8; 32] = [
+    0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0x61, 0x11, 0xBE, 0x1D, 0x8C, 0x02, 0x1E, 0x65, 0xB8, 0x91, 0xC2, 0xA2, 0x11,
+    0x16, 0x7A, 0xBB, 0x8C, 0x5E, 0x07, 0x9E, 0x09, 0xE2, 0xC8, 0xA8, 0x33, 0x9C,
+];
+
+/// Why a buffer did not give a handshake message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TlsError {
+    /// The buffer ends before the message does (so far it is well formed).
+    Incomplete = 1,
+    /// The record is not a handshake record, or its version is not TLS's.
+    NotHandshake = 2,
+    /// A handshake record, but not the message asked for.
+    UnexpectedMessage = 3,
+    /// A length runs past the field or record that contains it, or a list
+    /// does not end exactly where its length says.
+    Overrun = 4,
+    /// A session ID longer than 32 bytes.
+    SessionIdTooLong = 5,
+    /// More than `MAX_EXTENSIONS` extensions.
+    TooManyExtensions = 6,
+    /// A `pre_shared_key` extension that is not the last one (RFC 8446
+    /// §4.2.11), or one that appears twice.
+    PskNotLast = 7,
+    /// The handshake message is longer than its record: it continues in the
+    /// next record (allowed by RFC 8446 §5.1; the daemon's slow path reads it).
+    SpansRecords = 8,
+    /// More records or handshake messages than a flight walk reads.
+    TooManyMessages = 9,
+}
+
+/// `len` bytes at `start` in the buffer given to the parser. Empty: absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u16,
+    pub len: u16,
+}
+
+impl Span {
+    pub const EMPTY: Span = Span { start: 0, len: 0 };
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, from the buffer the span was parsed from.
+    pub fn of<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let start = self.start as usize;
+        buf.get(start..start + self.len as usize).unwrap_or(&[])
+    }
+}
+
+/// What persistence needs from a ClientHello.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientHello {
+    /// `legacy_version` (0x0303 for TLS 1.2 and 1.3 alike).
+    pub legacy_version: u16,
+    /// The session ID offered for resumption (TLS ≤ 1.2), or TLS 1.3's
+    /// compatibility-mode random value, which is not a key.
+    pub session_id: Span,
+    /// The first `host_name` of `server_name`.
+    pub sni: Span,
+    /// Whether a `session_ticket` extension is present, and its ticket
+    /// (empty: the client asks for one but has none).
+    pub has_ticket_ext: bool,
+    pub ticket: Span,
+    /// The first PSK identity of `pre_shared_key` (TLS 1.3 resumption).
+    pub psk_identity: Span,
+    /// Whether `supported_versions` offers TLS 1.3.
+    pub offers_tls13: bool,
+    /// Extensions walked.
+    pub extensions: u8,
+}
+
+/// What learning needs from a ServerHello.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServerHello {
+    pub legacy_version: u16,
+    /// The negotiated version: `supported_versions` if present, else
+    /// `legacy_version`.
+    pub version: u16,
+    /// The server's session ID. In TLS 1.3 an echo of the client's, never a
+    /// key (DESIGN.md §3).
+    pub session_id: Span,
+    /// TLS 1.3: the index of the client's PSK identity the server accepted.
+    pub accepted_psk: Option<u16>,
+    /// A HelloRetryRequest rather than a real ServerHello.
+    pub hello_retry: bool,
+}
+
+/// A TLS 1.2 NewSessionTicket (RFC 5077 §3.3), sent in clear before the
+/// server's ChangeCipherSpec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NewSessionTicket {
+    pub lifetime_hint: u32,
+    pub ticket: Span,
+}
+
+type Result<T> = core::result::Result<T, TlsError>;
+
+/// A cursor over `buf[pos..end]`: every read checks the end it was given,
+/// so a nested length can never read past its container.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// `buf[start..start + len]`, which the caller has bounded by a container.
+    fn new(buf: &'a [u8], start: usize, len: usize) -> Reader<'a> {
+        Reader { buf, pos: start, end: start + len }
+    }
+
+    fn remaining(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
+
+    fn byte(&mut self) -> Result<u8> {
+        if self.pos >= self.end {
+            return Err(TlsError::Overrun);
+        }
+        let b = *self.buf.get(self.pos).ok_or(TlsError::Incomplete)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_be_bytes([self.byte()?, self.byte()?]))
+    }
+
+    fn u24(&mut self) -> Result<usize> {
+        Ok(((self.byte()? as usize) << 16) | ((self.byte()? as usize) << 8) | self.byte()? as usize)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes([self.byte()?, self.byte()?, self.byte()?, self.byte()?]))
+    }
+
+    /// Skips `n` bytes that must lie inside the container; whether they are
+    /// in the buffer is checked by whoever reads after them.
+    fn skip(&mut self, n: usize) -> Result<()> {
+        if n > self.remaining() {
+            return Err(TlsError::Overrun);
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// A field of `n` bytes, inside the container and inside the buffer.
+    fn span(&mut self, n: usize) -> Result<Span> {
+        if n > self.remaining() {
+            return Err(TlsError::Overrun);
+        }
+        if self.pos + n > self.buf.len() {
+            return Err(TlsError::Incomplete);
+        }
+        let span = Span { start: self.pos as u16, len: n as u16 };
+        self.pos += n;
+        Ok(span)
+    }
+
+    /// A nested reader over the next `n` bytes, which must fit the container.
+    fn sub(&mut self, n: usize) -> Result<Reader<'a>> {
+        if n > self.remaining() {
+            return Err(TlsError::Overrun);
+        }
+        let sub = Reader::new(self.buf, self.pos, n);
+        self.pos += n;
+        Ok(sub)
+    }
+
+    /// A vector with a one- or two-byte length prefix, as a nested reader.
+    fn vec8(&mut self) -> Result<Reader<'a>> {
+        let n = self.byte()? as usize;
+        self.sub(n)
+    }
+
+    fn vec16(&mut self) -> Result<Reader<'a>> {
+        let n = self.u16()? as usize;
+        self.sub(n)
+    }
+}
+
+/// The body of the handshake message of type `msg_type` that starts the
+/// record at the front of `buf`: its reader and the record's length.
+fn handshake_body(buf: &[u8], msg_type: u8) -> Result<Reader<'_>> {
+    if buf.len() < RECORD_HEADER {
+        return Err(TlsError::Incomplete);
+    }
+    // Record versions are 0x0301-0x0303 in practice (TLS 1.3 freezes it at
+    // 0x0303, ClientHellos often say 0x0301); the major must be 3.
+    if buf[0] != CONTENT_HANDSHAKE || buf[1] != 3 {
+        return Err(TlsError::NotHandshake);
+    }
+    let record_len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
+    if record_len > MAX_RECORD {
+        return Err(TlsError::Overrun);
+    }
+    message_body(buf, RECORD_HEADER, record_len, msg_type)
+}
+
+/// The handshake message of type `msg_type` at `start` in a record whose
+/// payload ends `in_record` bytes from `start`.
+fn message_body(buf: &[u8], start: usize, in_record: usize, msg_type: u8) -> Result<Reader<'_>> {
+    let mut record = Reader::new(buf, start, in_record);
+    if record.byte()? != msg_type {
+        return Err(TlsError::UnexpectedMessage);
+    }
+    let len = record.u24()?;
+    if len > record.remaining() {
+        return Err(TlsError::SpansRecords);
+    }
+    // The whole message, or nothing: a prefix would give keys from a
+    // message whose end might still turn out malformed.
+    if buf.len() < record.pos + len {
+        return Err(TlsError::Incomplete);
+    }
+    record.sub(len)
+}
+
+/// Parses the ClientHello that starts the record at the front of `buf`; the
+/// whole message must be there (else `Incomplete`).
+pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
+    let mut body = handshake_body(buf, CLIENT_HELLO)?;
+    let mut hello = ClientHello { legacy_version: body.u16()?, ..ClientHello::default() };
+    body.skip(32)?; // random
+    hello.session_id = session_id(&mut body)?;
+    let suites = body.u16()? as usize;
+    body.skip(suites)?;
+    let compressions = body.byte()? as usize;
+    body.skip(compressions)?;
+    let mut extensions = extensions_block(&mut body)?;
+    // VERIFIER: a constant trip count.
+    for _ in 0..MAX_EXTENSIONS {
+        if extensions.remaining() == 0 {
+            return Ok(hello);
+        }
+        if !hello.psk_identity.is_empty() {
+            return Err(TlsError::PskNotLast);
+        }
+        let kind = extensions.u16()?;
+        let mut data = extensions.vec16()?;
+        hello.extensions += 1;
+        match kind {
+            EXT_SERVER_NAME => hello.sni = server_name(&mut data)?,
+            EXT_SESSION_TICKET => {
+                hello.has_ticket_ext = true;
+                let n = data.remaining();
+                hello.ticket = data.span(n)?;
+            }
+            EXT_PRE_SHARED_KEY => hello.psk_identity = first_psk_identity(&mut data)?,
+            EXT_SUPPORTED_VERSIONS => hello.offers_tls13 = offers_tls13(&mut data)?,
+            _ => {}
+        }
+    }
+    if extensions.remaining() == 0 { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+}
+
+/// The extensions that end a hello, which must end exactly with it; none at
+/// all (allowed before TLS 1.3) reads as an empty block.
+fn extensions_block<'a>(body: &mut Reader<'a>) -> Result<Reader<'a>> {
+    if body.remaining() == 0 {
+        return Ok(Reader::new(body.buf, body.pos, 0));
+    }
+    let extensions = body.vec16()?;
+    if body.remaining() != 0 {
+        return Err(TlsError::Overrun);
+    }
+    Ok(extensions)
+}
+
+fn session_id(body: &mut Reader<'_>) -> Result<Span> {
+    let len = body.byte()? as usize;
+    if len > MAX_SESSION_ID {
+        return Err(TlsError::SessionIdTooLong);
+    }
+    body.span(len)
+}
+
+/// `server_name`: a list of (type, name); the first `host_name`.
+fn server_name(data: &mut Reader<'_>) -> Result<Span> {
+    let mut list = data.vec16()?;
+    if data.remaining() != 0 {
+        return Err(TlsError::Overrun);
+    }
+    let kind = list.byte()?;
+    let len = list.u16()? as usize;
+    let name = list.span(len)?;
+    Ok(if kind == SNI_NAME_TYPE_HOST { name } else { Span::EMPTY })
+}
+
+/// `pre_shared_key` in a ClientHello: identities, then binders; the first
+/// identity. An empty identity list is malformed (RFC 8446 §4.2.11).
+fn first_psk_identity(data: &mut Reader<'_>) -> Result<Span> {
+    let mut identities = data.vec16()?;
+    let len = identities.u16()? as usize;
+    if len == 0 {
+        return Err(TlsError::Overrun);
+    }
+    let identity = identities.span(len)?;
+    identities.skip(4)?; // obfuscated_ticket_age
+    Ok(identity)
+}
+
+/// `supported_versions` in a ClientHello: a list of versions.
+fn offers_tls13(data: &mut Reader<'_>) -> Result<bool> {
+    let mut versions = data.vec8()?;
+    if data.remaining() != 0 || versions.remaining() % 2 != 0 {
+        return Err(TlsError::Overrun);
+    }
+    let mut found = false;
+    // VERIFIER: bounded; the list holds at most 127 versions.
+    for _ in 0..127 {
+        if versions.remaining() == 0 {
+            break;
+        }
+        found |= versions.u16()? == TLS13;
+    }
+    Ok(found)
+}
+
+/// Parses the ServerHello that starts the record at the front of `buf`.
+pub fn server_hello(buf: &[u8]) -> Result<ServerHello> {
+    let body = handshake_body(buf, SERVER_HELLO)?;
+    server_hello_body(body)
+}
+
+fn server_hello_body(mut body: Reader<'_>) -> Result<ServerHello> {
+    let legacy_version = body.u16()?;
+    let random = body.span(32)?;
+    let mut hello = ServerHello {
+        legacy_version,
+        version: legacy_version,
+        hello_retry: random.of(body.buf) == HELLO_RETRY_RANDOM,
+        ..ServerHello::default()
+    };
+    hello.session_id = session_id(&mut body)?;
+    body.skip(3)?; // cipher_suite, legacy_compression_method
+    let mut extensions = extensions_block(&mut body)?;
+    // VERIFIER: a constant trip count.
+    for _ in 0..MAX_EXTENSIONS {
+        if extensions.remaining() == 0 {
+            return Ok(hello);
+        }
+        let kind = extensions.u16()?;
+        let mut data = extensions.vec16()?;
+        match kind {
+            EXT_SUPPORTED_VERSIONS => hello.version = data.u16()?,
+            EXT_PRE_SHARED_KEY => hello.accepted_psk = Some(data.u16()?),
+            _ => continue,
+        }
+        if data.remaining() != 0 {
+            return Err(TlsError::Overrun);
+        }
+    }
+    if extensions.remaining() == 0 { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+}
+
+/// Parses a TLS 1.2 NewSessionTicket starting at `buf[start..]`, a handshake
+/// message with `in_record` bytes of its record from `start` on.
+pub fn new_session_ticket(buf: &[u8], start: usize, in_record: usize) -> Result<NewSessionTicket> {
+    let mut body = message_body(buf, start, in_record, NEW_SESSION_TICKET)?;
+    let lifetime_hint = body.u32()?;
+    let len = body.u16()? as usize;
+    let ticket = body.span(len)?;
+    if body.remaining() != 0 {
+        return Err(TlsError::Overrun);
+    }
+    Ok(NewSessionTicket { lifetime_hint, ticket })
+}
+
+/// One handshake message found in a server's flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub msg_type: u8,
+    /// Offset of the message's header in the buffer, and its body's length.
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Walks the handshake records at the front of `buf` (a server's flight, in
+/// order) and calls `found` with each complete handshake message, until a
+/// record that is not a handshake (ChangeCipherSpec, alert, application
+/// data), the end of the buffer, or `found` returning false. Returns the
+/// offset where the walk stopped: the start of the first record not read
+/// whole, which is where a later segment's walk resumes.
+pub fn walk_flight(buf: &[u8], mut found: impl FnMut(&[u8], Message) -> bool) -> Result<usize> {
+    let mut pos = 0;
+    // VERIFIER: records bounded; a flight that needs more goes to the daemon.
+    for _ in 0..16 {
+        if buf.len() < pos + RECORD_HEADER {
+            return Ok(pos);
+        }
+        if buf[pos] != CONTENT_HANDSHAKE {
+            return Ok(pos);
+        }
+        if buf[pos + 1] != 3 {
+            return Err(TlsError::NotHandshake);
+        }
+        let record_len = u16::from_be_bytes([buf[pos + 3], buf[pos + 4]]) as usize;
+        if record_len > MAX_RECORD {
+            return Err(TlsError::Overrun);
+        }
+        let payload = pos + RECORD_HEADER;
+        if buf.len() < payload + record_len {
+            return Ok(pos);
+        }
+        let mut at = payload;
+        // VERIFIER: messages per record bounded as records are.
+        for _ in 0..16 {
+            if at == payload + record_len {
+                break;
+            }
+            let mut header = Reader::new(buf, at, payload + record_len - at);
+            let msg_type = header.byte()?;
+            let len = header.u24()?;
+            if len > header.remaining() {
+                return Err(TlsError::SpansRecords);
+            }
+            if !found(buf, Message { msg_type, start: at, len }) {
+                return Ok(pos);
+            }
+            at += HANDSHAKE_HEADER + len;
+        }
+        if at != payload + record_len {
+            return Err(TlsError::TooManyMessages);
+        }
+        pos = payload + record_len;
+    }
+    Ok(pos)
+}
+
+/// The ServerHello of a message found by `walk_flight`.
+pub fn server_hello_at(buf: &[u8], message: Message) -> Result<ServerHello> {
+    if message.msg_type != SERVER_HELLO {
+        return Err(TlsError::UnexpectedMessage);
+    }
+    server_hello_body(Reader::new(buf, message.start + HANDSHAKE_HEADER, message.len))
+}
+
+/// The NewSessionTicket of a message found by `walk_flight`.
+pub fn new_session_ticket_at(buf: &[u8], message: Message) -> Result<NewSessionTicket> {
+    new_session_ticket(buf, message.start, HANDSHAKE_HEADER + message.len)
+}
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
