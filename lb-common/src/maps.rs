@@ -13,6 +13,7 @@ pub const OWNED_ADDRS_MAP: &str = "OWNED_ADDRS";
 pub const FARMS_MAP: &str = "FARMS";
 pub const FARM_RR_MAP: &str = "FARM_RR";
 pub const PENDING_MAP: &str = "PENDING";
+pub const SESSIONS_MAP: &str = "SESSIONS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// New connections, tail-called from `tether_xdp` through `JUMPS` slot 0.
@@ -45,6 +46,8 @@ pub const MAX_PENDING: u32 = 8192;
 /// The largest first client segment (usually the ClientHello) tether stashes
 /// while it opens the backend connection: more than a 1500-byte MTU allows.
 pub const STASH_MAX: usize = 2048;
+/// Learned persistence entries (`SESSIONS`), over all farms.
+pub const MAX_SESSIONS: u32 = 1 << 20;
 /// A Maglev slot or backend reference that names no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 
@@ -213,14 +216,20 @@ pub struct Flow {
     pub flags: u8,
     /// `FlowState as u8`.
     pub state: u8,
-    pub _pad: [u8; 3],
+    /// Backend -> client, while `flow_flags::LEARN` is set: the length and
+    /// first bytes of the session ID the client offered, so that a
+    /// ServerHello that only echoes it (TLS 1.3 always does; TLS 1.2 when it
+    /// resumes) is not learned as new.
+    pub client_sid_len: u8,
+    pub _pad: [u8; 2],
+    pub client_sid_prefix: [u8; 8],
     /// Where this direction's packets went last: the answer of the FIB
     /// lookup, kept so that most packets skip it. Written by XDP after a
     /// lookup; forgotten (ifindex 0) each time `last_seen_ns` is refreshed, so
     /// a route or neighbour change takes effect within about a second.
     pub next_hop: NextHop,
 }
-const _: () = assert!(size_of::<Flow>() == 96);
+const _: () = assert!(size_of::<Flow>() == 104);
 
 /// An egress interface and the MAC addresses to write, as `bpf_fib_lookup`
 /// gave them. `ifindex` 0: none known.
@@ -274,6 +283,9 @@ pub mod flow_flags {
     /// Backend -> client only: the stashed first segment has not been
     /// acknowledged by the backend yet; its `PENDING` entry is still needed.
     pub const STASHED: u8 = 0x04;
+    /// Backend -> client of a `tls` connection whose farm learns session IDs:
+    /// the backend's first data (its ServerHello) is still to be read.
+    pub const LEARN: u8 = 0x08;
 }
 
 impl FlowKey {
@@ -315,20 +327,88 @@ pub enum BackendState {
 }
 
 /// Value of the `FARMS` array, indexed by farm id. Written by the daemon
-/// (`algorithm`, `rr_len`); `rr_next` is advanced by XDP.
+/// (`algorithm`, `persistence`, `rr_len`, `session_timeout_s`); `rr_next` is
+/// advanced by XDP.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FarmInfo {
     /// `Algorithm as u8`.
     pub algorithm: u8,
-    pub _pad: [u8; 3],
+    /// `PersistKind`s in the order the farm tries them; 0 ends the list.
+    pub persistence: [u8; MAX_PERSIST_KINDS],
+    pub _pad: u8,
     /// Entries of this farm's slice of `FARM_RR` (its active backends).
     pub rr_len: u32,
     /// Where round-robin resumes. Advanced without atomics: two CPUs racing
     /// may hand out the same backend twice, never an invalid one.
     pub rr_next: u32,
+    /// A learned entry unused for longer is a miss (and the sweeper's to remove).
+    pub session_timeout_s: u32,
 }
-const _: () = assert!(size_of::<FarmInfo>() == 12);
+const _: () = assert!(size_of::<FarmInfo>() == 20);
+
+/// The persistence kinds (DESIGN.md §3), as `FarmInfo::persistence` and
+/// `SessionKey::kind` hold them.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersistKind {
+    /// A TLS ≤ 1.2 session ID, learned from the ServerHello.
+    SessionId = 1,
+    /// A TLS 1.2 session ticket (its first 32 bytes: key name and IV in the
+    /// common formats, so unique per ticket), learned from NewSessionTicket.
+    Ticket = 2,
+    /// The 16-byte key name that starts a ticket or TLS 1.3 PSK identity.
+    TicketKey = 3,
+    SessionIdPrefix = 4,
+    Sni = 5,
+    SourceIp = 6,
+}
+pub const MAX_PERSIST_KINDS: usize = 6;
+
+impl TryFrom<u8> for PersistKind {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        Ok(match v {
+            1 => PersistKind::SessionId,
+            2 => PersistKind::Ticket,
+            3 => PersistKind::TicketKey,
+            4 => PersistKind::SessionIdPrefix,
+            5 => PersistKind::Sni,
+            6 => PersistKind::SourceIp,
+            other => return Err(other),
+        })
+    }
+}
+
+/// Most key bytes a persistence entry keeps (a whole TLS session ID).
+pub const SESSION_KEY_MAX: usize = 32;
+
+/// Key of `SESSIONS`: which farm, which kind, and up to 32 key bytes (the
+/// rest zero; `len` tells a short key from a zero-padded longer one).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub farm_id: u32,
+    /// `PersistKind as u8`.
+    pub kind: u8,
+    pub len: u8,
+    pub _pad: [u8; 2],
+    pub bytes: [u8; SESSION_KEY_MAX],
+}
+const _: () = assert!(size_of::<SessionKey>() == 40);
+
+/// Value of `SESSIONS`: the backend that holds the session. Created by XDP
+/// when it learns from a server's handshake; `last_used_ns` refreshed by
+/// lookups (clock: `bpf_ktime_get_coarse_ns`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionEntry {
+    pub backend_id: u32,
+    pub _pad: u32,
+    pub created_ns: u64,
+    pub last_used_ns: u64,
+}
+const _: () = assert!(size_of::<SessionEntry>() == 24);
 
 /// Slots of `FARM_RR` per farm: one per backend, at most.
 pub const FARM_RR_SLOTS: u32 = MAX_BACKENDS;
@@ -416,6 +496,10 @@ unsafe impl aya::Pod for BackendInfo {}
 unsafe impl aya::Pod for Settings {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for FarmInfo {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SessionKey {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SessionEntry {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Pending {}
 

@@ -88,9 +88,11 @@ pub const TC_DROP_ERROR: u32 = 31;
 /// handles those failed (its slot empty): dropped. The loader fills the slot
 /// before attaching, so this counts a broken load.
 pub const DROP_NO_VIP_PROGRAM: u32 = 32;
+/// As `TLS_BIND`, to the backend persistence named (a session it holds).
+pub const TLS_BIND_PERSISTED: u32 = 33;
 
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 33;
+pub const COUNT: u32 = 34;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -128,6 +130,7 @@ pub const fn name(reason: u32) -> &'static str {
         BACKEND_REFUSED => "backend_refused",
         TC_DROP_ERROR => "tc_drop_error",
         DROP_NO_VIP_PROGRAM => "drop_no_vip_program",
+        TLS_BIND_PERSISTED => "tls_bind_persisted",
         _ => "unknown",
     }
 }

@@ -116,8 +116,8 @@ pub struct ClientHello {
     pub ticket: Span,
     /// The first PSK identity of `pre_shared_key` (TLS 1.3 resumption).
     pub psk_identity: Span,
-    /// Whether `supported_versions` offers TLS 1.3.
-    pub offers_tls13: bool,
+    /// The `supported_versions` list (see `offers_tls13`).
+    pub supported_versions: Span,
     /// Extensions walked.
     pub extensions: u8,
 }
@@ -220,12 +220,7 @@ impl<'a> Reader<'a> {
         Ok(sub)
     }
 
-    /// A vector with a one- or two-byte length prefix, as a nested reader.
-    fn vec8(&mut self) -> Result<Reader<'a>> {
-        let n = self.byte()? as usize;
-        self.sub(n)
-    }
-
+    /// A vector with a two-byte length prefix, as a nested reader.
     fn vec16(&mut self) -> Result<Reader<'a>> {
         let n = self.u16()? as usize;
         self.sub(n)
@@ -300,7 +295,7 @@ pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
                 hello.ticket = data.span(n)?;
             }
             EXT_PRE_SHARED_KEY => hello.psk_identity = first_psk_identity(&mut data)?,
-            EXT_SUPPORTED_VERSIONS => hello.offers_tls13 = offers_tls13(&mut data)?,
+            EXT_SUPPORTED_VERSIONS => hello.supported_versions = supported_versions(&mut data)?,
             _ => {}
         }
     }
@@ -353,21 +348,58 @@ fn first_psk_identity(data: &mut Reader<'_>) -> Result<Span> {
     Ok(identity)
 }
 
-/// `supported_versions` in a ClientHello: a list of versions.
-fn offers_tls13(data: &mut Reader<'_>) -> Result<bool> {
-    let mut versions = data.vec8()?;
-    if data.remaining() != 0 || versions.remaining() % 2 != 0 {
+/// `supported_versions` in a ClientHello: a list of versions, kept as a span
+/// (persistence does not need it; the XDP program need not walk it).
+fn supported_versions(data: &mut Reader<'_>) -> Result<Span> {
+    let n = data.byte()? as usize;
+    let list = data.span(n)?;
+    if data.remaining() != 0 || !n.is_multiple_of(2) {
         return Err(TlsError::Overrun);
     }
-    let mut found = false;
-    // VERIFIER: bounded; the list holds at most 127 versions.
-    for _ in 0..127 {
-        if versions.remaining() == 0 {
-            break;
-        }
-        found |= versions.u16()? == TLS13;
+    Ok(list)
+}
+
+impl ClientHello {
+    /// Whether `supported_versions` offers TLS 1.3 (`buf`: the parsed buffer).
+    pub fn offers_tls13(&self, buf: &[u8]) -> bool {
+        self.supported_versions.of(buf).chunks_exact(2).any(|v| u16::from_be_bytes([v[0], v[1]]) == TLS13)
     }
-    Ok(found)
+}
+
+/// Where a hello's session ID lies: record header, handshake header,
+/// version and random come first, so its length byte is always at offset 43
+/// and the ID starts at 44 (DESIGN.md §1).
+const SESSION_ID_LEN_AT: usize = RECORD_HEADER + HANDSHAKE_HEADER + 2 + 32;
+
+/// The session ID of the hello (`msg_type` CLIENT_HELLO or SERVER_HELLO) at
+/// the front of `buf`, read at its fixed offset with no walk: what the XDP
+/// program can afford on every binding and every first server segment. It
+/// checks the record and message types and that the ID fits the message
+/// and `buf`; the rest of the hello is not read (`client_hello` and
+/// `server_hello` do that).
+pub fn hello_session_id(buf: &[u8], msg_type: u8) -> Result<Span> {
+    if buf.len() < SESSION_ID_LEN_AT + 1 {
+        return Err(TlsError::Incomplete);
+    }
+    if buf[0] != CONTENT_HANDSHAKE || buf[1] != 3 {
+        return Err(TlsError::NotHandshake);
+    }
+    if buf[RECORD_HEADER] != msg_type {
+        return Err(TlsError::UnexpectedMessage);
+    }
+    let message_len = u32::from_be_bytes([0, buf[6], buf[7], buf[8]]) as usize;
+    let len = buf[SESSION_ID_LEN_AT] as usize;
+    if len > MAX_SESSION_ID {
+        return Err(TlsError::SessionIdTooLong);
+    }
+    // Version, random, length byte and the ID itself lie inside the message.
+    if 2 + 32 + 1 + len > message_len {
+        return Err(TlsError::Overrun);
+    }
+    if buf.len() < SESSION_ID_LEN_AT + 1 + len {
+        return Err(TlsError::Incomplete);
+    }
+    Ok(Span { start: (SESSION_ID_LEN_AT + 1) as u16, len: len as u16 })
 }
 
 /// Parses the ServerHello that starts the record at the front of `buf`.

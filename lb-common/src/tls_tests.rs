@@ -80,7 +80,7 @@ fn a_client_hello_gives_every_key() {
     assert!(hello.has_ticket_ext);
     assert_eq!(hello.ticket.of(&buf), ticket);
     assert_eq!(hello.psk_identity.of(&buf), b"identity-one");
-    assert!(hello.offers_tls13);
+    assert!(hello.offers_tls13(&buf));
     assert_eq!(hello.extensions, 5);
 }
 
@@ -90,10 +90,10 @@ fn absent_fields_are_empty() {
     let hello = client_hello(&buf).expect("extensions are optional");
     assert_eq!(hello.legacy_version, TLS12);
     assert!([hello.session_id, hello.sni, hello.ticket, hello.psk_identity].iter().all(Span::is_empty));
-    assert!(!hello.has_ticket_ext && !hello.offers_tls13 && hello.extensions == 0);
+    assert!(!hello.has_ticket_ext && !hello.offers_tls13(&buf) && hello.extensions == 0);
     let buf = client_hello_record(&[], &[ext(EXT_SESSION_TICKET, &[]), versions(&[TLS12])]);
     let hello = client_hello(&buf).unwrap();
-    assert!(hello.has_ticket_ext && hello.ticket.is_empty() && !hello.offers_tls13);
+    assert!(hello.has_ticket_ext && hello.ticket.is_empty() && !hello.offers_tls13(&buf));
 }
 
 #[test]

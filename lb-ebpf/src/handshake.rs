@@ -205,10 +205,16 @@ pub fn cookie_valid_v4(ctx: &XdpContext, pkt: &Tcp) -> bool {
 /// Whether a segment carries data beyond its TCP header.
 #[inline(always)]
 pub fn has_payload(ctx: &XdpContext, pkt: &Tcp) -> bool {
+    payload_offset(ctx, pkt).is_some()
+}
+
+/// Where a segment's data starts in the frame, if it has any.
+#[inline(always)]
+pub fn payload_offset(ctx: &XdpContext, pkt: &Tcp) -> Option<usize> {
     let (Some(ip), Some(tcp)) = (bytes_at::<4>(ctx, pkt.l3_off), bytes_at::<13>(ctx, pkt.l4_off)) else {
-        return false;
+        return None;
     };
     let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     let headers = (pkt.l4_off - pkt.l3_off) + ((tcp[12] >> 4) as usize) * 4;
-    total > headers
+    (total > headers).then_some(pkt.l3_off + headers)
 }

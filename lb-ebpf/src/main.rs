@@ -133,15 +133,27 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         return Verdict::drop(why);
     }
     let Some(first) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
-    let why = if first.data[0] == delayed::TLS_HANDSHAKE { reason::TLS_BIND } else { reason::TLS_NOT_HANDSHAKE };
-    // Persistence will be asked first here (its own issue); then the algorithm.
-    let Some((backend_id, _)) = lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) else {
-        return Verdict::drop(reason::DROP_NO_BACKEND);
+    let mut why = if first.data[0] == delayed::TLS_HANDSHAKE { reason::TLS_BIND } else { reason::TLS_NOT_HANDSHAKE };
+    let Some(farm) = lookup::select::farm(vip.farm_id) else { return Verdict::drop(reason::DROP_NO_BACKEND) };
+    // Persistence first: the backend that holds the client's session; then
+    // the farm's algorithm.
+    let backend_id = match lookup::session::choose(vip.farm_id, farm, &first.data, first.len as usize) {
+        Some(id) => {
+            why = reason::TLS_BIND_PERSISTED;
+            id
+        }
+        None => match lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) {
+            Some((id, _)) => id,
+            None => return Verdict::drop(reason::DROP_NO_BACKEND),
+        },
     };
     let flow = match lookup::flow::bind(pkt, vip, backend_id, Binding::Splice) {
         Ok(flow) => flow,
         Err(why) => return Verdict::drop(why),
     };
+    if let Some(to_client) = lookup::flow::get(&FlowKey::reply(flow, pkt.key.family)) {
+        lookup::session::expect_server_hello(farm, to_client, &first.data, first.len as usize);
+    }
     if !pending::insert(&pkt.key, first) || delayed::rewrite_as_syn(ctx, pkt, first).is_none() {
         lookup::flow::unbind(&pkt.key, flow);
         pending::remove(&pkt.key);
@@ -166,6 +178,9 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
         // with the daemon's orphan sweep.
         if flow.flags & flow_flags::STASHED != 0 && pkt.flags & parse::RST == 0 {
             delayed::release_stash(pkt, flow, entry);
+        }
+        if flow.flags & flow_flags::LEARN != 0 && pkt.flags & parse::RST == 0 {
+            lookup::session::learn_from_server(ctx, pkt, flow, entry);
         }
     }
     let why = if to_client { reason::FWD_TO_CLIENT } else { reason::FWD_TO_BACKEND };

@@ -20,7 +20,7 @@ use crate::{
     EBPF_OBJECT,
     config::{self, Algorithm, Config, Timeouts, VipProtocol, XdpMode},
     maglev, pins,
-    stats::{self, Counters, FLOWS_PIN, STATS_PIN},
+    stats::{self, Counters, FLOWS_PIN, SESSIONS_PIN, STATS_PIN},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +104,8 @@ impl Dataplane {
     /// Pins what other processes read: the counters (`tether status`) and the
     /// flow table (`tether` tools and tests).
     fn pin_maps(&mut self) -> Result<(), LoadError> {
-        for (name, pin) in [(abi::STATS_MAP, STATS_PIN), (abi::FLOWS_MAP, FLOWS_PIN)] {
+        for (name, pin) in [(abi::STATS_MAP, STATS_PIN), (abi::FLOWS_MAP, FLOWS_PIN), (abi::SESSIONS_MAP, SESSIONS_PIN)]
+        {
             let path = self.pin_dir.join(pin);
             let map = self.ebpf.map(name).ok_or(LoadError::Missing { what: "map", name })?;
             map.pin(&path).map_err(|source| LoadError::PinMap { map: name, path, source })?;
@@ -246,10 +247,33 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
             // Config validation admits no other algorithm yet.
             _ => abi::Algorithm::RoundRobin,
         };
-        let info = FarmInfo { algorithm: algorithm as u8, _pad: [0; 3], rr_len: rr_len as u32, rr_next: 0 };
+        let mut persistence = [0u8; abi::MAX_PERSIST_KINDS];
+        for (slot, kind) in persistence.iter_mut().zip(&farm.persistence) {
+            *slot = persist_kind(*kind) as u8;
+        }
+        let info = FarmInfo {
+            algorithm: algorithm as u8,
+            persistence,
+            _pad: 0,
+            rr_len: rr_len as u32,
+            rr_next: 0,
+            session_timeout_s: farm.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
+        };
         farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
     }
     Ok(())
+}
+
+fn persist_kind(kind: config::PersistenceKind) -> abi::PersistKind {
+    use config::PersistenceKind as K;
+    match kind {
+        K::SessionId => abi::PersistKind::SessionId,
+        K::Ticket => abi::PersistKind::Ticket,
+        K::TicketKey => abi::PersistKind::TicketKey,
+        K::SessionIdPrefix => abi::PersistKind::SessionIdPrefix,
+        K::Sni => abi::PersistKind::Sni,
+        K::SourceIp => abi::PersistKind::SourceIp,
+    }
 }
 
 /// The MTU of an interface in this network namespace (an ioctl, not sysfs:
@@ -486,7 +510,9 @@ mod tests {
             direction: dir as u8,
             flags: 0,
             state: 0,
-            _pad: [0; 3],
+            client_sid_len: 0,
+            _pad: [0; 2],
+            client_sid_prefix: [0; 8],
             next_hop: Default::default(),
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))

@@ -8,6 +8,7 @@ use lb_common::reason;
 /// Names of the pins inside an instance directory.
 pub const STATS_PIN: &str = "stats";
 pub const FLOWS_PIN: &str = "flows";
+pub const SESSIONS_PIN: &str = "sessions";
 
 /// Packets per reason, summed over CPUs, indexed by `lb_common::reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,15 @@ pub fn read_pinned(instance_dir: &Path) -> Result<Counters, MapError> {
 /// The flow-table entries of a running daemon, read from its pin.
 pub fn read_pinned_flows(instance_dir: &Path) -> Result<Vec<(lb_common::FlowKey, lb_common::Flow)>, MapError> {
     let data = MapData::from_pin(instance_dir.join(FLOWS_PIN))?;
+    crate::batch::lookup_all(&data)
+        .map_err(|io_error| MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }))
+}
+
+/// The learned persistence entries of a running instance.
+pub fn read_pinned_sessions(
+    instance_dir: &Path,
+) -> Result<Vec<(lb_common::maps::SessionKey, lb_common::maps::SessionEntry)>, MapError> {
+    let data = MapData::from_pin(instance_dir.join(SESSIONS_PIN))?;
     crate::batch::lookup_all(&data)
         .map_err(|io_error| MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }))
 }

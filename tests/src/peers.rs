@@ -58,6 +58,11 @@ impl BackendServer {
 
     /// `openssl s_server -HTTP` on `addr` in `ns`, serving `/whoami` = `name`.
     pub fn openssl(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
+        BackendServer::openssl_with(ns, addr, name, &[])
+    }
+
+    /// As `openssl`, with more `s_server` arguments (`-no_ticket`, ...).
+    pub fn openssl_with(ns: &Netns, addr: SocketAddr, name: &str, extra: &[&str]) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert, key) = self_signed(name);
         std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
@@ -76,6 +81,7 @@ impl BackendServer {
             "key.pem",
             "-HTTP",
         ]);
+        cmd.args(extra);
         let mut proc = Proc::spawn(&format!("openssl s_server {name}"), cmd);
         proc.wait_for_output("ACCEPT", Duration::from_secs(10));
         BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
@@ -269,17 +275,54 @@ pub fn fill_chunk(chunk: &mut [u8], n: usize) {
 /// Runs `openssl s_client` in `ns`, sends `GET /whoami`, returns the body.
 pub fn openssl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
     let mut cmd = ns.command("timeout");
-    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-quiet", "-verify_quiet"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("spawn openssl s_client")?;
-    child.stdin.take().expect("piped").write_all(WHOAMI_REQUEST)?;
-    let out = child.wait_with_output()?;
+    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-quiet", "-verify_quiet"]);
+    let out = ask_whoami(cmd)?;
     if out.stdout.is_empty() {
         bail!("openssl s_client to {addr} got no answer ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     http_body(&out.stdout)
+}
+
+/// Runs an `openssl s_client` command, writes `GET /whoami` to it, and
+/// returns what it printed.
+fn ask_whoami(mut cmd: std::process::Command) -> anyhow::Result<std::process::Output> {
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("spawn openssl s_client")?;
+    child.stdin.take().expect("piped").write_all(WHOAMI_REQUEST)?;
+    Ok(child.wait_with_output()?)
+}
+
+/// One `openssl s_client` connection from `ns` asking `GET /whoami`: saves
+/// its session to `session` (`Save`) or offers the one saved there
+/// (`Offer`). Returns whether the server resumed the session, and the body.
+pub fn openssl_session(
+    ns: &Netns,
+    addr: SocketAddr,
+    extra: &[&str],
+    session: &std::path::Path,
+    use_session: SessionFile,
+) -> anyhow::Result<(bool, String)> {
+    let mut cmd = ns.command("timeout");
+    let flag = match use_session {
+        SessionFile::Save => "-sess_out",
+        SessionFile::Offer => "-sess_in",
+    };
+    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-ign_eof", flag]).arg(session).args(extra);
+    let out = ask_whoami(cmd)?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // s_client's summary line: "Reused, TLSv1.2, Cipher is ..." or "New, ...".
+    let reused = text.lines().any(|l| l.starts_with("Reused, "));
+    if !reused && !text.lines().any(|l| l.starts_with("New, ")) {
+        bail!("openssl s_client to {addr}: no session line ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let start = text.find("HTTP/1.0 ").with_context(|| format!("no HTTP answer from {addr}: {text}"))?;
+    Ok((reused, http_body(&out.stdout[start..])?))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SessionFile {
+    Save,
+    Offer,
 }
 
 /// Runs `curl` in `ns` against `https://ADDR/whoami`, returns the body.

@@ -56,6 +56,12 @@ impl Tether {
             .unwrap_or_else(|e| panic!("read flows at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
     }
 
+    /// The learned persistence entries.
+    pub fn sessions(&self) -> Vec<(lb_common::maps::SessionKey, lb_common::maps::SessionEntry)> {
+        stats::read_pinned_sessions(&self.instance_dir)
+            .unwrap_or_else(|e| panic!("read sessions at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
+    }
+
     /// What `tether status` prints for this daemon.
     pub fn status(&self) -> String {
         let out = std::process::Command::new(tether_bin())

@@ -86,7 +86,7 @@ fn ours_client_hello(buf: &[u8]) -> HelloKeys {
         sni: h.sni.of(buf).to_vec(),
         ticket: h.has_ticket_ext.then(|| h.ticket.of(buf).to_vec()),
         psk_identity: h.psk_identity.of(buf).to_vec(),
-        offers_tls13: h.offers_tls13,
+        offers_tls13: h.offers_tls13(buf),
     }
 }
 
@@ -95,6 +95,8 @@ fn client_hellos_agree_with_tls_parser() {
     let (mut with_ticket, mut with_psk, mut post_quantum) = (0, 0, 0);
     for (name, buf) in files(".client") {
         let ours = ours_client_hello(&buf);
+        let fixed = tls::hello_session_id(&buf, tls::CLIENT_HELLO).expect("session ID at its fixed offset");
+        assert_eq!(fixed.of(&buf), ours.session_id, "{name}: the fixed-offset read");
         assert_eq!(ours, reference_client_hello(&buf), "{name}");
         assert_eq!(ours.sni, b"shop.example", "{name}: every client was given the name");
         with_ticket += usize::from(ours.ticket.as_ref().is_some_and(|t| !t.is_empty()));
@@ -185,6 +187,8 @@ fn server_flights_agree_with_tls_parser() {
     let all = corpus();
     for (name, buf) in files(".server") {
         let ours = ours_flight(&buf);
+        let fixed = tls::hello_session_id(&buf, SERVER_HELLO).expect("session ID at its fixed offset");
+        assert_eq!(fixed.of(&buf), ours.session_id, "{name}: the fixed-offset read");
         assert_eq!(ours, reference_flight(&buf), "{name}");
         tls12_tickets += usize::from(!ours.tickets.is_empty());
         tls13_resumed += usize::from(ours.version == TLS13 && ours.accepted_psk == Some(0));

@@ -3,6 +3,7 @@
 pub mod flow;
 pub mod pending;
 pub mod select;
+pub mod session;
 
 use aya_ebpf::{macros::map, maps::HashMap};
 use lb_common::{AddrKey, VipInfo, VipKey, maps::MAX_VIPS};

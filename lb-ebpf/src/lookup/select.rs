@@ -27,6 +27,12 @@ static FARMS: Array<FarmInfo> = Array::with_max_entries(MAX_FARMS, 0);
 #[map(name = "FARM_RR")]
 static FARM_RR: Array<u32> = Array::with_max_entries(MAX_FARMS * FARM_RR_SLOTS, 0);
 
+/// A farm's settings, as the daemon wrote them.
+#[inline(always)]
+pub fn farm(farm_id: u32) -> Option<&'static FarmInfo> {
+    FARMS.get(farm_id)
+}
+
 /// The backend the farm's algorithm gives a new connection from `client_be`.
 #[inline(always)]
 pub fn by_algorithm(farm_id: u32, client_be: &[u8; 16]) -> Option<(u32, &'static BackendInfo)> {

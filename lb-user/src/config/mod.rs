@@ -522,7 +522,15 @@ impl Validator<'_> {
         let Some(raw) = raw else { return default_persistence() };
         let mut kinds = Vec::new();
         for (i, kind) in raw.get_ref().iter().enumerate() {
-            if kinds.contains(kind.get_ref()) {
+            if *kind.get_ref() != PersistenceKind::SessionId {
+                // The data path reads only the session ID so far (its fixed
+                // offset); the other kinds need the extension walk in XDP.
+                self.err(
+                    kind.span(),
+                    format!("{key}[{i}]"),
+                    format!("`{}` is not available yet; use `session-id`", persistence_name(*kind.get_ref())),
+                );
+            } else if kinds.contains(kind.get_ref()) {
                 self.err(kind.span(), format!("{key}[{i}]"), format!("{:?} is listed twice", kind.get_ref()));
             } else {
                 kinds.push(*kind.get_ref());
@@ -621,10 +629,22 @@ impl Validator<'_> {
     }
 }
 
-/// The persistence kinds a farm uses when it names none: the three learned from
-/// the handshake, which need nothing from the backends.
+/// The persistence kinds a farm uses when it names none: those learned from
+/// the handshake, which need nothing from the backends. (`ticket` and
+/// `ticket-key` join when the data path reads them.)
 pub fn default_persistence() -> Vec<PersistenceKind> {
-    vec![PersistenceKind::SessionId, PersistenceKind::Ticket, PersistenceKind::TicketKey]
+    vec![PersistenceKind::SessionId]
+}
+
+fn persistence_name(kind: PersistenceKind) -> &'static str {
+    match kind {
+        PersistenceKind::SessionId => "session-id",
+        PersistenceKind::Ticket => "ticket",
+        PersistenceKind::TicketKey => "ticket-key",
+        PersistenceKind::SessionIdPrefix => "session-id-prefix",
+        PersistenceKind::Sni => "sni",
+        PersistenceKind::SourceIp => "source-ip",
+    }
 }
 
 fn family_name(ip: IpAddr) -> &'static str {

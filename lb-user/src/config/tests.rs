@@ -152,6 +152,8 @@ fn durations_and_capacities_are_checked() {
     let farm = |extra: &str| {
         MINIMAL.replace("name = \"web\"\n\n[[farm.backend]]", &format!("name = \"web\"\n{extra}\n\n[[farm.backend]]"))
     };
+    one_error(&farm("persistence = [\"ticket\"]"), "`ticket` is not available yet");
+    one_error(&farm("persistence = [\"session-id\", \"session-id\"]"), "listed twice");
     one_error(&farm("session_timeout = \"5 minutes\""), "is not a duration");
     one_error(&farm("session_timeout = \"0s\""), "is zero");
     one_error(&farm("session_capacity = 0"), "out of range");

@@ -217,7 +217,9 @@ fn steady_state() -> anyhow::Result<()> {
             direction: direction as u8,
             flags: if splice { abi::flow_flags::SPLICE } else { 0 },
             state: abi::FlowState::Established as u8,
-            _pad: [0; 3],
+            client_sid_len: 0,
+            _pad: [0; 2],
+            client_sid_prefix: [0; 8],
             next_hop: Default::default(),
         };
         (key, flow)
