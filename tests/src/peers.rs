@@ -108,15 +108,29 @@ pub fn rustls_whoami_from_port(ns: &Netns, addr: SocketAddr, local_port: u16) ->
     let response = ns.enter(|| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            socket.set_reuseaddr(true)?;
-            socket.bind(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), local_port))?;
-            // A short connect timeout: a SYN the balancer mishandles would
-            // otherwise be retried by the kernel until it happened to work.
-            let tcp = tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
-                .await
-                .with_context(|| format!("connect {addr} from port {local_port}: timed out"))?
-                .with_context(|| format!("connect {addr} from port {local_port}"))?;
+            // The previous connection's socket lingers in LAST_ACK until the
+            // server acknowledges the client's FIN; until then the client's
+            // own kernel refuses the tuple (EADDRNOTAVAIL, seen once under
+            // the full suite's load). That is the client host, not the
+            // balancer, so the connect is retried for up to a second.
+            let mut attempts = 0;
+            let tcp = loop {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.set_reuseaddr(true)?;
+                socket.bind(SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), local_port))?;
+                // A short connect timeout: a SYN the balancer mishandles would
+                // otherwise be retried by the kernel until it happened to work.
+                let connected = tokio::time::timeout(Duration::from_secs(3), socket.connect(addr))
+                    .await
+                    .with_context(|| format!("connect {addr} from port {local_port}: timed out"))?;
+                match connected {
+                    Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && attempts < 20 => {
+                        attempts += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => break other.with_context(|| format!("connect {addr} from port {local_port}"))?,
+                }
+            };
             tokio::time::timeout(Duration::from_secs(10), rustls_exchange(addr, tcp, WHOAMI_REQUEST))
                 .await
                 .context("rustls client timed out")?
