@@ -330,7 +330,9 @@ pub fn openssl_session(
         bail!("openssl s_client to {addr}: no session line ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
     let start = text.find("HTTP/1.0 ").with_context(|| format!("no HTTP answer from {addr}: {text}"))?;
-    Ok((reused, http_body(&out.stdout[start..])?))
+    // Without -quiet, s_client follows the body with its own "closed" line.
+    let body = http_body(&out.stdout[start..])?;
+    Ok((reused, body.lines().next().unwrap_or_default().to_owned()))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

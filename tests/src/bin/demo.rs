@@ -9,6 +9,11 @@
 //! - the TLS VIP: SYN cookies from XDP, the backend chosen (round-robin) on
 //!   the ClientHello, the two TCP legs spliced; rustls, `openssl s_client`
 //!   and curl clients each get an answer naming its backend;
+//! - TLS 1.2 session persistence: one client opens three sessions (spread
+//!   over the backends by round-robin) and resumes them in turn through a
+//!   second VIP whose farm persists by session ID (`openssl s_server
+//!   -no_ticket` backends): every resumption lands on the backend that holds
+//!   its session;
 //! - what `tether status` counted.
 //!
 //! Everything is torn down at the end, also on error.
@@ -21,12 +26,14 @@ use std::{
 
 use lb_common::reason;
 use tether_tests::{
-    peers::{BackendServer, curl_whoami, openssl_whoami, rustls_whoami},
+    peers::{self, BackendServer, SessionFile, curl_whoami, openssl_whoami, rustls_whoami},
     tether::{Tether, tether_bin},
     topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_ADDR, LB_CLIENT_IF, Topology, VIP},
 };
 
 const ECHO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 100, 101);
+/// The VIP port (and backend port) of the farm that persists by session ID.
+const RESUME_PORT: u16 = 8443;
 
 fn main() -> anyhow::Result<()> {
     println!("== tether demo ==");
@@ -49,8 +56,13 @@ fn main() -> anyhow::Result<()> {
             BackendServer::rustls(&b.ns, tls, &name)
         });
         servers.push(BackendServer::plain_tcp(&b.ns, echo, &name));
+        let resume = SocketAddr::new(b.addr.into(), RESUME_PORT);
+        servers.push(BackendServer::openssl_with(&b.ns, resume, &name, &["-no_ticket"]));
         let kind = if i == 2 { "openssl s_server" } else { "rustls" };
-        println!("backend  {name}  {}  TLS :443 ({kind}), TCP echo :7", b.addr);
+        println!(
+            "backend  {name}  {}  TLS :443 ({kind}), TCP echo :7, TLS :{RESUME_PORT} (openssl s_server, session IDs only)",
+            b.addr
+        );
     }
 
     let config = demo_config(&topo);
@@ -120,6 +132,33 @@ fn main() -> anyhow::Result<()> {
         delta(reason::FWD_TO_CLIENT)
     );
 
+    println!(
+        "\nTLS VIP {VIP}:{RESUME_PORT}, round-robin with persistence = [\"session-id\"]: one client (one address) \
+         opens three TLS 1.2 sessions, which round-robin spreads over the backends, then offers them again out of order; \
+         tether learned each session's backend from its ServerHello and sends each resumption there:"
+    );
+    let resume_vip = SocketAddr::new(VIP.into(), RESUME_PORT);
+    let session_dir = tempfile::tempdir()?;
+    let client = &topo.clients[0];
+    // Offered out of round-robin's order, so only persistence explains the answers.
+    let offers = (0..3).map(|k| (k, SessionFile::Save)).chain([2, 0, 0, 1, 2, 1].map(|k| (k, SessionFile::Offer)));
+    for (k, use_session) in offers {
+        let session = session_dir.path().join(format!("session{k}.pem"));
+        let line = match peers::openssl_session(&client.ns, resume_vip, &["-tls1_2"], &session, use_session) {
+            Ok((reused, backend)) => {
+                format!("answered by {backend}, {}", if reused { "session resumed" } else { "new session" })
+            }
+            Err(e) => format!("FAILED: {e:#}"),
+        };
+        let what = if use_session == SessionFile::Save { "full handshake" } else { "resumption    " };
+        println!("  c0 {} session {k}: {what} -> {line}", client.addr);
+    }
+    println!(
+        "  counted: tls_bind_persisted {} (bound by a learned session); learned sessions in the table: {}",
+        tether.counters().get(reason::TLS_BIND_PERSISTED),
+        tether.sessions().len()
+    );
+
     println!("\n$ tether status");
     let config_path = std::env::temp_dir().join(format!("{}-demo.toml", topo.prefix));
     std::fs::write(&config_path, &config)?;
@@ -156,10 +195,13 @@ fn demo_config(topo: &Topology) -> String {
         "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\npin_path = \"{}\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 443\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
          [[vip]]\nname = \"echo\"\naddress = \"{ECHO_VIP}\"\nport = 7\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
-         [[farm]]\nname = \"web\"\n{}\n[[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{}",
+         [[vip]]\nname = \"resume\"\naddress = \"{VIP}\"\nport = {RESUME_PORT}\nfarm = \"resume\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+         [[farm]]\nname = \"web\"\n{}\n[[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{}\n\
+         [[farm]]\nname = \"resume\"\npersistence = [\"session-id\"]\n{}",
         topo.pin_path(),
         topo.backends_toml(443),
         topo.backends_toml(7),
+        topo.backends_toml(RESUME_PORT),
     )
 }
 
