@@ -303,3 +303,31 @@ fn damaged_input_never_panics_or_escapes_the_buffer() {
         });
     }
 }
+
+/// The fixed-offset read the XDP program uses agrees with the full parse
+/// and refuses what does not fit.
+#[test]
+fn the_session_id_is_read_at_its_fixed_offset() {
+    let buf = client_hello_record(&[0x5E; 32], &[sni(b"x.example")]);
+    let fixed = hello_session_id(&buf, CLIENT_HELLO).unwrap();
+    assert_eq!((fixed.start, fixed.of(&buf)), (44, &[0x5E; 32][..]));
+    assert_eq!(fixed, client_hello(&buf).unwrap().session_id);
+    let buf = client_hello_record(&[], &[]);
+    assert!(hello_session_id(&buf, CLIENT_HELLO).unwrap().is_empty());
+    let sh = record(CONTENT_HANDSHAKE, &handshake(SERVER_HELLO, &server_hello_body_tls12(&[7; 16])));
+    assert_eq!(hello_session_id(&sh, SERVER_HELLO).unwrap().of(&sh), [7; 16]);
+    assert_eq!(hello_session_id(&sh, CLIENT_HELLO), Err(TlsError::UnexpectedMessage));
+    // The ID runs past the buffer, past the message, or past 32 bytes.
+    let buf = client_hello_record(&[1; 32], &[]);
+    assert_eq!(hello_session_id(&buf[..60], CLIENT_HELLO), Err(TlsError::Incomplete));
+    let mut short = buf.clone();
+    short[6..9].copy_from_slice(&[0, 0, 40]); // message length 40: the ID would end at 67
+    assert_eq!(hello_session_id(&short, CLIENT_HELLO), Err(TlsError::Overrun));
+    let mut long = buf;
+    long[43] = 33;
+    assert_eq!(hello_session_id(&long, CLIENT_HELLO), Err(TlsError::SessionIdTooLong));
+    assert_eq!(
+        hello_session_id(b"GET / HTTP/1.1\r\nHost: x.example\r\n\r\n-------------------", CLIENT_HELLO),
+        Err(TlsError::NotHandshake)
+    );
+}
