@@ -115,8 +115,10 @@ fn nginx<'a>(ns: &'a Netns, dir: &'a Path, port: u16) -> Start<'a> {
             bail!("nginx is not installed");
         }
         let d = dir.display();
+        // One process (no master/worker split), so stopping the one we
+        // started stops nginx: workers outlived a killed master once.
         let conf = format!(
-            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nevents {{}}\nhttp {{\n access_log off;\n \
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nevents {{}}\nhttp {{\n access_log off;\n \
              client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n uwsgi_temp_path {d};\n \
              scgi_temp_path {d};\n server {{\n  listen {a} ssl;\n  ssl_certificate {d}/cert.pem;\n  \
              ssl_certificate_key {d}/key.pem;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  ssl_session_cache shared:S:1m;\n  \
