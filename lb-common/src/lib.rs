@@ -8,6 +8,7 @@
 pub mod csum;
 pub mod hash;
 pub mod maps;
+pub mod persist;
 pub mod reason;
 pub mod tcpopt;
 pub mod tls;

@@ -14,11 +14,18 @@ pub const FARMS_MAP: &str = "FARMS";
 pub const FARM_RR_MAP: &str = "FARM_RR";
 pub const PENDING_MAP: &str = "PENDING";
 pub const SESSIONS_MAP: &str = "SESSIONS";
+pub const SESSION_PREFIXES_MAP: &str = "SESSION_PREFIXES";
+pub const PERSIST_STATS_MAP: &str = "PERSIST_STATS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
-/// New connections, tail-called from `tether_xdp` through `JUMPS` slot 0.
+/// New connections, tail-called from `tether_xdp` through `JUMPS`.
 pub const XDP_VIP_PROGRAM: &str = "tether_xdp_vip";
+/// Backend segments persistence learns from, tail-called likewise.
+pub const XDP_LEARN_PROGRAM: &str = "tether_xdp_learn";
 pub const JUMPS_MAP: &str = "JUMPS";
+/// `JUMPS` slots.
+pub const JUMP_VIP: u32 = 0;
+pub const JUMP_LEARN: u32 = 1;
 /// The tc ingress program that finishes delayed binding: it turns a backend's
 /// SYN-ACK into the ACK that carries the stashed ClientHello (DESIGN.md §2 step 4).
 pub const TC_PROGRAM: &str = "tether_tc";
@@ -224,15 +231,20 @@ pub struct Flow {
     /// ServerHello that only echoes it (TLS 1.3 always does; TLS 1.2 when it
     /// resumes) is not learned as new.
     pub client_sid_len: u8,
-    pub _pad: [u8; 2],
+    /// Backend -> client, while `flow_flags::LEARN` is set: whether
+    /// `offered_key_name` holds the key name of the client's first TLS 1.3
+    /// PSK identity, learned for the backend if its ServerHello accepts it.
+    pub has_offered_key_name: u8,
+    pub _pad: u8,
     pub client_sid_prefix: [u8; 8],
+    pub offered_key_name: [u8; 16],
     /// Where this direction's packets went last: the answer of the FIB
     /// lookup, kept so that most packets skip it. Written by XDP after a
     /// lookup; forgotten (ifindex 0) each time `last_seen_ns` is refreshed, so
     /// a route or neighbour change takes effect within about a second.
     pub next_hop: NextHop,
 }
-const _: () = assert!(size_of::<Flow>() == 104);
+const _: () = assert!(size_of::<Flow>() == 120);
 
 /// An egress interface and the MAC addresses to write, as `bpf_fib_lookup`
 /// gave them. `ifindex` 0: none known.
@@ -286,9 +298,15 @@ pub mod flow_flags {
     /// Backend -> client only: the stashed first segment has not been
     /// acknowledged by the backend yet; its `PENDING` entry is still needed.
     pub const STASHED: u8 = 0x04;
-    /// Backend -> client of a `tls` connection whose farm learns session IDs:
-    /// the backend's first data (its ServerHello) is still to be read.
+    /// Backend -> client of a `tls` connection whose farm learns from the
+    /// server (session IDs, tickets, ticket keys): the backend's first data
+    /// (its ServerHello) is still to be read.
     pub const LEARN: u8 = 0x08;
+    /// Backend -> client: the client asked for a TLS 1.2 ticket and the farm
+    /// learns tickets or ticket keys; the server's NewSessionTicket, which
+    /// follows the ServerHello or starts the server's second flight, is still
+    /// to be read.
+    pub const LEARN_TICKET: u8 = 0x10;
 }
 
 impl FlowKey {
@@ -339,7 +357,9 @@ pub struct FarmInfo {
     pub algorithm: u8,
     /// `PersistKind`s in the order the farm tries them; 0 ends the list.
     pub persistence: [u8; MAX_PERSIST_KINDS],
-    pub _pad: u8,
+    /// `session-id-prefix`: how many leading bytes of a session ID name the
+    /// backend (`SESSION_PREFIXES`); 0 when no backend of the farm has one.
+    pub session_id_prefix_len: u8,
     /// Entries of this farm's slice of `FARM_RR` (its active backends).
     pub rr_len: u32,
     /// Where round-robin resumes. Advanced without atomics: two CPUs racing
@@ -347,8 +367,15 @@ pub struct FarmInfo {
     pub rr_next: u32,
     /// A learned entry unused for longer is a miss (and the sweeper's to remove).
     pub session_timeout_s: u32,
+    /// `source-ip`: the prefix lengths of client addresses that share a backend.
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
+    /// The kinds of `persistence` as bits (`1 << kind`), for the data path
+    /// to test one without a walk over the list.
+    pub persist_mask: u8,
+    pub _pad: u8,
 }
-const _: () = assert!(size_of::<FarmInfo>() == 20);
+const _: () = assert!(size_of::<FarmInfo>() == 24);
 
 /// The persistence kinds (DESIGN.md §3), as `FarmInfo::persistence` and
 /// `SessionKey::kind` hold them.
@@ -357,13 +384,17 @@ const _: () = assert!(size_of::<FarmInfo>() == 20);
 pub enum PersistKind {
     /// A TLS ≤ 1.2 session ID, learned from the ServerHello.
     SessionId = 1,
-    /// A TLS 1.2 session ticket (its first 32 bytes: key name and IV in the
-    /// common formats, so unique per ticket), learned from NewSessionTicket.
+    /// A TLS 1.2 session ticket (`persist::ticket_id`), learned from
+    /// NewSessionTicket.
     Ticket = 2,
-    /// The 16-byte key name that starts a ticket or TLS 1.3 PSK identity.
+    /// The 16-byte key name that starts a ticket or TLS 1.3 PSK identity,
+    /// learned from NewSessionTicket and from ServerHellos that accept a PSK.
     TicketKey = 3,
+    /// The first bytes of a session ID, configured per backend; no learning.
     SessionIdPrefix = 4,
+    /// A hash of the server name (`persist::name_hash`), learned at binding.
     Sni = 5,
+    /// The client address's prefix, learned at binding.
     SourceIp = 6,
 }
 pub const MAX_PERSIST_KINDS: usize = 6;
@@ -401,8 +432,10 @@ pub struct SessionKey {
 const _: () = assert!(size_of::<SessionKey>() == 40);
 
 /// Value of `SESSIONS`: the backend that holds the session. Created by XDP
-/// when it learns from a server's handshake; `last_used_ns` refreshed by
-/// lookups (clock: `bpf_ktime_get_coarse_ns`).
+/// when it learns from a server's handshake (or, for `sni` and `source-ip`,
+/// when it binds a connection); `last_used_ns` refreshed by lookups (clock:
+/// `bpf_ktime_get_coarse_ns`). A `ticket-key` entry whose `backend_id` is
+/// `NO_BACKEND` names a key several backends share: it chooses nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionEntry {
@@ -412,6 +445,31 @@ pub struct SessionEntry {
     pub last_used_ns: u64,
 }
 const _: () = assert!(size_of::<SessionEntry>() == 24);
+
+/// Slots of `PERSIST_STATS` per farm, indexed by `PersistKind` (slot 0 unused).
+pub const PERSIST_STAT_SLOTS: u32 = 8;
+
+/// Value of the per-CPU `PERSIST_STATS` array, at `farm_id *
+/// PERSIST_STAT_SLOTS + kind`: what one persistence kind did for one farm.
+/// Written by XDP; summed over CPUs by the daemon. Misses are `lookups -
+/// hits`; evictions are what the table lost that no expiry or flush removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PersistCounters {
+    /// ClientHellos that carried this kind's key and were looked up.
+    pub lookups: u64,
+    /// Lookups that chose the connection's backend.
+    pub hits: u64,
+    /// Entries written (learned or refreshed from the server, or at binding).
+    pub learns: u64,
+    /// Lookups that found an entry past the farm's `session_timeout`.
+    pub expired: u64,
+    /// Lookups that found an entry whose backend is disabled or gone.
+    pub unusable: u64,
+    /// `ticket-key`: a key name learned for a second backend, so shared.
+    pub shared: u64,
+}
+const _: () = assert!(size_of::<PersistCounters>() == 48);
 
 /// Slots of `FARM_RR` per farm: one per backend, at most.
 pub const FARM_RR_SLOTS: u32 = MAX_BACKENDS;
@@ -505,6 +563,8 @@ unsafe impl aya::Pod for SessionKey {}
 unsafe impl aya::Pod for SessionEntry {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for Pending {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PersistCounters {}
 
 #[cfg(test)]
 mod tests {

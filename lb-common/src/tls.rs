@@ -100,8 +100,10 @@ impl Span {
     }
 }
 
-/// What persistence needs from a ClientHello.
+/// What persistence needs from a ClientHello. (`repr(C, align(4))`: the XDP
+/// program clears one with word stores, see `lb-ebpf/src/mem.rs`.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(4))]
 pub struct ClientHello {
     /// `legacy_version` (0x0303 for TLS 1.2 and 1.3 alike).
     pub legacy_version: u16,
@@ -124,6 +126,7 @@ pub struct ClientHello {
 
 /// What learning needs from a ServerHello.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C, align(4))]
 pub struct ServerHello {
     pub legacy_version: u16,
     /// The negotiated version: `supported_versions` if present, else
@@ -264,42 +267,86 @@ fn message_body(buf: &[u8], start: usize, in_record: usize, msg_type: u8) -> Res
     record.sub(len)
 }
 
+/// Where a hello's extension walk stands: the next extension starts at
+/// `pos`, the block ends at `end`. The walk goes one extension per step
+/// (`client_hello_extension`, `server_hello_extension`) so that the XDP
+/// program can run each step as one `bpf_loop` iteration, verified once,
+/// where a loop over all of them exceeded the verifier's budget.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Extensions {
+    pub pos: u16,
+    pub end: u16,
+}
+
+impl Extensions {
+    pub fn done(&self) -> bool {
+        self.pos >= self.end
+    }
+
+    fn of(reader: &Reader<'_>) -> Extensions {
+        Extensions { pos: reader.pos as u16, end: reader.end as u16 }
+    }
+}
+
 /// Parses the ClientHello that starts the record at the front of `buf`; the
 /// whole message must be there (else `Incomplete`).
 pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
+    let mut hello = ClientHello::default();
+    let mut extensions = client_hello_head(buf, &mut hello)?;
+    // VERIFIER: a constant trip count.
+    for _ in 0..MAX_EXTENSIONS {
+        if extensions.done() {
+            return Ok(hello);
+        }
+        client_hello_extension(buf, &mut extensions, &mut hello)?;
+    }
+    if extensions.done() { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+}
+
+/// Reads the fixed part of a ClientHello (everything before the extensions)
+/// into `hello`, which must be all defaults, and returns where its
+/// extensions lie. `buf` must hold the whole message. (The caller provides
+/// `hello`: a default one built here would be a `memset` in XDP.)
+pub fn client_hello_head(buf: &[u8], hello: &mut ClientHello) -> Result<Extensions> {
     let mut body = handshake_body(buf, CLIENT_HELLO)?;
-    let mut hello = ClientHello { legacy_version: body.u16()?, ..ClientHello::default() };
+    hello.legacy_version = body.u16()?;
     body.skip(32)?; // random
     hello.session_id = session_id(&mut body)?;
     let suites = body.u16()? as usize;
     body.skip(suites)?;
     let compressions = body.byte()? as usize;
     body.skip(compressions)?;
-    let mut extensions = extensions_block(&mut body)?;
-    // VERIFIER: a constant trip count.
-    for _ in 0..MAX_EXTENSIONS {
-        if extensions.remaining() == 0 {
-            return Ok(hello);
-        }
-        if !hello.psk_identity.is_empty() {
-            return Err(TlsError::PskNotLast);
-        }
-        let kind = extensions.u16()?;
-        let mut data = extensions.vec16()?;
-        hello.extensions += 1;
-        match kind {
-            EXT_SERVER_NAME => hello.sni = server_name(&mut data)?,
-            EXT_SESSION_TICKET => {
-                hello.has_ticket_ext = true;
-                let n = data.remaining();
-                hello.ticket = data.span(n)?;
-            }
-            EXT_PRE_SHARED_KEY => hello.psk_identity = first_psk_identity(&mut data)?,
-            EXT_SUPPORTED_VERSIONS => hello.supported_versions = supported_versions(&mut data)?,
-            _ => {}
-        }
+    let extensions = extensions_block(&mut body)?;
+    Ok(Extensions::of(&extensions))
+}
+
+/// Reads the ClientHello extension at `at.pos` into `hello` and moves `at`
+/// past it. Called with `at` done, it does nothing.
+pub fn client_hello_extension(buf: &[u8], at: &mut Extensions, hello: &mut ClientHello) -> Result<()> {
+    let mut extensions = Reader::new(buf, at.pos as usize, at.end.saturating_sub(at.pos) as usize);
+    if extensions.remaining() == 0 {
+        return Ok(());
     }
-    if extensions.remaining() == 0 { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+    if !hello.psk_identity.is_empty() {
+        return Err(TlsError::PskNotLast);
+    }
+    let kind = extensions.u16()?;
+    let mut data = extensions.vec16()?;
+    hello.extensions = hello.extensions.saturating_add(1);
+    match kind {
+        EXT_SERVER_NAME => hello.sni = server_name(&mut data)?,
+        EXT_SESSION_TICKET => {
+            hello.has_ticket_ext = true;
+            let n = data.remaining();
+            hello.ticket = data.span(n)?;
+        }
+        EXT_PRE_SHARED_KEY => hello.psk_identity = first_psk_identity(&mut data)?,
+        EXT_SUPPORTED_VERSIONS => hello.supported_versions = supported_versions(&mut data)?,
+        _ => {}
+    }
+    *at = Extensions::of(&extensions);
+    Ok(())
 }
 
 /// The extensions that end a hello, which must end exactly with it; none at
@@ -405,38 +452,75 @@ pub fn hello_session_id(buf: &[u8], msg_type: u8) -> Result<Span> {
 /// Parses the ServerHello that starts the record at the front of `buf`.
 pub fn server_hello(buf: &[u8]) -> Result<ServerHello> {
     let body = handshake_body(buf, SERVER_HELLO)?;
-    server_hello_body(body)
+    server_hello_body(buf, body)
 }
 
-fn server_hello_body(mut body: Reader<'_>) -> Result<ServerHello> {
-    let legacy_version = body.u16()?;
-    let random = body.span(32)?;
-    let mut hello = ServerHello {
-        legacy_version,
-        version: legacy_version,
-        hello_retry: random.of(body.buf) == HELLO_RETRY_RANDOM,
-        ..ServerHello::default()
-    };
-    hello.session_id = session_id(&mut body)?;
-    body.skip(3)?; // cipher_suite, legacy_compression_method
-    let mut extensions = extensions_block(&mut body)?;
+fn server_hello_body(buf: &[u8], body: Reader<'_>) -> Result<ServerHello> {
+    let mut hello = ServerHello::default();
+    let mut extensions = server_hello_fixed(body, &mut hello)?;
     // VERIFIER: a constant trip count.
     for _ in 0..MAX_EXTENSIONS {
-        if extensions.remaining() == 0 {
+        if extensions.done() {
             return Ok(hello);
         }
-        let kind = extensions.u16()?;
-        let mut data = extensions.vec16()?;
-        match kind {
-            EXT_SUPPORTED_VERSIONS => hello.version = data.u16()?,
-            EXT_PRE_SHARED_KEY => hello.accepted_psk = Some(data.u16()?),
-            _ => continue,
-        }
-        if data.remaining() != 0 {
-            return Err(TlsError::Overrun);
+        server_hello_extension(buf, &mut extensions, &mut hello)?;
+    }
+    if extensions.done() { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+}
+
+/// Reads the fixed part of the ServerHello that starts the record at the
+/// front of `buf` into `hello` (all defaults), and returns where its
+/// extensions lie; the whole message must be there.
+pub fn server_hello_head(buf: &[u8], hello: &mut ServerHello) -> Result<Extensions> {
+    server_hello_fixed(handshake_body(buf, SERVER_HELLO)?, hello)
+}
+
+fn server_hello_fixed(mut body: Reader<'_>, hello: &mut ServerHello) -> Result<Extensions> {
+    hello.legacy_version = body.u16()?;
+    hello.version = hello.legacy_version;
+    let random = body.span(32)?;
+    hello.hello_retry = is_hello_retry(random.of(body.buf));
+    hello.session_id = session_id(&mut body)?;
+    body.skip(3)?; // cipher_suite, legacy_compression_method
+    let extensions = extensions_block(&mut body)?;
+    Ok(Extensions::of(&extensions))
+}
+
+/// Whether a ServerHello's random is HelloRetryRequest's.
+// VERIFIER: word differences or-ed together: a comparison of the arrays,
+// or a chain of word comparisons (which LLVM merges back), is a call to the
+// byte-loop `memcmp` in XDP (see `lb-ebpf/src/mem.rs`).
+fn is_hello_retry(random: &[u8]) -> bool {
+    let mut diff = (random.len() != HELLO_RETRY_RANDOM.len()) as u64;
+    for (got, want) in random.chunks_exact(8).zip(HELLO_RETRY_RANDOM.chunks_exact(8)) {
+        let got = u64::from_ne_bytes(got.try_into().unwrap_or([0; 8]));
+        diff |= got ^ u64::from_ne_bytes(want.try_into().unwrap_or([0; 8]));
+    }
+    diff == 0
+}
+
+/// Reads the ServerHello extension at `at.pos` into `hello` and moves `at`
+/// past it. Called with `at` done, it does nothing.
+pub fn server_hello_extension(buf: &[u8], at: &mut Extensions, hello: &mut ServerHello) -> Result<()> {
+    let mut extensions = Reader::new(buf, at.pos as usize, at.end.saturating_sub(at.pos) as usize);
+    if extensions.remaining() == 0 {
+        return Ok(());
+    }
+    let kind = extensions.u16()?;
+    let mut data = extensions.vec16()?;
+    match kind {
+        EXT_SUPPORTED_VERSIONS => hello.version = data.u16()?,
+        EXT_PRE_SHARED_KEY => hello.accepted_psk = Some(data.u16()?),
+        _ => {
+            let n = data.remaining();
+            data.skip(n)?;
         }
     }
-    if extensions.remaining() == 0 { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+    if data.remaining() != 0 {
+        return Err(TlsError::Overrun);
+    }
+    *at = Extensions::of(&extensions);
+    Ok(())
 }
 
 /// Parses a TLS 1.2 NewSessionTicket starting at `buf[start..]`, a handshake
@@ -518,7 +602,7 @@ pub fn server_hello_at(buf: &[u8], message: Message) -> Result<ServerHello> {
     if message.msg_type != SERVER_HELLO {
         return Err(TlsError::UnexpectedMessage);
     }
-    server_hello_body(Reader::new(buf, message.start + HANDSHAKE_HEADER, message.len))
+    server_hello_body(buf, Reader::new(buf, message.start + HANDSHAKE_HEADER, message.len))
 }
 
 /// The NewSessionTicket of a message found by `walk_flight`.

@@ -211,10 +211,17 @@ pub fn has_payload(ctx: &XdpContext, pkt: &Tcp) -> bool {
 /// Where a segment's data starts in the frame, if it has any.
 #[inline(always)]
 pub fn payload_offset(ctx: &XdpContext, pkt: &Tcp) -> Option<usize> {
+    payload(ctx, pkt).map(|(offset, _)| offset)
+}
+
+/// Where a segment's data starts in the frame and how long it is (by the IP
+/// header: a short frame's Ethernet padding is not data), if it has any.
+#[inline(always)]
+pub fn payload(ctx: &XdpContext, pkt: &Tcp) -> Option<(usize, usize)> {
     let (Some(ip), Some(tcp)) = (bytes_at::<4>(ctx, pkt.l3_off), bytes_at::<13>(ctx, pkt.l4_off)) else {
         return None;
     };
     let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     let headers = (pkt.l4_off - pkt.l3_off) + ((tcp[12] >> 4) as usize) * 4;
-    (total > headers).then_some(pkt.l3_off + headers)
+    (total > headers).then_some((pkt.l3_off + headers, total - headers))
 }

@@ -15,6 +15,7 @@ mod mem;
 mod parse;
 mod rewrite;
 mod tc;
+mod tls;
 mod verdict;
 
 use aya_ebpf::{
@@ -40,9 +41,10 @@ pub fn tether_xdp(ctx: XdpContext) -> u32 {
     verdict::finish(process(&ctx))
 }
 
-/// Slot 0: `tether_xdp_vip`. Written by the loader.
+/// `JUMP_VIP`: `tether_xdp_vip`; `JUMP_LEARN`: `tether_xdp_learn`. Written
+/// by the loader.
 #[map(name = "JUMPS")]
-static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
+static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
 
 /// New connections to a VIP, reached by a tail call from `tether_xdp` when a
 /// packet to an owned address belongs to no flow. VERIFIER: a program of its
@@ -52,6 +54,30 @@ static JUMPS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[xdp]
 pub fn tether_xdp_vip(ctx: XdpContext) -> u32 {
     verdict::finish(new_connection(&ctx))
+}
+
+/// Backend segments of a connection whose farm learns from the server's
+/// handshake (`flow_flags::LEARN`, `LEARN_TICKET`), reached by a tail call
+/// from `tether_xdp` once it has updated the flow: persistence learns, then
+/// the segment goes on as any other. VERIFIER: a program of its own: with
+/// the ServerHello and NewSessionTicket reading inside it, `tether_xdp`
+/// passed the one-million-instruction limit.
+#[xdp]
+pub fn tether_xdp_learn(ctx: XdpContext) -> u32 {
+    verdict::finish(learn_then_forward(&ctx))
+}
+
+#[inline(always)]
+fn learn_then_forward(ctx: &XdpContext) -> Verdict {
+    let pkt = match parse::headers(ctx) {
+        Ok(pkt) => pkt,
+        Err(reason) => return Verdict::pass(reason),
+    };
+    let Some(entry) = lookup::flow::get(&pkt.key) else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    // SAFETY: a map value valid for this run.
+    let flow = unsafe { &*entry };
+    lookup::session::learn_from_server(ctx, &pkt, flow, entry);
+    existing_flow(ctx, &pkt, flow, entry)
 }
 
 #[inline(always)]
@@ -85,6 +111,12 @@ fn process(ctx: &XdpContext) -> Verdict {
             return Verdict::drop(reason::DROP_FLOW_TABLE);
         };
         if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {
+            if wants_learning(&pkt, flow) {
+                // SAFETY: a tail call replaces this program run; if slot
+                // JUMP_LEARN were empty it would return, and the segment
+                // goes on unread.
+                unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_LEARN) };
+            }
             return existing_flow(ctx, &pkt, flow, entry);
         }
         // A client's SYN on the tuple of a spliced connection: tether never
@@ -97,8 +129,8 @@ fn process(ctx: &XdpContext) -> Verdict {
         return Verdict::pass(reason::PASS_NOT_VIP);
     }
     // SAFETY: a tail call replaces this program run; it returns only if
-    // slot 0 is empty, which the loader never leaves it.
-    unsafe { JUMPS.tail_call(ctx, 0) };
+    // the slot is empty, which the loader never leaves it.
+    unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_VIP) };
     Verdict::drop(reason::DROP_NO_VIP_PROGRAM)
 }
 
@@ -137,8 +169,9 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
     let Some(farm) = lookup::select::farm(vip.farm_id) else { return Verdict::drop(reason::DROP_NO_BACKEND) };
     // Persistence first: the backend that holds the client's session; then
     // the farm's algorithm.
-    let backend_id = match lookup::session::choose(vip.farm_id, farm, &first.data, first.len as usize) {
-        Some(id) => {
+    let chosen = lookup::session::choose(vip.farm_id, farm, pkt, first.len);
+    let backend_id = match chosen {
+        Some((id, _)) => {
             why = reason::TLS_BIND_PERSISTED;
             id
         }
@@ -151,8 +184,9 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         Ok(flow) => flow,
         Err(why) => return Verdict::drop(why),
     };
+    lookup::session::remember_client(farm, backend_id, chosen.map(|(_, kind)| kind));
     if let Some(to_client) = lookup::flow::get(&FlowKey::reply(flow, pkt.key.family)) {
-        lookup::session::expect_server_hello(farm, to_client, &first.data, first.len as usize);
+        lookup::session::expect_server_hello(farm, to_client);
     }
     if !pending::insert(&pkt.key, first) || delayed::rewrite_as_syn(ctx, pkt, first).is_none() {
         lookup::flow::unbind(&pkt.key, flow);
@@ -179,9 +213,6 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
         if flow.flags & flow_flags::STASHED != 0 && pkt.flags & parse::RST == 0 {
             delayed::release_stash(pkt, flow, entry);
         }
-        if flow.flags & flow_flags::LEARN != 0 && pkt.flags & parse::RST == 0 {
-            lookup::session::learn_from_server(ctx, pkt, flow, entry);
-        }
     }
     let why = if to_client { reason::FWD_TO_CLIENT } else { reason::FWD_TO_BACKEND };
     // VERIFIER: the only call of the splice rewrite: each call site of a BPF
@@ -203,6 +234,17 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
         lookup::flow::remember_next_hop(entry, nh);
     }
     rewrite::nexthop::out(ctx, nh, why)
+}
+
+/// A backend segment persistence may learn from: data (not a retransmitted
+/// SYN-ACK, not an RST, which removed the entries) on a spliced connection
+/// still marked for learning.
+#[inline(always)]
+fn wants_learning(pkt: &Tcp, flow: &Flow) -> bool {
+    flow.flags & (flow_flags::LEARN | flow_flags::LEARN_TICKET) != 0
+        && flow.direction == FlowDirection::ToClient as u8
+        && flow.state != FlowState::BackendSynSent as u8
+        && pkt.flags & (parse::SYN | parse::RST) == 0
 }
 
 /// The backend's answer to our SYN: a SYN-ACK goes to tc (step 4); an RST

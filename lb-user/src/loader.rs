@@ -12,7 +12,7 @@ use aya::{
 };
 use lb_common::{
     AddrKey, BackendInfo, FarmInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
-    maps::{self as abi, flow_flags},
+    maps::{self as abi, SessionKey, flow_flags},
 };
 use tracing::{info, warn};
 
@@ -134,18 +134,25 @@ pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
     write_vips(&mut ebpf, config)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
     tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
-    let vip: &mut Xdp = ebpf
-        .program_mut(abi::XDP_VIP_PROGRAM)
-        .ok_or(LoadError::Missing { what: "program", name: abi::XDP_VIP_PROGRAM })?
+    for (slot, name) in [(abi::JUMP_VIP, abi::XDP_VIP_PROGRAM), (abi::JUMP_LEARN, abi::XDP_LEARN_PROGRAM)] {
+        let fd = load_jump_target(&mut ebpf, name)?;
+        let mut jumps: aya::maps::ProgramArray<&mut MapData> = map_mut(&mut ebpf, abi::JUMPS_MAP)?;
+        jumps.set(slot, &fd, 0).map_err(|source| LoadError::Map { map: abi::JUMPS_MAP, source })?;
+    }
+    Ok(ebpf)
+}
+
+/// Loads an XDP program that `tether_xdp` tail-calls; its fd for `JUMPS`.
+fn load_jump_target(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::programs::ProgramFd, LoadError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::Missing { what: "program", name })?
         .try_into()
         .map_err(LoadError::Verifier)?;
-    vip.load().map_err(LoadError::Verifier)?;
-    let vip_fd = vip.fd().map_err(LoadError::Verifier)?.try_clone().map_err(|e| {
+    program.load().map_err(LoadError::Verifier)?;
+    program.fd().map_err(LoadError::Verifier)?.try_clone().map_err(|e| {
         LoadError::Verifier(ProgramError::SyscallError(aya::sys::SyscallError { call: "dup", io_error: e }))
-    })?;
-    let mut jumps: aya::maps::ProgramArray<&mut MapData> = map_mut(&mut ebpf, abi::JUMPS_MAP)?;
-    jumps.set(0, &vip_fd, 0).map_err(|source| LoadError::Map { map: abi::JUMPS_MAP, source })?;
-    Ok(ebpf)
+    })
 }
 
 pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
@@ -251,17 +258,42 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         for (slot, kind) in persistence.iter_mut().zip(&farm.persistence) {
             *slot = persist_kind(*kind) as u8;
         }
+        let session_id_prefix_len =
+            farm.backends.iter().find_map(|b| b.session_id_prefix.as_ref()).map_or(0, |p| p.len() as u8);
         let info = FarmInfo {
             algorithm: algorithm as u8,
             persistence,
-            _pad: 0,
+            session_id_prefix_len,
             rr_len: rr_len as u32,
             rr_next: 0,
             session_timeout_s: farm.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
+            source_prefix_v4: farm.source_prefix_v4,
+            source_prefix_v6: farm.source_prefix_v6,
+            persist_mask: farm.persistence.iter().fold(0, |mask, kind| mask | 1 << persist_kind(*kind) as u8),
+            _pad: 0,
         };
         farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
     }
+    let mut prefixes: HashMap<&mut MapData, SessionKey, u32> = map_mut(ebpf, abi::SESSION_PREFIXES_MAP)?;
+    for (farm_id, farm) in config.farms.iter().enumerate() {
+        for (j, backend) in farm.backends.iter().enumerate() {
+            let Some(prefix) = &backend.session_id_prefix else { continue };
+            let key = session_prefix_key(farm_id as u32, prefix);
+            prefixes
+                .insert(key, ids[farm_id] + j as u32, 0)
+                .map_err(|source| LoadError::Map { map: abi::SESSION_PREFIXES_MAP, source })?;
+        }
+    }
     Ok(())
+}
+
+/// The `SESSION_PREFIXES` key of a backend's session ID prefix (config
+/// validation keeps it to 1-16 bytes).
+pub fn session_prefix_key(farm_id: u32, prefix: &[u8]) -> SessionKey {
+    let mut bytes = [0u8; abi::SESSION_KEY_MAX];
+    let len = prefix.len().min(abi::SESSION_KEY_MAX);
+    bytes[..len].copy_from_slice(&prefix[..len]);
+    SessionKey { farm_id, kind: abi::PersistKind::SessionIdPrefix as u8, len: len as u8, _pad: [0, 0], bytes }
 }
 
 fn persist_kind(kind: config::PersistenceKind) -> abi::PersistKind {
@@ -511,8 +543,10 @@ mod tests {
             flags: 0,
             state: 0,
             client_sid_len: 0,
-            _pad: [0; 2],
+            has_offered_key_name: 0,
+            _pad: 0,
             client_sid_prefix: [0; 8],
+            offered_key_name: [0; 16],
             next_hop: Default::default(),
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))

@@ -1,33 +1,48 @@
 //! TLS session persistence (DESIGN.md §3): which backend holds a client's
-//! session. Looked up when a `tls` connection binds (from its ClientHello);
-//! learned from the backend's first data (its ServerHello).
-//!
-//! Only `session-id` works in XDP so far: the session ID sits at a fixed
-//! offset of both hellos, so reading it costs the verifier nothing. Tickets
-//! and PSK identities need the walk over the extensions (`lb_common::tls`),
-//! which as a plain bounded loop exceeds the verifier's budget; it needs
-//! `bpf_loop` (see the issue notes).
+//! session. Looked up when a `tls` connection binds, from its ClientHello, in
+//! the order the farm lists its kinds; learned from the backend's ServerHello
+//! and NewSessionTicket (`session-id`, `ticket`, `ticket-key`), or at binding
+//! (`sni`, `source-ip`). `session-id-prefix` learns nothing: the daemon
+//! writes each backend's prefix.
+
+use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_coarse_ns, bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_load_bytes},
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
     FarmInfo, Flow,
-    maps::{BackendState, MAX_SESSIONS, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags},
-    tls,
+    maps::{
+        BackendState, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, PERSIST_STAT_SLOTS,
+        PersistCounters, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags,
+    },
+    persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
+    tls::{self, Span},
 };
 
-use super::select;
-use crate::parse::Tcp;
+use super::{pending, select};
+use crate::{
+    parse::Tcp,
+    tls::{FlightAt, HelloRead, flight_at, read_client_hello, read_server_hello, server_read},
+};
 
 /// Learned sessions of all farms. LRU: a full table forgets the sessions
-/// used longest ago. Written by XDP (learn, refresh on use); to be expired by
-/// the daemon's sweeper and listed by `tether sessions`.
+/// used longest ago. Written by XDP (learn, refresh on use); expired by the
+/// daemon's sweeper and listed by `tether sessions`.
 #[map(name = "SESSIONS")]
 static SESSIONS: LruHashMap<SessionKey, SessionEntry> = LruHashMap::with_max_entries(MAX_SESSIONS, 0);
+
+/// `session-id-prefix`: each configured prefix's backend id. Written by the
+/// daemon.
+#[map(name = "SESSION_PREFIXES")]
+static SESSION_PREFIXES: HashMap<SessionKey, u32> = HashMap::with_max_entries(lb_common::maps::MAX_BACKENDS, 0);
+
+/// What each kind did for each farm (`PersistCounters`).
+#[map(name = "PERSIST_STATS")]
+static PERSIST_STATS: PerCpuArray<PersistCounters> = PerCpuArray::with_max_entries(MAX_FARMS * PERSIST_STAT_SLOTS, 0);
 
 /// Per-CPU room for the key being built, which keeps the callers' frames small.
 #[map(name = "SESSION_KEY_SCRATCH")]
@@ -36,75 +51,180 @@ static SESSION_KEY_SCRATCH: PerCpuArray<SessionKey> = PerCpuArray::with_max_entr
 /// Whether a farm lists `kind` among its persistence kinds.
 #[inline(always)]
 pub fn uses(farm: &FarmInfo, kind: PersistKind) -> bool {
-    farm.persistence.contains(&(kind as u8))
+    // VERIFIER: the mask, not a walk over `persistence`: each comparison of
+    // the walk is a branch, and the branches of a few calls multiplied.
+    farm.persist_mask & (1 << kind as u8) != 0
 }
 
-/// Where both hellos' session IDs start (`tls::hello_session_id`), and the
-/// bytes that may belong to one.
-const SESSION_ID_AT: usize = 44;
-type SessionIdBytes = [u8; SESSION_KEY_MAX];
-
-/// The `session-id` key for the first `len` (≤ 32) of `bytes`, in the per-CPU
-/// scratch slot.
-// VERIFIER: straight-line code: all 32 bytes are copied from a fixed-size
-// array and the ones past `len` masked to zero, rather than a loop that
-// stops at `len` with a bounds check per byte, whose states the verifier
-// walked one by one until the program passed its budget.
 #[inline(always)]
-fn session_id_key(farm_id: u32, bytes: &SessionIdBytes, len: usize) -> Option<&'static SessionKey> {
-    if len == 0 || len > SESSION_KEY_MAX {
-        return None;
-    }
+fn counters(farm_id: u32, kind: PersistKind) -> Option<&'static mut PersistCounters> {
+    // SAFETY: a per-CPU slot, touched by one program run at a time (as STATS).
+    PERSIST_STATS.get_ptr_mut(farm_id * PERSIST_STAT_SLOTS + kind as u32).map(|p| unsafe { &mut *p })
+}
+
+/// The key scratch slot, cleared, for `kind` in `farm_id`.
+#[inline(always)]
+fn key_slot(farm_id: u32, kind: PersistKind) -> Option<&'static mut SessionKey> {
     // SAFETY: per-CPU memory used by one program run at a time on this CPU.
     let key = unsafe { &mut *SESSION_KEY_SCRATCH.get_ptr_mut(0)? };
+    // SAFETY: SessionKey is plain integers. VERIFIER: see `mem`.
+    unsafe { crate::mem::zero(key) };
     key.farm_id = farm_id;
-    key.kind = PersistKind::SessionId as u8;
-    key.len = len as u8;
-    key._pad = [0, 0];
-    for (i, (out, byte)) in key.bytes.iter_mut().zip(bytes).enumerate() {
-        *out = byte & ((i < len) as u8).wrapping_neg();
-    }
+    key.kind = kind as u8;
     Some(key)
 }
 
-/// The 32 bytes where a hello's session ID lies, and its length, from a
-/// buffer of at least `SESSION_ID_AT + 32` bytes; None if `buf` does not
-/// start with a hello of `msg_type` with a sound session ID.
+/// A key from `span` of `buf` (at most 32 bytes); None for an empty span.
 #[inline(always)]
-fn session_id_of<const N: usize>(buf: &[u8; N], msg_type: u8, valid_len: usize) -> Option<(&SessionIdBytes, usize)> {
-    const { assert!(N >= SESSION_ID_AT + SESSION_KEY_MAX) };
-    let span = tls::hello_session_id(buf.get(..valid_len)?, msg_type).ok()?;
-    let bytes: &SessionIdBytes = buf[SESSION_ID_AT..SESSION_ID_AT + SESSION_KEY_MAX].try_into().ok()?;
-    Some((bytes, span.len as usize))
-}
-
-/// The backend persistence gives the connection whose first data is `buf`
-/// (a ClientHello, or anything else, which finds nothing), if its entry is
-/// fresh and the backend still takes its clients.
-#[inline(always)]
-pub fn choose(farm_id: u32, farm: &FarmInfo, hello: &[u8; STASH_MAX], len: usize) -> Option<u32> {
-    if !uses(farm, PersistKind::SessionId) {
+fn span_key(farm_id: u32, kind: PersistKind, buf: &[u8; STASH_MAX], span: Span) -> Option<&'static SessionKey> {
+    if span.is_empty() {
         return None;
     }
-    let (bytes, id_len) = session_id_of(hello, tls::CLIENT_HELLO, len)?;
-    let key = session_id_key(farm_id, bytes, id_len)?;
+    let key = key_slot(farm_id, kind)?;
+    key.len = span.len.min(SESSION_KEY_MAX as u16) as u8;
+    persist::copy_key(buf, span, &mut key.bytes);
+    Some(key)
+}
+
+/// The client's side of a binding: the farm, the client's address, and
+/// what persistence chose. Per-CPU: the `bpf_loop` step over the farm's
+/// kinds reads it.
+struct Choice {
+    farm_id: u32,
+    client_be: [u8; 16],
+    family: u8,
+    /// Out: the chosen backend, and the kind that chose it (0: none).
+    backend_id: u32,
+    kind: u8,
+}
+
+#[map(name = "CHOICE")]
+static CHOICE: PerCpuArray<Choice> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn choice() -> Option<&'static mut Choice> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    CHOICE.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// What persistence gives a connection whose first data is the stashed
+/// segment (`pending::scratch`, `len` bytes): the backend and the kind that
+/// chose it, or None for the farm's algorithm. Either way `remember_client`
+/// is to be called with the backend the connection gets.
+#[inline(always)]
+pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Option<(u32, PersistKind)> {
+    if farm.persistence[0] == 0 {
+        return None;
+    }
+    let c = choice()?;
+    c.farm_id = farm_id;
+    c.client_be = pkt.key.saddr_be;
+    c.family = pkt.key.family;
+    c.backend_id = NO_BACKEND;
+    c.kind = 0;
+    read_client_hello(len, uses(farm, PersistKind::Sni))?;
+    // SAFETY: `try_kind` is a BPF function of the signature bpf_loop calls;
+    // it takes no context.
+    unsafe { bpf_loop(MAX_PERSIST_KINDS as u32, try_kind as *mut c_void, core::ptr::null_mut(), 0) };
+    let c = choice()?;
+    let kind = PersistKind::try_from(c.kind).ok()?;
+    Some((c.backend_id, kind))
+}
+
+/// One of the farm's kinds, the `index`th: 1 (stop) when it chose a
+/// backend or the list ended.
+extern "C" fn try_kind(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(c) = choice() else { return 1 };
+    let Some(farm) = select::farm(c.farm_id) else { return 1 };
+    let Some(&kind) = farm.persistence.get(index as usize) else { return 1 };
+    let Ok(kind) = PersistKind::try_from(kind) else { return 1 };
+    let (Some(read), Some(p)) = (crate::tls::hello_read(), pending::scratch()) else { return 1 };
+    let Some(backend_id) = look_up(c, farm, kind, read, &p.data) else { return 0 };
+    c.backend_id = backend_id;
+    c.kind = kind as u8;
+    1
+}
+
+/// The backend `kind` names for the hello in `read` (whose bytes are `buf`).
+#[inline(always)]
+fn look_up(c: &Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf: &[u8; STASH_MAX]) -> Option<u32> {
+    let hello = &read.hello;
+    let key = match kind {
+        PersistKind::SessionId => span_key(c.farm_id, kind, buf, hello.session_id)?,
+        PersistKind::Ticket => span_key(c.farm_id, kind, buf, persist::ticket_id(hello.ticket)?)?,
+        PersistKind::TicketKey => {
+            let ticket = if hello.psk_identity.is_empty() { hello.ticket } else { hello.psk_identity };
+            span_key(c.farm_id, kind, buf, persist::key_name(ticket)?)?
+        }
+        PersistKind::SessionIdPrefix => {
+            let len = farm.session_id_prefix_len as u16;
+            if len == 0 || hello.session_id.len < len {
+                return None;
+            }
+            let key = span_key(c.farm_id, kind, buf, Span { start: hello.session_id.start, len })?;
+            let stats = counters(c.farm_id, kind)?;
+            stats.lookups += 1;
+            // SAFETY: read-only lookup of a value the daemon writes whole.
+            let backend_id = *unsafe { SESSION_PREFIXES.get(key) }?;
+            return usable(c.farm_id, backend_id, stats);
+        }
+        PersistKind::Sni => {
+            if hello.sni.is_empty() {
+                return None;
+            }
+            let key = key_slot(c.farm_id, kind)?;
+            key.len = NAME_HASH_LEN as u8;
+            key.bytes[..NAME_HASH_LEN].copy_from_slice(&read.sni_hash);
+            key
+        }
+        PersistKind::SourceIp => source_key(c, farm)?,
+    };
+    let stats = counters(c.farm_id, kind)?;
+    stats.lookups += 1;
     let entry = SESSIONS.get_ptr_mut(key)?;
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: a map value valid for this run; fields are whole words.
     let (backend_id, last_used) = unsafe { ((*entry).backend_id, (*entry).last_used_ns) };
     if now.wrapping_sub(last_used) > farm.session_timeout_s as u64 * 1_000_000_000 {
+        stats.expired += 1;
         return None;
     }
-    let (_, backend) = select::backend(backend_id)?;
-    // Draining backends keep their persisted clients; disabled ones take
-    // nothing (on_backend_failure comes with health checks).
-    if backend.farm_id != farm_id || backend.state == BackendState::Disabled as u8 {
-        return None;
-    }
+    let backend_id = usable(c.farm_id, backend_id, stats)?;
     // SAFETY: as above.
     unsafe { (*entry).last_used_ns = now };
     Some(backend_id)
+}
+
+/// `backend_id` if it may take a persisted client of `farm_id`: draining
+/// backends keep theirs, disabled ones take nothing (and `on_backend_failure`
+/// comes with health checks). A shared ticket key's `NO_BACKEND` chooses
+/// nothing and is not counted as unusable.
+#[inline(always)]
+fn usable(farm_id: u32, backend_id: u32, stats: &mut PersistCounters) -> Option<u32> {
+    if backend_id == NO_BACKEND {
+        return None;
+    }
+    match select::backend(backend_id) {
+        Some((_, b)) if b.farm_id == farm_id && b.state != BackendState::Disabled as u8 => {
+            stats.hits += 1;
+            Some(backend_id)
+        }
+        _ => {
+            stats.unusable += 1;
+            None
+        }
+    }
+}
+
+/// The `source-ip` key of the client in `c`.
+#[inline(always)]
+fn source_key(c: &Choice, farm: &FarmInfo) -> Option<&'static SessionKey> {
+    let key = key_slot(c.farm_id, PersistKind::SourceIp)?;
+    let prefix = if c.family == Family::Ipv4 as u8 { farm.source_prefix_v4 } else { farm.source_prefix_v6 };
+    let (address, _) = key.bytes.split_first_chunk_mut::<16>()?;
+    key.len = persist::source_prefix(&c.client_be, c.family, prefix, address);
+    Some(key)
 }
 
 /// Remembers that `key` belongs to `backend_id`.
@@ -114,59 +234,207 @@ fn learn(key: &SessionKey, backend_id: u32) {
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let entry = SessionEntry { backend_id, _pad: 0, created_ns: now, last_used_ns: now };
     let _ = SESSIONS.insert(key, &entry, 0);
+    if let Some(stats) = counters(key.farm_id, PersistKind::try_from(key.kind).unwrap_or(PersistKind::SessionId)) {
+        stats.learns += 1;
+    }
 }
 
-/// Bytes of the backend's first data read for learning: the ServerHello's
-/// session ID ends by byte 76.
-const SERVER_HELLO_HEAD: usize = SESSION_ID_AT + SESSION_KEY_MAX;
+/// At binding, after `choose`: the kinds learned from the client (`sni`,
+/// `source-ip`) remember the backend the connection got, unless that kind
+/// chose it (its lookup refreshed the entry).
+// VERIFIER: not inlined, like `expect_server_hello`: the byte-wise key
+// copies need their own frame.
+#[inline(never)]
+pub fn remember_client(farm: &FarmInfo, backend_id: u32, chosen_by: Option<PersistKind>) {
+    let Some(c) = choice() else { return };
+    if uses(farm, PersistKind::SourceIp) && chosen_by != Some(PersistKind::SourceIp) {
+        if let Some(key) = source_key(c, farm) {
+            learn(key, backend_id);
+        }
+    }
+    if uses(farm, PersistKind::Sni) && chosen_by != Some(PersistKind::Sni) {
+        let Some(read) = crate::tls::hello_read() else { return };
+        if read.hello.sni.is_empty() {
+            return;
+        }
+        let Some(key) = key_slot(c.farm_id, PersistKind::Sni) else { return };
+        key.len = NAME_HASH_LEN as u8;
+        key.bytes[..NAME_HASH_LEN].copy_from_slice(&read.sni_hash);
+        learn(key, backend_id);
+    }
+}
 
-/// Per-CPU room for the head of a ServerHello.
-#[map(name = "LEARN_SCRATCH")]
-static LEARN_SCRATCH: PerCpuArray<[u8; SERVER_HELLO_HEAD]> = PerCpuArray::with_max_entries(1, 0);
-
-/// At binding, for a farm that learns session IDs: the backend -> client
-/// entry (`to_client`) is told to read the backend's first data, and keeps
-/// what the client offered (`hello`, its first data) so that an echo is not
-/// taken for a new session.
+/// Whether a farm learns anything from the server's handshake.
 #[inline(always)]
-pub fn expect_server_hello(farm: &FarmInfo, to_client: *mut Flow, hello: &[u8; STASH_MAX], len: usize) {
-    if !uses(farm, PersistKind::SessionId) {
+fn learns_from_server(farm: &FarmInfo) -> bool {
+    uses(farm, PersistKind::SessionId) || learns_tickets(farm)
+}
+
+#[inline(always)]
+fn learns_tickets(farm: &FarmInfo) -> bool {
+    uses(farm, PersistKind::Ticket) || uses(farm, PersistKind::TicketKey)
+}
+
+/// At binding, for a farm that learns from the server: the backend -> client
+/// entry (`to_client`) is told to read the backend's handshake, and keeps
+/// what the client offered that the server may accept: its session ID (so
+/// that an echo is not taken for a new session) and the key name of its
+/// first PSK identity (learned for the backend if the server accepts it).
+/// Runs after `choose`, whose read of the hello it uses.
+// VERIFIER: not inlined: the byte-wise key copies took `tether_xdp_vip`'s
+// frame past the 512-byte stack.
+#[inline(never)]
+pub fn expect_server_hello(farm: &FarmInfo, to_client: *mut Flow) {
+    if !learns_from_server(farm) {
         return;
     }
-    let (bytes, id_len) = session_id_of(hello, tls::CLIENT_HELLO, len).unwrap_or((&[0; SESSION_KEY_MAX], 0));
-    // SAFETY: a live FLOWS value; plain byte stores.
-    unsafe {
-        (*to_client).client_sid_len = id_len as u8;
-        (*to_client).client_sid_prefix.copy_from_slice(&bytes[..8]);
-        (*to_client).flags |= flow_flags::LEARN;
+    let (Some(read), Some(p)) = (crate::tls::hello_read(), pending::scratch()) else { return };
+    let hello = &read.hello;
+    let key_name = if uses(farm, PersistKind::TicketKey) { persist::key_name(hello.psk_identity) } else { None };
+    let mut flags = flow_flags::LEARN;
+    if hello.has_ticket_ext && learns_tickets(farm) {
+        flags |= flow_flags::LEARN_TICKET;
     }
+    // SAFETY: a live FLOWS value, no other reference to it in this run.
+    let to_client = unsafe { &mut *to_client };
+    to_client.client_sid_len = hello.session_id.len as u8;
+    persist::copy_key(&p.data, hello.session_id, &mut to_client.client_sid_prefix);
+    to_client.has_offered_key_name = key_name.is_some() as u8;
+    persist::copy_key(&p.data, key_name.unwrap_or(Span::EMPTY), &mut to_client.offered_key_name);
+    to_client.flags |= flags;
 }
 
-/// The backend's first data on a connection marked by `expect_server_hello`:
-/// a TLS ≤ 1.2 ServerHello's session ID is learned for the backend. An ID
-/// equal to the one the client offered is an echo (TLS 1.3's compatibility
-/// mode, or a resumption whose entry the lookup already refreshed). Only the
-/// first data segment is read, whatever it holds.
+/// A backend data segment on a connection marked by `expect_server_hello`.
+/// The first (`LEARN`) holds the ServerHello: a TLS ≤ 1.2 session ID is
+/// learned unless it echoes the client's offer; a TLS 1.3 ServerHello that
+/// accepts the client's first PSK identity teaches its key name; a TLS 1.2
+/// NewSessionTicket right after it (a resumption) teaches its ticket and key
+/// name. While `LEARN_TICKET` stays set, later segments that start with a
+/// NewSessionTicket (a full handshake's second flight) teach the same, and
+/// one that starts with ChangeCipherSpec, an alert or application data ends
+/// the wait. Records split across segments are the daemon's (issue 5).
 // VERIFIER: not inlined; the established path's frame stays as it was.
 #[inline(never)]
 pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) {
-    let Some(payload_off) = crate::handshake::payload_offset(ctx, pkt) else { return };
-    // SAFETY: a live FLOWS value (no RST removed it); a byte read-modify-write.
-    unsafe { (*entry).flags &= !flow_flags::LEARN };
-    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
-    let Some(head) = LEARN_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p }) else { return };
-    // SAFETY: `head` is SERVER_HELLO_HEAD writable bytes.
+    let Some((_, backend)) = select::backend(flow.backend_id) else { return };
+    let farm_id = backend.farm_id;
+    let Some(farm) = select::farm(farm_id) else { return };
+    let Some(read) = server_read() else { return };
+    let Some((payload_off, available)) = crate::handshake::payload(ctx, pkt) else { return };
+    // VERIFIER: the range check must be on the register the helper gets.
+    // SAFETY: reading a local.
+    let len = unsafe { core::ptr::read_volatile(&available) };
+    if len == 0 {
+        return;
+    }
+    let len = if len > STASH_MAX { STASH_MAX } else { len };
+    // SAFETY: `read.buf` has STASH_MAX writable bytes; 1 <= len <= STASH_MAX.
     let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx as *mut _, payload_off as u32, head.as_mut_ptr() as *mut _, SERVER_HELLO_HEAD as u32)
+        bpf_xdp_load_bytes(ctx.ctx as *mut _, payload_off as u32, read.buf.as_mut_ptr() as *mut _, len as u32)
     };
     if rc != 0 {
         return;
     }
-    let Some((bytes, id_len)) = session_id_of(head, tls::SERVER_HELLO, SERVER_HELLO_HEAD) else { return };
-    if id_len as u8 == flow.client_sid_len && bytes[..8] == flow.client_sid_prefix {
+    read.len = len as u16;
+    let mut flags = flow.flags;
+    if flags & flow_flags::LEARN != 0 {
+        flags &= !flow_flags::LEARN;
+        match read_server_hello(read) {
+            Ok((at, in_record)) => {
+                let Some(read) = server_read() else { return };
+                if read.hello.version == tls::TLS13 {
+                    // Its session ID is an echo, and its tickets are encrypted.
+                    flags &= !flow_flags::LEARN_TICKET;
+                    if read.hello.accepted_psk == Some(0) && flow.has_offered_key_name != 0 {
+                        if let Some(key) = key_slot(farm_id, PersistKind::TicketKey) {
+                            key.len = KEY_NAME_LEN as u8;
+                            if let Some((name, _)) = key.bytes.split_first_chunk_mut::<KEY_NAME_LEN>() {
+                                *name = flow.offered_key_name;
+                            }
+                            learn_key_name(key, flow.backend_id);
+                        }
+                    }
+                } else {
+                    learn_session_id(farm_id, farm, flow, read);
+                    if flags & flow_flags::LEARN_TICKET != 0 {
+                        flags = learn_ticket(farm_id, farm, flow.backend_id, at, in_record, flags);
+                    }
+                }
+            }
+            // Not a ServerHello this segment can hold whole: nothing to learn here.
+            Err(_) => flags &= !flow_flags::LEARN_TICKET,
+        }
+    } else {
+        flags = learn_ticket(farm_id, farm, flow.backend_id, 0, 0, flags);
+    }
+    // SAFETY: a live FLOWS value (no RST removed it); a byte store.
+    unsafe { (*entry).flags = flags };
+}
+
+/// A TLS ≤ 1.2 ServerHello's session ID, unless it is empty (no session
+/// cache) or echoes the client's (a resumption: the entry is refreshed
+/// already).
+#[inline(always)]
+fn learn_session_id(farm_id: u32, farm: &FarmInfo, flow: &Flow, read: &crate::tls::ServerRead) {
+    if !uses(farm, PersistKind::SessionId) {
         return;
     }
-    let Some((_, backend)) = select::backend(flow.backend_id) else { return };
-    let Some(key) = session_id_key(backend.farm_id, bytes, id_len) else { return };
+    let Some(key) = span_key(farm_id, PersistKind::SessionId, &read.buf, read.hello.session_id) else { return };
+    // VERIFIER: words compared, not slices: a slice comparison is a call to
+    // the byte-loop `memcmp` (see `mem`).
+    let (head, _) = key.bytes.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
+    if key.len == flow.client_sid_len && u64::from_ne_bytes(*head) == u64::from_ne_bytes(flow.client_sid_prefix) {
+        return;
+    }
     learn(key, flow.backend_id);
+}
+
+/// Looks for a NewSessionTicket at `at` in the segment read (see
+/// `tls::flight_at`); returns the flow's flags, `LEARN_TICKET` cleared once
+/// the wait is over.
+#[inline(always)]
+fn learn_ticket(farm_id: u32, farm: &FarmInfo, backend_id: u32, at: usize, in_record: usize, flags: u8) -> u8 {
+    let Some(read) = server_read() else { return flags };
+    let ticket = match flight_at(read, at, in_record) {
+        FlightAt::Ticket(ticket) => ticket,
+        FlightAt::NoTicket => return flags & !flow_flags::LEARN_TICKET,
+        FlightAt::Other => return flags,
+    };
+    if uses(farm, PersistKind::Ticket) {
+        if let Some(key) =
+            persist::ticket_id(ticket).and_then(|id| span_key(farm_id, PersistKind::Ticket, &read.buf, id))
+        {
+            learn(key, backend_id);
+        }
+    }
+    if uses(farm, PersistKind::TicketKey) {
+        if let Some(key) =
+            persist::key_name(ticket).and_then(|n| span_key(farm_id, PersistKind::TicketKey, &read.buf, n))
+        {
+            learn_key_name(key, backend_id);
+        }
+    }
+    flags & !flow_flags::LEARN_TICKET
+}
+
+/// `ticket-key`: the key name belongs to `backend_id`, unless another
+/// backend of the farm issues tickets under it too, which makes it shared
+/// (`NO_BACKEND`): backends that share keys resume each other's sessions.
+#[inline(always)]
+fn learn_key_name(key: &SessionKey, backend_id: u32) {
+    if let Some(entry) = SESSIONS.get_ptr_mut(key) {
+        // SAFETY: a map value valid for this run; a whole word.
+        let known = unsafe { (*entry).backend_id };
+        if known != backend_id && known != NO_BACKEND {
+            if let Some(stats) = counters(key.farm_id, PersistKind::TicketKey) {
+                stats.shared += 1;
+            }
+            learn(key, NO_BACKEND);
+            return;
+        }
+        if known == NO_BACKEND {
+            return;
+        }
+    }
+    learn(key, backend_id);
 }

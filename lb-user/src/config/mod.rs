@@ -23,6 +23,9 @@ pub const DEFAULT_PIN_PATH: &str = "/sys/fs/bpf/tether";
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tether.sock";
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_SESSION_CAPACITY: u32 = 100_000;
+/// The longest `session_id_prefix`: half a session ID, so that the rest
+/// stays random.
+pub const MAX_SESSION_ID_PREFIX: usize = 16;
 /// Upper bound for one farm's session table: 16 Mi entries is ~1.5 GiB of LRU map.
 pub const MAX_SESSION_CAPACITY: u64 = 16 * 1024 * 1024;
 pub const MAX_WEIGHT: u32 = 65_535;
@@ -90,6 +93,9 @@ pub struct Farm {
     pub persistence: Vec<PersistenceKind>,
     pub session_timeout: Duration,
     pub session_capacity: u32,
+    /// `source-ip`: how many leading bits of a client address share a backend.
+    pub source_prefix_v4: u8,
+    pub source_prefix_v6: u8,
     pub on_backend_failure: OnBackendFailure,
     pub health: Option<HealthCheck>,
     pub backends: Vec<Backend>,
@@ -111,6 +117,9 @@ pub struct Backend {
     pub address: SocketAddr,
     pub weight: u32,
     pub state: BackendState,
+    /// `session-id-prefix`: the bytes the backend starts its session IDs with
+    /// (OpenSSL's `SSL_CTX_set_generate_session_id`, `s_server -id_prefix`).
+    pub session_id_prefix: Option<Vec<u8>>,
 }
 
 /// One problem in a configuration file.
@@ -479,6 +488,8 @@ impl Validator<'_> {
                 DEFAULT_SESSION_CAPACITY
             }
         };
+        let source_prefix_v4 = self.prefix_len(f.source_prefix_v4.as_ref(), &key("source_prefix_v4"), 32);
+        let source_prefix_v6 = self.prefix_len(f.source_prefix_v6.as_ref(), &key("source_prefix_v6"), 128);
         let health = f.health.as_ref().map(|h| self.health(h, &key("health")));
         if f.backend.is_empty() {
             self.err(
@@ -506,12 +517,15 @@ impl Validator<'_> {
                 f.name.get_ref()
             ));
         }
+        self.session_id_prefixes(f, &persistence, &backends, &key);
         Farm {
             name: f.name.get_ref().clone(),
             algorithm,
             persistence,
             session_timeout,
             session_capacity,
+            source_prefix_v4,
+            source_prefix_v6,
             on_backend_failure: f.on_backend_failure,
             health,
             backends,
@@ -522,16 +536,12 @@ impl Validator<'_> {
         let Some(raw) = raw else { return default_persistence() };
         let mut kinds = Vec::new();
         for (i, kind) in raw.get_ref().iter().enumerate() {
-            if *kind.get_ref() != PersistenceKind::SessionId {
-                // The data path reads only the session ID so far (its fixed
-                // offset); the other kinds need the extension walk in XDP.
+            if kinds.contains(kind.get_ref()) {
                 self.err(
                     kind.span(),
                     format!("{key}[{i}]"),
-                    format!("`{}` is not available yet; use `session-id`", persistence_name(*kind.get_ref())),
+                    format!("`{}` is listed twice", persistence_name(*kind.get_ref())),
                 );
-            } else if kinds.contains(kind.get_ref()) {
-                self.err(kind.span(), format!("{key}[{i}]"), format!("{:?} is listed twice", kind.get_ref()));
             } else {
                 kinds.push(*kind.get_ref());
             }
@@ -601,7 +611,66 @@ impl Validator<'_> {
                 1
             }
         };
-        Backend { name: b.name.get_ref().clone(), address, weight, state: b.state }
+        let session_id_prefix = b.session_id_prefix.as_ref().map(|p| p.get_ref().as_bytes().to_vec());
+        Backend { name: b.name.get_ref().clone(), address, weight, state: b.state, session_id_prefix }
+    }
+
+    /// A prefix length for `source-ip`, at most `max` (the address's bits).
+    fn prefix_len(&mut self, raw: Option<&Spanned<u8>>, key: &str, max: u8) -> u8 {
+        match raw {
+            None => max,
+            Some(p) if *p.get_ref() <= max => *p.get_ref(),
+            Some(p) => {
+                self.err(p.span(), key, format!("/{} is longer than the address; give 0 to {max}", p.get_ref()));
+                max
+            }
+        }
+    }
+
+    /// `session-id-prefix` reads a fixed number of leading bytes, so every
+    /// prefix of a farm has the same length, none is shared, and a farm that
+    /// uses the kind gives at least one.
+    fn session_id_prefixes(
+        &mut self,
+        f: &RawFarm,
+        persistence: &[PersistenceKind],
+        backends: &[Backend],
+        key: &dyn Fn(&str) -> String,
+    ) {
+        let mut first: Option<(&[u8], &str)> = None;
+        for (j, (raw, b)) in f.backend.iter().zip(backends).enumerate() {
+            let (Some(span), Some(prefix)) = (&raw.get_ref().session_id_prefix, &b.session_id_prefix) else { continue };
+            let at = key(&format!("backend[{j}].session_id_prefix"));
+            if prefix.is_empty() || prefix.len() > MAX_SESSION_ID_PREFIX {
+                self.err(span.span(), at, format!("give 1 to {MAX_SESSION_ID_PREFIX} bytes"));
+            } else if let Some((other, name)) = first {
+                if other.len() != prefix.len() {
+                    self.err(
+                        span.span(),
+                        at,
+                        format!(
+                            "{} bytes, but backend `{name}` has {}; the prefixes of a farm have one length",
+                            prefix.len(),
+                            other.len()
+                        ),
+                    );
+                } else if other == prefix.as_slice() {
+                    self.err(span.span(), at, format!("backend `{name}` has the same prefix"));
+                }
+            } else {
+                first = Some((prefix, &b.name));
+            }
+        }
+        if first.is_none() && persistence.contains(&PersistenceKind::SessionIdPrefix) {
+            self.err(
+                f.name.span(),
+                key("persistence"),
+                format!(
+                    "farm `{}` uses `session-id-prefix`, but none of its backends has a `session_id_prefix`",
+                    f.name.get_ref()
+                ),
+            );
+        }
     }
 
     /// Names appear in logs, metrics labels and CLI arguments.
@@ -630,10 +699,9 @@ impl Validator<'_> {
 }
 
 /// The persistence kinds a farm uses when it names none: those learned from
-/// the handshake, which need nothing from the backends. (`ticket` and
-/// `ticket-key` join when the data path reads them.)
+/// the backends' handshakes, which need no configuration.
 pub fn default_persistence() -> Vec<PersistenceKind> {
-    vec![PersistenceKind::SessionId]
+    vec![PersistenceKind::SessionId, PersistenceKind::Ticket, PersistenceKind::TicketKey]
 }
 
 fn persistence_name(kind: PersistenceKind) -> &'static str {

@@ -56,6 +56,9 @@ pub struct RawFarm {
     pub persistence: Option<Spanned<Vec<Spanned<PersistenceKind>>>>,
     pub session_timeout: Option<Spanned<String>>,
     pub session_capacity: Option<Spanned<u64>>,
+    /// `source-ip`: prefix lengths of client addresses that share a backend.
+    pub source_prefix_v4: Option<Spanned<u8>>,
+    pub source_prefix_v6: Option<Spanned<u8>>,
     #[serde(default)]
     pub on_backend_failure: OnBackendFailure,
     pub health: Option<Spanned<RawHealth>>,
@@ -83,6 +86,8 @@ pub struct RawBackend {
     pub weight: Option<Spanned<u32>>,
     #[serde(default)]
     pub state: BackendState,
+    /// `session-id-prefix`: the bytes this backend starts its session IDs with.
+    pub session_id_prefix: Option<Spanned<String>>,
 }
 
 // The closed sets below are plain serde enums: an unknown word is rejected by

@@ -152,8 +152,9 @@ fn durations_and_capacities_are_checked() {
     let farm = |extra: &str| {
         MINIMAL.replace("name = \"web\"\n\n[[farm.backend]]", &format!("name = \"web\"\n{extra}\n\n[[farm.backend]]"))
     };
-    one_error(&farm("persistence = [\"ticket\"]"), "`ticket` is not available yet");
     one_error(&farm("persistence = [\"session-id\", \"session-id\"]"), "listed twice");
+    one_error(&farm("persistence = [\"session-id-prefix\"]"), "none of its backends has a `session_id_prefix`");
+    one_error(&farm("source_prefix_v4 = 33"), "longer than the address");
     one_error(&farm("session_timeout = \"5 minutes\""), "is not a duration");
     one_error(&farm("session_timeout = \"0s\""), "is zero");
     one_error(&farm("session_capacity = 0"), "out of range");
@@ -212,4 +213,36 @@ fn snat_port_range_is_checked() {
         let e = one_error(&set(bad), "is not a port range");
         assert_eq!(e.key, "daemon.snat_ports");
     }
+}
+
+#[test]
+fn every_persistence_kind_is_accepted_with_its_settings() {
+    let text = MINIMAL
+        .replace(
+            "name = \"web\"\n\n[[farm.backend]]",
+            "name = \"web\"\npersistence = [\"session-id-prefix\", \"session-id\", \"ticket\", \"ticket-key\", \"sni\", \
+             \"source-ip\"]\nsource_prefix_v4 = 24\nsource_prefix_v6 = 56\n\n[[farm.backend]]",
+        )
+        .replace("address = \"198.19.0.11:443\"", "address = \"198.19.0.11:443\"\nsession_id_prefix = \"b1\"");
+    let config = Config::parse(Path::new("t.toml"), &text).unwrap();
+    let farm = &config.farms[0];
+    assert_eq!(farm.persistence.len(), 6);
+    assert_eq!((farm.source_prefix_v4, farm.source_prefix_v6), (24, 56));
+    assert_eq!(farm.backends[0].session_id_prefix.as_deref(), Some(&b"b1"[..]));
+}
+
+#[test]
+fn session_id_prefixes_of_a_farm_have_one_length_and_differ() {
+    let two = |first: &str, second: &str| {
+        let one = MINIMAL.replace(
+            "address = \"198.19.0.11:443\"",
+            &format!("address = \"198.19.0.11:443\"\nsession_id_prefix = \"{first}\""),
+        );
+        format!(
+            "{one}\n[[farm.backend]]\nname = \"other\"\naddress = \"198.19.0.12:443\"\nsession_id_prefix = \"{second}\"\n"
+        )
+    };
+    one_error(&two("b1", "b22"), "the prefixes of a farm have one length");
+    one_error(&two("b1", "b1"), "has the same prefix");
+    one_error(&two("", "b1"), "give 1 to 16 bytes");
 }

@@ -218,8 +218,10 @@ fn steady_state() -> anyhow::Result<()> {
             flags: if splice { abi::flow_flags::SPLICE } else { 0 },
             state: abi::FlowState::Established as u8,
             client_sid_len: 0,
-            _pad: [0; 2],
+            has_offered_key_name: 0,
+            _pad: 0,
             client_sid_prefix: [0; 8],
+            offered_key_name: [0; 16],
             next_hop: Default::default(),
         };
         (key, flow)

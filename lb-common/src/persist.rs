@@ -1,0 +1,216 @@
+//! Persistence keys (DESIGN.md §3): which bytes of a handshake name a
+//! session, for each kind. The XDP program builds keys with these functions
+//! when it looks up and learns; the daemon builds the same keys when an
+//! operator looks one up (`tether sessions lookup`).
+
+use crate::{maps::Family, tls::Span};
+
+/// Bytes of a ticket that name it: its first 32. Every common format starts
+/// with a 16-byte key name and a random 16-byte IV or nonce (RFC 5077 §4,
+/// OpenSSL, nginx; BoringSSL and rustls put a random nonce after the key
+/// name too), so two tickets share these bytes only by chance; hashing the
+/// whole ticket would cost the data path a loop for nothing more.
+pub const TICKET_ID_LEN: usize = 32;
+/// The key name that starts a ticket or a TLS 1.3 PSK identity.
+pub const KEY_NAME_LEN: usize = 16;
+/// `sni` keys are a 128-bit hash of the name (names run to 255 bytes).
+pub const NAME_HASH_LEN: usize = 16;
+
+/// The part of a ticket (`session_ticket` extension or NewSessionTicket)
+/// that names it; None for an empty one (a client asking for a ticket).
+pub fn ticket_id(ticket: Span) -> Option<Span> {
+    if ticket.is_empty() {
+        return None;
+    }
+    Some(Span { start: ticket.start, len: ticket.len.min(TICKET_ID_LEN as u16) })
+}
+
+/// The key name of a ticket or PSK identity; None when it is too short to
+/// carry anything after one (it would not be a ticket of a known format).
+pub fn key_name(ticket: Span) -> Option<Span> {
+    if (ticket.len as usize) <= KEY_NAME_LEN {
+        return None;
+    }
+    Some(Span { start: ticket.start, len: KEY_NAME_LEN as u16 })
+}
+
+/// Copies the first bytes of `span` from `buf` into `out`, zeroing what the
+/// span does not fill; bytes the buffer does not have read as zero.
+// VERIFIER: straight-line, one load per byte at an index masked to the
+// buffer's power-of-two size, so that the XDP program can take the span's
+// start from a parse it cannot bound. (A bounds check instead let LLVM add
+// the start to the buffer's address before the check, which the verifier
+// cannot follow.) Every byte is written with a computed value, so LLVM
+// makes no `memset` of the tail.
+// The trip count is hidden from LLVM so that the copy stays a loop: fully
+// unrolled, the 32 masked bytes were spilled over most of the 512-byte stack.
+#[inline(always)]
+pub fn copy_key<const M: usize, const N: usize>(buf: &[u8; M], span: Span, out: &mut [u8; N]) {
+    const { assert!(M.is_power_of_two()) };
+    let start = span.start as usize;
+    let end = start + span.len as usize;
+    // SAFETY: reading a constant through a pointer to it.
+    let n = unsafe { core::ptr::read_volatile(&N) }.min(N);
+    for (i, byte) in out.iter_mut().enumerate().take(n) {
+        let pos = start + i;
+        *byte = buf[pos & (M - 1)] & (below(pos, end) & below(pos, M)) as u8;
+    }
+}
+
+/// All ones if `a < b`, else zero, for values below 2^62.
+// VERIFIER: arithmetic, not a comparison: BPF has no instruction that
+// turns a comparison into a value, so `(a < b) as u8` is a branch, and a
+// branch per byte made the verifier walk every combination.
+#[inline(always)]
+const fn below(a: usize, b: usize) -> u64 {
+    ((a as i64).wrapping_sub(b as i64) >> 63) as u64
+}
+
+/// A 128-bit hash of a name, eight bytes at a time, so that the XDP program
+/// can feed it one word per `bpf_loop` step. Not cryptographic: a client
+/// that finds two names with one hash only sends itself to another backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct NameHash {
+    a: u64,
+    b: u64,
+}
+
+impl NameHash {
+    pub const fn new(len: usize) -> NameHash {
+        NameHash { a: 0x9E37_79B9_7F4A_7C15 ^ len as u64, b: 0xC2B2_AE3D_27D4_EB4F ^ ((len as u64) << 32) }
+    }
+
+    /// Adds the next eight bytes (little-endian; zero past the name's end).
+    #[inline(always)]
+    pub fn add(&mut self, word: u64) {
+        self.a = (self.a ^ word).wrapping_mul(0xFF51_AFD7_ED55_8CCD).rotate_left(31);
+        self.b = (self.b ^ word.rotate_left(17)).wrapping_mul(0xC4CE_B9FE_1A85_EC53).rotate_left(29);
+    }
+
+    #[inline(always)]
+    pub fn finish(self) -> [u8; NAME_HASH_LEN] {
+        let a = fmix64(self.a ^ self.b.rotate_left(23));
+        let b = fmix64(self.b.wrapping_add(a));
+        // SAFETY: [u64; 2] and [u8; 16] have the same size and no invalid
+        // values. (Not a zeroed array filled in: see `crate::v4_in_16`.)
+        unsafe { core::mem::transmute::<[u64; 2], [u8; NAME_HASH_LEN]>([a.to_le(), b.to_le()]) }
+    }
+}
+
+/// MurmurHash3's 64-bit finaliser.
+#[inline(always)]
+const fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^= h >> 33;
+    h
+}
+
+/// The eight bytes of a name from `at` as `NameHash::add` takes them, from a
+/// buffer where the name is `span`: bytes past its end read as zero.
+#[inline(always)]
+pub fn name_word<const M: usize>(buf: &[u8; M], span: Span, at: usize) -> u64 {
+    let start = span.start as usize + at;
+    let mut bytes = [0u8; 8];
+    copy_key(buf, Span { start: start as u16, len: span.len.saturating_sub(at as u16) }, &mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// The `sni` key bytes of a server name (at most 255 bytes).
+pub fn name_hash(name: &[u8]) -> [u8; NAME_HASH_LEN] {
+    let mut buf = [0u8; 256];
+    let len = name.len().min(buf.len());
+    buf[..len].copy_from_slice(&name[..len]);
+    let span = Span { start: 0, len: len as u16 };
+    let mut hash = NameHash::new(len);
+    for at in (0..len).step_by(8) {
+        hash.add(name_word(&buf, span, at));
+    }
+    hash.finish()
+}
+
+/// The `source-ip` key bytes: the client address (in the maps' 16-byte
+/// layout) with all but the first `prefix_len` bits cleared, and how many
+/// bytes of it the key keeps.
+// VERIFIER: two word masks rather than a mask per byte: a per-byte
+// comparison is a branch in BPF, and sixteen of them multiplied the paths
+// the verifier walked.
+#[inline(always)]
+pub fn source_prefix(addr_be: &[u8; 16], family: u8, prefix_len: u8, out: &mut [u8; 16]) -> u8 {
+    let bytes: u32 = if family == Family::Ipv4 as u8 { 4 } else { 16 };
+    let bits = (prefix_len as u32).min(bytes * 8);
+    let (high, low) = addr_be.split_at(8);
+    let high = u64::from_be_bytes(high.try_into().unwrap_or([0; 8])) & leading_ones(bits.min(64));
+    let low = u64::from_be_bytes(low.try_into().unwrap_or([0; 8])) & leading_ones(bits.saturating_sub(64));
+    out[..8].copy_from_slice(&high.to_be_bytes());
+    out[8..].copy_from_slice(&low.to_be_bytes());
+    bytes as u8
+}
+
+/// A word whose first `n` (at most 64) bits are set.
+#[inline(always)]
+fn leading_ones(n: u32) -> u64 {
+    if n == 0 { 0 } else { u64::MAX << (64 - n.min(64)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticket_ids_and_key_names_are_prefixes() {
+        let ticket = Span { start: 10, len: 200 };
+        assert_eq!(ticket_id(ticket), Some(Span { start: 10, len: 32 }));
+        assert_eq!(ticket_id(Span { start: 10, len: 20 }), Some(Span { start: 10, len: 20 }));
+        assert_eq!(ticket_id(Span::EMPTY), None);
+        assert_eq!(key_name(ticket), Some(Span { start: 10, len: 16 }));
+        assert_eq!(key_name(Span { start: 10, len: 16 }), None);
+    }
+
+    #[test]
+    fn a_key_copy_stops_at_the_span_and_the_buffer() {
+        let buf: [u8; 64] = core::array::from_fn(|i| i as u8 + 1);
+        let mut out = [0xEE; 32];
+        copy_key(&buf, Span { start: 4, len: 3 }, &mut out);
+        assert_eq!(out[..4], [5, 6, 7, 0]);
+        assert!(out[3..].iter().all(|&b| b == 0));
+        copy_key(&buf, Span { start: 54, len: 32 }, &mut out);
+        assert_eq!(out[..10], [55, 56, 57, 58, 59, 60, 61, 62, 63, 64]);
+        assert!(out[10..].iter().all(|&b| b == 0), "bytes past the buffer read as zero");
+    }
+
+    #[test]
+    fn names_hash_apart_and_the_same_name_hashes_alike_anywhere() {
+        let a = name_hash(b"shop.example");
+        assert_eq!(a, name_hash(b"shop.example"));
+        assert_ne!(a, name_hash(b"shop.example."));
+        assert_ne!(a, name_hash(b"shoq.example"));
+        assert_ne!(name_hash(b""), name_hash(b"\0"), "the length is part of the hash");
+        // The same name inside a larger buffer, as the data path sees it.
+        let mut buf = [b'y'; 32];
+        buf[..17].copy_from_slice(b"xxxxxshop.example");
+        let span = Span { start: 5, len: 12 };
+        let mut hash = NameHash::new(12);
+        hash.add(name_word(&buf, span, 0));
+        hash.add(name_word(&buf, span, 8));
+        assert_eq!(hash.finish(), a);
+    }
+
+    #[test]
+    fn source_prefixes_clear_the_host_bits() {
+        let mut out = [0xEE; 16];
+        let addr = crate::v4_in_16([198, 18, 7, 200]);
+        assert_eq!(source_prefix(&addr, Family::Ipv4 as u8, 32, &mut out), 4);
+        assert_eq!(out[..5], [198, 18, 7, 200, 0]);
+        source_prefix(&addr, Family::Ipv4 as u8, 20, &mut out);
+        assert_eq!(out[..4], [198, 18, 0, 0]);
+        source_prefix(&addr, Family::Ipv4 as u8, 0, &mut out);
+        assert!(out.iter().all(|&b| b == 0));
+        let v6 = [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        assert_eq!(source_prefix(&v6, Family::Ipv6 as u8, 56, &mut out), 16);
+        assert_eq!(out[..8], [0x20, 0x01, 0x0d, 0xb8, 1, 2, 3, 0]);
+    }
+}

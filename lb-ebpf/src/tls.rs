@@ -1,0 +1,218 @@
+//! Reading TLS handshakes in XDP with the parser of `lb_common::tls`: the
+//! client's ClientHello (from the stashed first segment) at binding, and the
+//! backend's ServerHello and NewSessionTicket (from its segments) while
+//! learning.
+//!
+//! VERIFIER: a walk over all of a hello's extensions, even at 8, exceeded
+//! the verifier's budget as a bounded loop: it verifies every iteration.
+//! Here each extension is one `bpf_loop` iteration, a callback verified once,
+//! and the walk's state lives in a per-CPU slot the callback looks up (the
+//! callbacks take no context pointer, which would have to point at the
+//! stack).
+
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
+use lb_common::{
+    maps::STASH_MAX,
+    persist::{NameHash, name_word},
+    tls::{self, ClientHello, Extensions, MAX_EXTENSIONS, ServerHello, Span, TlsError},
+};
+
+use crate::lookup::pending;
+
+/// Runs `step` up to `n` times (until it returns 1).
+#[inline(always)]
+fn run(n: u32, step: extern "C" fn(u64, *mut c_void) -> i64) {
+    // SAFETY: `step` is a BPF function of the signature bpf_loop calls; it
+    // takes no context.
+    unsafe { bpf_loop(n, step as *mut c_void, core::ptr::null_mut(), 0) };
+}
+
+/// A ClientHello being read: its fields, where the walk stands, and the
+/// hash of its server name.
+pub struct HelloRead {
+    pub hello: ClientHello,
+    walk: Extensions,
+    /// Bytes of the stash that hold the segment.
+    len: u16,
+    /// `TlsError as u8` of the walk; 0: none.
+    error: u8,
+    name_hash: NameHash,
+    pub sni_hash: [u8; lb_common::persist::NAME_HASH_LEN],
+}
+
+#[map(name = "HELLO_READ")]
+static HELLO_READ: PerCpuArray<HelloRead> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn hello_read() -> Option<&'static mut HelloRead> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    HELLO_READ.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The stashed segment, `len` bytes of it.
+#[inline(always)]
+fn stash(len: u16) -> Option<&'static [u8]> {
+    let p = pending::scratch()?;
+    p.data.get(..len as usize)
+}
+
+/// Reads the ClientHello at the front of the stashed first segment (the
+/// per-CPU `pending::scratch`, `len` bytes). None if it is not one, or not a
+/// whole one; a hello cut short still gives its session ID, which sits at a
+/// fixed offset (`tls::hello_session_id`), so `session-id` persistence works
+/// for hellos longer than a segment.
+#[inline(always)]
+pub fn read_client_hello(len: u16, hash_name: bool) -> Option<&'static HelloRead> {
+    let read = hello_read()?;
+    // Nothing of the previous connection's hello may survive a read that fails.
+    // SAFETY: plain integers, spans and a bool, for which zero is valid.
+    unsafe { crate::mem::zero(read) };
+    let len = len.min(STASH_MAX as u16);
+    read.len = len;
+    let buf = stash(len)?;
+    match tls::client_hello_head(buf, &mut read.hello) {
+        Ok(walk) => read.walk = walk,
+        Err(_) => {
+            let hello = &mut read.hello;
+            // SAFETY: spans, integers and a bool, for which zero is valid.
+            unsafe { crate::mem::zero(hello) };
+            read.hello.session_id = tls::hello_session_id(buf, tls::CLIENT_HELLO).unwrap_or(Span::EMPTY);
+            return Some(read);
+        }
+    }
+    run(MAX_EXTENSIONS as u32, client_hello_step);
+    let read = hello_read()?;
+    if read.error != 0 || !read.walk.done() {
+        // A malformed or overlong extension block: its fields are not trusted.
+        let session_id = read.hello.session_id;
+        // SAFETY: as above.
+        unsafe { crate::mem::zero(read) };
+        read.hello.session_id = session_id;
+        return Some(read);
+    }
+    if hash_name && !read.hello.sni.is_empty() {
+        read.name_hash = NameHash::new(read.hello.sni.len as usize);
+        // A host name is at most 255 bytes: 32 words.
+        run(32, name_hash_step);
+        let read = hello_read()?;
+        read.sni_hash = read.name_hash.finish();
+        return Some(read);
+    }
+    Some(read)
+}
+
+extern "C" fn client_hello_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(read) = hello_read() else { return 1 };
+    let Some(buf) = stash(read.len) else { return 1 };
+    if let Err(e) = tls::client_hello_extension(buf, &mut read.walk, &mut read.hello) {
+        read.error = e as u8;
+        return 1;
+    }
+    read.walk.done() as i64
+}
+
+extern "C" fn name_hash_step(index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(read) = hello_read() else { return 1 };
+    let at = (index as usize) * 8;
+    if at >= read.hello.sni.len as usize {
+        return 1;
+    }
+    let Some(p) = pending::scratch() else { return 1 };
+    read.name_hash.add(name_word(&p.data, read.hello.sni, at));
+    0
+}
+
+/// The first bytes of a backend segment, and what was read from them.
+pub struct ServerRead {
+    pub buf: [u8; STASH_MAX],
+    pub len: u16,
+    pub hello: ServerHello,
+    walk: Extensions,
+    error: u8,
+}
+
+#[map(name = "SERVER_READ")]
+static SERVER_READ: PerCpuArray<ServerRead> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn server_read() -> Option<&'static mut ServerRead> {
+    // SAFETY: per-CPU memory used by one program run at a time on this CPU.
+    SERVER_READ.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// The ServerHello at the front of `read.buf`, and the offset of what
+/// follows it in the flight: (start of the next message, bytes of its record
+/// from there), or (start of the next record, 0).
+#[inline(always)]
+pub fn read_server_hello(read: &mut ServerRead) -> Result<(usize, usize), TlsError> {
+    let buf = read.buf.get(..read.len as usize).ok_or(TlsError::Incomplete)?;
+    // SAFETY: spans, integers and a bool, for which zero is valid, and an
+    // Option, set right after (its layout is the compiler's).
+    unsafe { crate::mem::zero(&mut read.hello) };
+    read.hello.accepted_psk = None;
+    let walk = tls::server_hello_head(buf, &mut read.hello)?;
+    read.walk = walk;
+    read.error = 0;
+    let end = walk.end as usize;
+    run(MAX_EXTENSIONS as u32, server_hello_step);
+    let read = server_read().ok_or(TlsError::Incomplete)?;
+    if read.error != 0 {
+        return Err(TlsError::Overrun);
+    }
+    if !read.walk.done() {
+        return Err(TlsError::TooManyExtensions);
+    }
+    let record_end = tls::RECORD_HEADER + u16::from_be_bytes([read.buf[3], read.buf[4]]) as usize;
+    Ok(if end < record_end { (end, record_end - end) } else { (record_end, 0) })
+}
+
+extern "C" fn server_hello_step(_index: u64, _ctx: *mut c_void) -> i64 {
+    let Some(read) = server_read() else { return 1 };
+    let Some(buf) = read.buf.get(..read.len as usize) else { return 1 };
+    if let Err(e) = tls::server_hello_extension(buf, &mut read.walk, &mut read.hello) {
+        read.error = e as u8;
+        return 1;
+    }
+    read.walk.done() as i64
+}
+
+/// What a server's flight holds at a point where a NewSessionTicket could be.
+pub enum FlightAt {
+    /// A TLS 1.2 NewSessionTicket and its ticket.
+    Ticket(Span),
+    /// A record that means no ticket is coming: ChangeCipherSpec, an alert,
+    /// application data.
+    NoTicket,
+    /// Another handshake message, or bytes that are not a record start (the
+    /// middle of a long flight): a ticket may still come.
+    Other,
+}
+
+const CONTENT_CHANGE_CIPHER_SPEC: u8 = 20;
+
+/// Reads `read.buf` at `at` (see `read_server_hello`): a message inside a
+/// record when `in_record` > 0, else a record.
+#[inline(always)]
+pub fn flight_at(read: &ServerRead, at: usize, in_record: usize) -> FlightAt {
+    let Some(buf) = read.buf.get(..read.len as usize) else { return FlightAt::Other };
+    let (start, in_record) = if in_record > 0 {
+        (at, in_record)
+    } else {
+        let Some(header) = buf.get(at..at + tls::RECORD_HEADER) else { return FlightAt::Other };
+        if header[1] != 3 {
+            return FlightAt::Other;
+        }
+        match header[0] {
+            tls::CONTENT_HANDSHAKE => {}
+            CONTENT_CHANGE_CIPHER_SPEC..=23 => return FlightAt::NoTicket,
+            _ => return FlightAt::Other,
+        }
+        (at + tls::RECORD_HEADER, u16::from_be_bytes([header[3], header[4]]) as usize)
+    };
+    match tls::new_session_ticket(buf, start, in_record) {
+        Ok(nst) => FlightAt::Ticket(nst.ticket),
+        Err(_) => FlightAt::Other,
+    }
+}
