@@ -288,8 +288,13 @@ pub fn fill_chunk(chunk: &mut [u8], n: usize) {
 
 /// Runs `openssl s_client` in `ns`, sends `GET /whoami`, returns the body.
 pub fn openssl_whoami(ns: &Netns, addr: SocketAddr) -> anyhow::Result<String> {
+    openssl_whoami_as(ns, addr, &[])
+}
+
+/// As `openssl_whoami`, with more `s_client` arguments (`-servername`, ...).
+pub fn openssl_whoami_as(ns: &Netns, addr: SocketAddr, extra: &[&str]) -> anyhow::Result<String> {
     let mut cmd = ns.command("timeout");
-    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-quiet", "-verify_quiet"]);
+    cmd.args(["10", "openssl", "s_client", "-connect", &addr.to_string(), "-quiet", "-verify_quiet"]).args(extra);
     let out = ask_whoami(cmd)?;
     if out.stdout.is_empty() {
         bail!("openssl s_client to {addr} got no answer ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));

@@ -14,61 +14,134 @@ const PORT: u16 = 443;
 const RESUMPTIONS: usize = 100;
 
 fn config(topo: &Topology, persistence: &str) -> String {
+    config_with(topo, persistence, "", &topo.backends_toml(PORT))
+}
+
+fn config_with(topo: &Topology, persistence: &str, farm_extra: &str, backends: &str) -> String {
     format!(
         "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
-         [[farm]]\nname = \"web\"\nalgorithm = \"round-robin\"\npersistence = [{persistence}]\n{}",
+         [[farm]]\nname = \"web\"\nalgorithm = \"round-robin\"\npersistence = [{persistence}]\n{farm_extra}\n{backends}",
         topo.pin_path(),
-        topo.backends_toml(PORT)
     )
 }
 
-/// Four `openssl s_server` backends that resume TLS 1.2 sessions by session
-/// ID only (their own session caches, no tickets); one client saves a
-/// session, then offers it `RESUMPTIONS` times. Returns how many offers
-/// were resumed, the backend of the first connection and of each offer.
-fn resume_by_session_id(persistence: &str) -> (usize, String, Vec<String>, Tether) {
+/// How a resumption run is set up: the arguments of the backends'
+/// `openssl s_server` and of the client's `s_client`, the farm's
+/// persistence, and whether backend `bN` starts its session IDs with `bN`
+/// (`-id_prefix`, `session_id_prefix`).
+struct Run<'a> {
+    server: &'a [&'a str],
+    client: &'a [&'a str],
+    persistence: &'a str,
+    id_prefixes: bool,
+    /// Offer the session until one offer is resumed before counting: TLS 1.3
+    /// key names are learned from a ServerHello that accepts one.
+    warm_up: bool,
+}
+
+/// What a run saw: offers resumed, the backend of the first connection and
+/// of each counted offer, and the daemon (for its tables and counters).
+struct Outcome {
+    reused: usize,
+    first: String,
+    answers: Vec<String>,
+    tether: Tether,
+    _backends: Vec<BackendServer>,
+    _topo: Topology,
+}
+
+impl Outcome {
+    /// Every counted offer resumed (one may miss) on the first backend.
+    fn assert_all_resumed_on_the_first_backend(&self) {
+        let elsewhere: Vec<_> = self.answers.iter().filter(|b| **b != self.first).collect();
+        assert!(elsewhere.is_empty(), "answers from other backends than {}: {elsewhere:?}", self.first);
+        assert!(
+            self.reused >= RESUMPTIONS - 1,
+            "{} of {RESUMPTIONS} resumed\n{:?}",
+            self.reused,
+            self.tether.counters()
+        );
+        let counters = self.tether.counters();
+        assert!(counters.get(reason::TLS_BIND_PERSISTED) >= (RESUMPTIONS - 1) as u64, "{counters:?}");
+    }
+
+    fn sessions_of(&self, kind: PersistKind) -> usize {
+        self.tether.sessions().iter().filter(|(k, _)| k.kind == kind as u8).count()
+    }
+}
+
+/// Four `openssl s_server` backends; one client saves a session, then
+/// offers it `RESUMPTIONS` times.
+fn resume(run: Run<'_>) -> Outcome {
     let topo = Topology::two_armed(1, 4);
-    let _backends: Vec<BackendServer> = topo
+    let backends: Vec<BackendServer> = topo
         .backends
         .iter()
         .enumerate()
         .map(|(i, b)| {
-            BackendServer::openssl_with(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}"), &["-no_ticket"])
+            let name = format!("b{i}");
+            let mut args = run.server.to_vec();
+            if run.id_prefixes {
+                args.extend(["-id_prefix", &name]);
+            }
+            BackendServer::openssl_with(&b.ns, SocketAddr::new(b.addr.into(), PORT), &name, &args)
         })
         .collect();
-    let tether = Tether::start(&topo.lb, &config(&topo, persistence));
+    let backends_toml = if run.id_prefixes {
+        topo.backends
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                format!(
+                    "\n[[farm.backend]]\nname = \"b{i}\"\naddress = \"{}:{PORT}\"\nsession_id_prefix = \"b{i}\"\n",
+                    b.addr
+                )
+            })
+            .collect()
+    } else {
+        topo.backends_toml(PORT)
+    };
+    let tether = Tether::start(&topo.lb, &config_with(&topo, run.persistence, "", &backends_toml));
     let vip = SocketAddr::new(VIP.into(), PORT);
     let dir = tempfile::tempdir().expect("tempdir");
     let session = dir.path().join("session.pem");
     let client = &topo.clients[0].ns;
-    let tls12 = ["-tls1_2"];
     let (_, first) =
-        peers::openssl_session(client, vip, &tls12, &session, SessionFile::Save).expect("first connection");
+        peers::openssl_session(client, vip, run.client, &session, SessionFile::Save).expect("first connection");
+    if run.warm_up {
+        // Round-robin brings an offer to the issuing backend within four.
+        let resumed = (0..8).any(|_| {
+            peers::openssl_session(client, vip, run.client, &session, SessionFile::Offer).expect("warm-up offer").0
+        });
+        assert!(resumed, "no offer was resumed in 8 tries\n{:?}", tether.counters());
+    }
     let mut reused = 0;
     let mut answers = Vec::new();
     for i in 0..RESUMPTIONS {
-        let (resumed, backend) = peers::openssl_session(client, vip, &tls12, &session, SessionFile::Offer)
+        let (resumed, backend) = peers::openssl_session(client, vip, run.client, &session, SessionFile::Offer)
             .unwrap_or_else(|e| panic!("resumption {i}: {e:#}\n{}", tether.log()));
         reused += usize::from(resumed);
         answers.push(backend);
     }
-    (reused, first, answers, tether)
+    Outcome { reused, first, answers, tether, _backends: backends, _topo: topo }
+}
+
+/// Four `openssl s_server` backends that resume TLS 1.2 sessions by session
+/// ID only (their own session caches, no tickets).
+fn resume_by_session_id(persistence: &str) -> Outcome {
+    resume(Run { server: &["-no_ticket"], client: &["-tls1_2"], persistence, id_prefixes: false, warm_up: false })
 }
 
 /// The classic case: TLS 1.2 session IDs learned from the ServerHello bring
 /// every resumption back to the backend that holds the session.
 #[test]
 fn tls12_session_ids_bring_resumptions_to_their_backend() {
-    let (reused, first, answers, tether) = resume_by_session_id("\"session-id\"");
-    let elsewhere: Vec<_> = answers.iter().filter(|b| **b != first).collect();
-    assert!(elsewhere.is_empty(), "answers from other backends than {first}: {elsewhere:?}");
-    assert!(reused >= RESUMPTIONS - 1, "{reused} of {RESUMPTIONS} resumed\n{:?}", tether.counters());
-    let counters = tether.counters();
-    assert!(counters.get(reason::TLS_BIND_PERSISTED) >= (RESUMPTIONS - 1) as u64, "{counters:?}");
+    let run = resume_by_session_id("\"session-id\"");
+    run.assert_all_resumed_on_the_first_backend();
     // One session, learned once: the resumptions' ServerHellos echo the
     // offered ID, which refreshes the entry rather than adding one.
-    let sessions = tether.sessions();
+    let sessions = run.tether.sessions();
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let (key, _) = sessions[0];
     assert_eq!((key.kind, key.len), (PersistKind::SessionId as u8, 32), "{key:?}");
@@ -103,12 +176,146 @@ fn tls13_echoed_session_ids_are_not_learned() {
 /// reach the first backend, one in four.
 #[test]
 fn without_persistence_about_one_in_four_resumes() {
-    let (reused, first, answers, tether) = resume_by_session_id("");
+    let run = resume_by_session_id("");
+    assert_one_in_four(&run);
+    assert!(run.tether.sessions().is_empty(), "a farm without persistence learns nothing");
+}
+
+/// Round-robin over four backends resumes only the offers that happen to
+/// reach the issuing backend.
+fn assert_one_in_four(run: &Outcome) {
     let mut spread: HashMap<&str, usize> = HashMap::new();
-    answers.iter().for_each(|b| *spread.entry(b.as_str()).or_default() += 1);
+    run.answers.iter().for_each(|b| *spread.entry(b.as_str()).or_default() += 1);
     assert_eq!(spread.len(), 4, "round-robin reaches every backend: {spread:?}");
-    assert!((15..=35).contains(&reused), "{reused} of {RESUMPTIONS} resumed without persistence: {spread:?}");
-    assert_eq!(reused, spread[first.as_str()], "exactly the offers that reached {first} resumed");
-    assert_eq!(tether.counters().get(reason::TLS_BIND_PERSISTED), 0);
-    assert!(tether.sessions().is_empty(), "a farm without persistence learns nothing");
+    assert!((15..=35).contains(&run.reused), "{} of {RESUMPTIONS} resumed without persistence: {spread:?}", run.reused);
+    assert_eq!(run.reused, spread[run.first.as_str()], "exactly the offers that reached {} resumed", run.first);
+    assert_eq!(run.tether.counters().get(reason::TLS_BIND_PERSISTED), 0);
+}
+
+/// TLS 1.2 tickets (RFC 5077), each backend with its own ticket key and no
+/// session cache: the ticket learned from the NewSessionTicket (sent in
+/// clear after the client's Finished) brings every offer back.
+#[test]
+fn tls12_tickets_bring_resumptions_to_their_backend() {
+    let run = resume(Run {
+        server: &["-no_cache"],
+        client: &["-tls1_2"],
+        persistence: "\"ticket\"",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert!(run.sessions_of(PersistKind::Ticket) >= 1, "{:?}", run.tether.sessions());
+    assert_eq!(run.sessions_of(PersistKind::SessionId), 0, "a farm without `session-id` learns no session IDs");
+}
+
+/// The same tickets by their key name: one entry per backend key, not per
+/// ticket.
+#[test]
+fn tls12_ticket_key_names_bring_resumptions_to_their_backend() {
+    let run = resume(Run {
+        server: &["-no_cache"],
+        client: &["-tls1_2"],
+        persistence: "\"ticket-key\"",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    let sessions = run.tether.sessions();
+    assert_eq!(sessions.len(), 1, "one key name, learned from the first ticket: {sessions:?}");
+    assert_eq!((sessions[0].0.kind, sessions[0].0.len), (PersistKind::TicketKey as u8, 16));
+}
+
+/// The control for tickets: without persistence, one in four.
+#[test]
+fn tls12_tickets_without_persistence_resume_one_in_four() {
+    let run = resume(Run {
+        server: &["-no_cache"],
+        client: &["-tls1_2"],
+        persistence: "",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    assert_one_in_four(&run);
+}
+
+/// TLS 1.3: tickets are encrypted, so the key name is learned from the first
+/// ServerHello that accepts the client's PSK (after which every offer of a
+/// ticket under that key goes to that backend).
+#[test]
+fn tls13_ticket_key_names_bring_resumptions_to_their_backend() {
+    let run = resume(Run {
+        server: &[],
+        client: &["-tls1_3"],
+        persistence: "\"ticket-key\"",
+        id_prefixes: false,
+        warm_up: true,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
+}
+
+/// The TLS 1.3 control: without persistence, one in four.
+#[test]
+fn tls13_tickets_without_persistence_resume_one_in_four() {
+    let run = resume(Run { server: &[], client: &["-tls1_3"], persistence: "", id_prefixes: false, warm_up: false });
+    assert_one_in_four(&run);
+}
+
+/// Backends that start their session IDs with their own prefix are found
+/// by it, with nothing learned.
+#[test]
+fn session_id_prefixes_route_without_a_table() {
+    let run = resume(Run {
+        server: &["-no_ticket"],
+        client: &["-tls1_2"],
+        persistence: "\"session-id-prefix\"",
+        id_prefixes: true,
+        warm_up: false,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert!(run.tether.sessions().is_empty(), "{:?}", run.tether.sessions());
+}
+
+/// `sni` and `source-ip` are learned at binding: every connection with one
+/// server name, or from one address, goes where the first one went.
+#[test]
+fn server_names_and_source_addresses_keep_their_backend() {
+    let topo = Topology::two_armed(2, 4);
+    let _backends: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::openssl(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect();
+    let vip = SocketAddr::new(VIP.into(), PORT);
+
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\""));
+    let mut by_name: HashMap<&str, Vec<String>> = HashMap::new();
+    for i in 0..24 {
+        let name = ["a.example", "b.example", "c.example"][i % 3];
+        let backend = peers::openssl_whoami_as(&topo.clients[0].ns, vip, &["-servername", name])
+            .unwrap_or_else(|e| panic!("connection {i} ({name}): {e:#}"));
+        by_name.entry(name).or_default().push(backend);
+    }
+    for (name, backends) in &by_name {
+        assert!(backends.iter().all(|b| *b == backends[0]), "{name} went to {backends:?}");
+    }
+    let distinct: std::collections::HashSet<_> = by_name.values().map(|b| &b[0]).collect();
+    assert_eq!(distinct.len(), 3, "round-robin gave each new name the next backend: {by_name:?}");
+    assert_eq!(tether.sessions().len(), 3, "{:?}", tether.sessions());
+    drop(tether);
+
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"source-ip\""));
+    let mut by_client: Vec<Vec<String>> = vec![Vec::new(); 2];
+    for i in 0..20 {
+        let backend =
+            peers::openssl_whoami(&topo.clients[i % 2].ns, vip).unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+        by_client[i % 2].push(backend);
+    }
+    for backends in &by_client {
+        assert!(backends.iter().all(|b| *b == backends[0]), "one client went to {backends:?}");
+    }
+    assert_ne!(by_client[0][0], by_client[1][0], "round-robin gave the second client the next backend");
+    assert_eq!(tether.sessions().len(), 2, "{:?}", tether.sessions());
 }
