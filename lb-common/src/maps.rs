@@ -16,6 +16,7 @@ pub const PENDING_MAP: &str = "PENDING";
 pub const SESSIONS_MAP: &str = "SESSIONS";
 pub const SESSION_PREFIXES_MAP: &str = "SESSION_PREFIXES";
 pub const PERSIST_STATS_MAP: &str = "PERSIST_STATS";
+pub const SESSION_REMOVALS_MAP: &str = "SESSION_REMOVALS";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// New connections, tail-called from `tether_xdp` through `JUMPS`.
@@ -462,6 +463,8 @@ pub struct PersistCounters {
     pub hits: u64,
     /// Entries written (learned or refreshed from the server, or at binding).
     pub learns: u64,
+    /// Of `learns`, those that added an entry (the rest refreshed one).
+    pub inserted: u64,
     /// Lookups that found an entry past the farm's `session_timeout`.
     pub expired: u64,
     /// Lookups that found an entry whose backend is disabled or gone.
@@ -469,7 +472,14 @@ pub struct PersistCounters {
     /// `ticket-key`: a key name learned for a second backend, so shared.
     pub shared: u64,
 }
-const _: () = assert!(size_of::<PersistCounters>() == 48);
+const _: () = assert!(size_of::<PersistCounters>() == 56);
+
+/// `SESSION_REMOVALS` (an array of u64 written by userspace only): entries
+/// the daemon's sweeper removed past their farm's `session_timeout`, at
+/// `farm_id * PERSIST_STAT_SLOTS + kind`, and entries `tether sessions
+/// flush` removed, `REMOVALS_FLUSHED` slots further. With `inserted` and the
+/// entries still there they tell how many the LRU evicted.
+pub const REMOVALS_FLUSHED: u32 = MAX_FARMS * PERSIST_STAT_SLOTS;
 
 /// Slots of `FARM_RR` per farm: one per backend, at most.
 pub const FARM_RR_SLOTS: u32 = MAX_BACKENDS;

@@ -36,4 +36,55 @@ pub enum Command {
         #[arg(long, default_value = "default")]
         instance: String,
     },
+    /// Inspect and edit a running daemon's persistence table (learned TLS
+    /// sessions, tickets, key names, server names, client addresses).
+    Sessions {
+        #[arg(long, short, value_name = "FILE", default_value = "/etc/tether.toml")]
+        config: PathBuf,
+        #[arg(long, default_value = "default")]
+        instance: String,
+        #[command(subcommand)]
+        action: SessionsAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionsAction {
+    /// List entries, newest use first, a page at a time.
+    List {
+        /// Only this farm's entries.
+        #[arg(long)]
+        farm: Option<String>,
+        /// Only entries of this kind (session-id, ticket, ticket-key, sni, source-ip).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Page to show, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+        #[arg(long, default_value_t = 50)]
+        page_size: usize,
+    },
+    /// Show the entry for one key, if there is one.
+    Lookup {
+        #[arg(long)]
+        farm: String,
+        #[arg(long)]
+        kind: String,
+        /// Hex bytes for session-id, ticket and ticket-key; the server name
+        /// for sni; the client address for source-ip.
+        #[arg(long)]
+        key: String,
+    },
+    /// Remove one farm's entries, of one kind, or one entry (with --kind and --key).
+    Flush {
+        #[arg(long)]
+        farm: String,
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, requires = "kind")]
+        key: Option<String>,
+    },
+    /// Table fill, the oldest entry, and per farm and kind: lookups, hits,
+    /// misses, learns, expiries, evictions.
+    Stats,
 }

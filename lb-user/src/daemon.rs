@@ -15,6 +15,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// How often connections waiting for their backend are checked against the
 /// connect timeout: the client's RST comes at most this much late.
 const PENDING_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the persistence table is swept of entries past their farm's
+/// `session_timeout` (lookups treat those as misses meanwhile).
+const SESSION_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// How often backends' neighbour entries are refreshed (the kernel lets an
 /// unused entry go stale after about 30 s and may collect it later).
 const NEIGHBOR_INTERVAL: Duration = Duration::from_secs(20);
@@ -50,6 +53,7 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     let mut sweep_tick = tokio::time::interval(SWEEP_INTERVAL);
     let mut pending_tick = tokio::time::interval(PENDING_INTERVAL);
     let mut neighbor_tick = tokio::time::interval(NEIGHBOR_INTERVAL);
+    let mut session_tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
     neighbor_tick.tick().await; // the first round ran before "ready"
     let mut neighbor_round = 1;
     let signal = loop {
@@ -66,6 +70,11 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
                 Ok(done) if done.orphans > 0 => tracing::debug!(stashes = done.orphans, "orphaned stashes removed"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pending-connection sweep failed"),
+            },
+            _ = session_tick.tick() => match dataplane.sweep_sessions(&config) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(entries = n, "expired persistence entries removed"),
+                Err(e) => tracing::warn!(error = %e, "persistence sweep failed"),
             },
             _ = neighbor_tick.tick() => {
                 let (backends, ports, round) = (backends.clone(), config.daemon.snat_ports, neighbor_round);

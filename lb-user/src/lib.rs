@@ -10,6 +10,8 @@ pub mod maglev;
 pub mod neighbors;
 pub mod pending;
 pub mod pins;
+pub mod sessions;
+pub mod sessions_cli;
 pub mod stats;
 
 /// The compiled XDP object (lb-ebpf), embedded at build time.

@@ -48,6 +48,9 @@ pub enum LoadError {
 /// The XDP program as loaded and attached for one configuration.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// `SESSION_REMOVALS`, taken out of `ebpf` (once pinned) so that the
+    /// session sweep can hold it and `SESSIONS` at once.
+    session_removals: Option<aya::maps::Map>,
     pin_dir: PathBuf,
     /// Interfaces and the mode each one got.
     pub attached: Vec<(String, &'static str)>,
@@ -61,8 +64,9 @@ impl Dataplane {
     pub fn start(config: &Config, pin_dir: PathBuf) -> Result<Dataplane, LoadError> {
         let ebpf = load(config).inspect_err(|_| pins::remove(&pin_dir))?;
         // From here on, Drop detaches and unpins whatever a failed step leaves.
-        let mut dp = Dataplane { ebpf, pin_dir, attached: Vec::new() };
+        let mut dp = Dataplane { ebpf, session_removals: None, pin_dir, attached: Vec::new() };
         dp.pin_maps()?;
+        dp.session_removals = dp.ebpf.take_map(abi::SESSION_REMOVALS_MAP);
         for interface in &config.daemon.interfaces {
             // tc first: once XDP passes a backend's SYN-ACK up, tc must be there to answer it.
             tc_program(&mut dp.ebpf)?
@@ -94,6 +98,27 @@ impl Dataplane {
         sweep(&mut self.ebpf, timeouts)
     }
 
+    /// Removes persistence entries past their farm's `session_timeout`.
+    pub fn sweep_sessions(&mut self, config: &Config) -> Result<usize, LoadError> {
+        let timeouts: Vec<std::time::Duration> = config.farms.iter().map(|f| f.session_timeout).collect();
+        let now = monotonic_ns();
+        let removals_map = self
+            .session_removals
+            .as_mut()
+            .ok_or(LoadError::Missing { what: "map", name: abi::SESSION_REMOVALS_MAP })?;
+        let mut removals: aya::maps::Array<&mut MapData, u64> =
+            removals_map.try_into().map_err(|source| LoadError::Map { map: abi::SESSION_REMOVALS_MAP, source })?;
+        let map_err = |source| LoadError::Map { map: abi::SESSIONS_MAP, source };
+        let scanned = match self.ebpf.map(abi::SESSIONS_MAP) {
+            Some(aya::maps::Map::LruHashMap(data)) => crate::sessions::entries(data).map_err(map_err)?,
+            _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
+        };
+        let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
+            map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
+        crate::sessions::sweep(&scanned, &mut sessions, &mut removals, &timeouts, now)
+            .map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })
+    }
+
     /// Ends the waits of `tls` connections whose backend has not answered
     /// within `connect`; see [`crate::pending::expire`].
     pub fn expire_pending(&mut self, connect: std::time::Duration) -> Result<crate::pending::Expired, LoadError> {
@@ -104,8 +129,13 @@ impl Dataplane {
     /// Pins what other processes read: the counters (`tether status`) and the
     /// flow table (`tether` tools and tests).
     fn pin_maps(&mut self) -> Result<(), LoadError> {
-        for (name, pin) in [(abi::STATS_MAP, STATS_PIN), (abi::FLOWS_MAP, FLOWS_PIN), (abi::SESSIONS_MAP, SESSIONS_PIN)]
-        {
+        for (name, pin) in [
+            (abi::STATS_MAP, STATS_PIN),
+            (abi::FLOWS_MAP, FLOWS_PIN),
+            (abi::SESSIONS_MAP, SESSIONS_PIN),
+            (abi::PERSIST_STATS_MAP, crate::sessions::PERSIST_STATS_PIN),
+            (abi::SESSION_REMOVALS_MAP, crate::sessions::SESSION_REMOVALS_PIN),
+        ] {
             let path = self.pin_dir.join(pin);
             let map = self.ebpf.map(name).ok_or(LoadError::Missing { what: "map", name })?;
             map.pin(&path).map_err(|source| LoadError::PinMap { map: name, path, source })?;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(daemon::run(&config, &instance))),
         Command::CheckConfig { files } => check_config(&files),
         Command::Status { config, instance } => status(&config, &instance),
+        Command::Sessions { config, instance, action } => lb_user::sessions_cli::run(&config, &instance, action),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

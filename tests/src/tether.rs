@@ -73,6 +73,22 @@ impl Tether {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs `tether sessions ARGS` against this daemon: its stdout, or its
+    /// stderr as the error.
+    pub fn sessions_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new(tether_bin())
+            .args(["sessions", "--config"])
+            .arg(self.config_dir.path().join("tether.toml"))
+            .args(args)
+            .output()
+            .expect("run tether sessions");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     pub fn log(&self) -> String {
         self.proc.output()
     }

@@ -319,3 +319,72 @@ fn server_names_and_source_addresses_keep_their_backend() {
     assert_ne!(by_client[0][0], by_client[1][0], "round-robin gave the second client the next backend");
     assert_eq!(tether.sessions().len(), 2, "{:?}", tether.sessions());
 }
+
+/// `tether sessions` on a live table: list, look up, stats, flush one entry;
+/// and an entry past the farm's `session_timeout` is a miss at once and is
+/// removed by the daemon's sweep.
+#[test]
+fn the_session_table_can_be_inspected_flushed_and_expires() {
+    let topo = Topology::two_armed(1, 2);
+    let _backends: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            BackendServer::openssl_with(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}"), &["-no_ticket"])
+        })
+        .collect();
+    let config = config_with(&topo, "\"session-id\"", "session_timeout = \"3s\"", &topo.backends_toml(PORT));
+    let tether = Tether::start(&topo.lb, &config);
+    let vip = SocketAddr::new(VIP.into(), PORT);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = dir.path().join("session.pem");
+    let client = &topo.clients[0].ns;
+    let tls12 = ["-tls1_2"];
+    let (_, first) = peers::openssl_session(client, vip, &tls12, &session, SessionFile::Save).expect("first");
+    let (reused, again) = peers::openssl_session(client, vip, &tls12, &session, SessionFile::Offer).expect("offer");
+    assert!(reused && again == first, "resumed on {again} (first: {first})");
+
+    let sessions = tether.sessions();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let id: String = sessions[0].0.bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let list = tether.sessions_cli(&["list"]).expect("list");
+    assert!(list.starts_with("1 entries, page 1 of 1"), "{list}");
+    let row = list.lines().find(|l| l.contains(&id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
+    assert!(row.contains("session-id") && row.contains(&first), "{row}");
+    let found =
+        tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "session-id", "--key", &id]).expect("lookup");
+    assert!(found.contains(&first), "{found}");
+    let stats = tether.sessions_cli(&["stats"]).expect("stats");
+    let row = stats.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("no farm row:\n{stats}"));
+    let numbers: Vec<u64> = row.split_whitespace().skip(2).map(|n| n.parse().expect("a count")).collect();
+    // entries, lookups, hits, misses, learns, expiries, evictions, unusable
+    // (the first hello offered no session ID, so it looked nothing up)
+    assert_eq!(numbers, [1, 1, 1, 0, 1, 0, 0, 0], "{stats}");
+    assert!(stats.contains("table: 1 of "), "{stats}");
+
+    let flushed =
+        tether.sessions_cli(&["flush", "--farm", "web", "--kind", "session-id", "--key", &id]).expect("flush");
+    assert!(flushed.contains("removed 1 entries"), "{flushed}");
+    assert!(tether.sessions().is_empty());
+    let missing = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "session-id", "--key", &id]);
+    assert!(missing.is_err_and(|e| e.contains("no entry")), "a flushed entry is gone");
+    let bad = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "session-id", "--key", "xyz"]);
+    assert!(bad.is_err_and(|e| e.contains("not hex")), "bad keys are refused with a reason");
+
+    // Learned again, then left unused past the 3 s timeout.
+    peers::openssl_session(client, vip, &tls12, &session, SessionFile::Save).expect("new session");
+    assert_eq!(tether.sessions().len(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(3_500));
+    peers::openssl_session(client, vip, &tls12, &session, SessionFile::Offer).expect("late offer");
+    let stats = tether.sessions_cli(&["stats"]).expect("stats");
+    let row = stats.lines().find(|l| l.starts_with("web ")).expect("farm row");
+    let expiries: u64 = row.split_whitespace().nth(7).and_then(|n| n.parse().ok()).expect("expiries");
+    assert!(expiries >= 1, "the late offer found its entry expired:\n{stats}");
+    // The sweep runs every 10 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    while !tether.sessions().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no sweep removed {:?}", tether.sessions());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}

@@ -8,6 +8,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_load_bytes},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
@@ -43,6 +44,13 @@ static SESSION_PREFIXES: HashMap<SessionKey, u32> = HashMap::with_max_entries(lb
 /// What each kind did for each farm (`PersistCounters`).
 #[map(name = "PERSIST_STATS")]
 static PERSIST_STATS: PerCpuArray<PersistCounters> = PerCpuArray::with_max_entries(MAX_FARMS * PERSIST_STAT_SLOTS, 0);
+
+/// Written by the daemon and `tether sessions` only (see
+/// `lb_common::maps::REMOVALS_FLUSHED`); declared here so that it lives with
+/// the other maps and is pinned beside them.
+#[map(name = "SESSION_REMOVALS")]
+static SESSION_REMOVALS: aya_ebpf::maps::Array<u64> =
+    aya_ebpf::maps::Array::with_max_entries(2 * MAX_FARMS * PERSIST_STAT_SLOTS, 0);
 
 /// Per-CPU room for the key being built, which keeps the callers' frames small.
 #[map(name = "SESSION_KEY_SCRATCH")]
@@ -233,9 +241,14 @@ fn learn(key: &SessionKey, backend_id: u32) {
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let entry = SessionEntry { backend_id, _pad: 0, created_ns: now, last_used_ns: now };
-    let _ = SESSIONS.insert(key, &entry, 0);
+    // A new key first, so that the counters tell additions from refreshes.
+    let added = SESSIONS.insert(key, &entry, BPF_NOEXIST as u64).is_ok();
+    if !added {
+        let _ = SESSIONS.insert(key, &entry, 0);
+    }
     if let Some(stats) = counters(key.farm_id, PersistKind::try_from(key.kind).unwrap_or(PersistKind::SessionId)) {
         stats.learns += 1;
+        stats.inserted += added as u64;
     }
 }
 

@@ -1,0 +1,299 @@
+//! The persistence table (`SESSIONS`) from userspace: the daemon's sweep of
+//! expired entries, and what `tether sessions` shows and changes.
+
+use std::{net::IpAddr, path::Path, time::Duration};
+
+use anyhow::{Context as _, bail};
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use lb_common::{
+    maps::{
+        MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind,
+        REMOVALS_FLUSHED, SESSION_KEY_MAX, SessionEntry, SessionKey,
+    },
+    persist,
+};
+
+use crate::{
+    config::{Config, PersistenceKind},
+    stats::SESSIONS_PIN,
+};
+
+/// Pins, beside `stats::SESSIONS_PIN`.
+pub const PERSIST_STATS_PIN: &str = "persist_stats";
+pub const SESSION_REMOVALS_PIN: &str = "session_removals";
+
+/// The kinds in `PersistKind` order, with their configuration names.
+pub const KINDS: [(PersistKind, &str); MAX_PERSIST_KINDS] = [
+    (PersistKind::SessionId, "session-id"),
+    (PersistKind::Ticket, "ticket"),
+    (PersistKind::TicketKey, "ticket-key"),
+    (PersistKind::SessionIdPrefix, "session-id-prefix"),
+    (PersistKind::Sni, "sni"),
+    (PersistKind::SourceIp, "source-ip"),
+];
+
+pub fn kind_name(kind: u8) -> &'static str {
+    KINDS.iter().find(|(k, _)| *k as u8 == kind).map_or("unknown", |(_, name)| name)
+}
+
+pub fn kind_of(config_kind: PersistenceKind) -> PersistKind {
+    match config_kind {
+        PersistenceKind::SessionId => PersistKind::SessionId,
+        PersistenceKind::Ticket => PersistKind::Ticket,
+        PersistenceKind::TicketKey => PersistKind::TicketKey,
+        PersistenceKind::SessionIdPrefix => PersistKind::SessionIdPrefix,
+        PersistenceKind::Sni => PersistKind::Sni,
+        PersistenceKind::SourceIp => PersistKind::SourceIp,
+    }
+}
+
+fn syscall(call: &'static str) -> impl Fn(std::io::Error) -> MapError {
+    move |io_error| MapError::SyscallError(aya::sys::SyscallError { call, io_error })
+}
+
+/// Every entry of a `SESSIONS` map.
+pub fn entries(map: &MapData) -> Result<Vec<(SessionKey, SessionEntry)>, MapError> {
+    crate::batch::lookup_all(map).map_err(syscall("bpf_map_lookup_batch"))
+}
+
+/// Removes the entries of `sessions` (whose contents a batch read gave as
+/// `scanned`) unused for longer than their farm's timeout (`timeouts`, by
+/// farm id) at `now` (CLOCK_MONOTONIC ns), counting them in `removals`.
+/// Returns how many went.
+pub fn sweep(
+    scanned: &[(SessionKey, SessionEntry)],
+    sessions: &mut HashMap<&mut MapData, SessionKey, SessionEntry>,
+    removals: &mut Array<&mut MapData, u64>,
+    timeouts: &[Duration],
+    now: u64,
+) -> Result<usize, MapError> {
+    let mut removed = 0;
+    for (key, entry) in scanned.iter().filter(|(k, e)| expired(k, e, timeouts, now)) {
+        // Looked at again: a lookup may have refreshed it since the scan.
+        match sessions.get(key, 0) {
+            Ok(current) if current.last_used_ns == entry.last_used_ns => {}
+            _ => continue,
+        }
+        match sessions.remove(key) {
+            Ok(()) => {
+                removed += 1;
+                add(removals, key.farm_id * PERSIST_STAT_SLOTS + key.kind as u32, 1)?;
+            }
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}
+
+fn expired(key: &SessionKey, entry: &SessionEntry, timeouts: &[Duration], now: u64) -> bool {
+    // An entry of a farm the configuration no longer has can never be used.
+    let Some(timeout) = timeouts.get(key.farm_id as usize) else { return true };
+    now.saturating_sub(entry.last_used_ns) > timeout.as_nanos() as u64
+}
+
+fn add(array: &mut Array<&mut MapData, u64>, index: u32, n: u64) -> Result<(), MapError> {
+    let old = array.get(&index, 0)?;
+    array.set(index, old + n, 0)
+}
+
+/// A running instance's persistence maps, opened from their pins.
+pub struct Pinned {
+    sessions: Map,
+    stats: Map,
+    removals: Map,
+}
+
+impl Pinned {
+    pub fn open(instance_dir: &Path) -> anyhow::Result<Pinned> {
+        let open = |pin: &str| -> anyhow::Result<Map> {
+            let path = instance_dir.join(pin);
+            let data = MapData::from_pin(&path)
+                .with_context(|| format!("cannot open {}; is the daemon running?", path.display()))?;
+            Ok(Map::from_map_data(data)?)
+        };
+        Ok(Pinned {
+            sessions: open(SESSIONS_PIN)?,
+            stats: open(PERSIST_STATS_PIN)?,
+            removals: open(SESSION_REMOVALS_PIN)?,
+        })
+    }
+
+    pub fn entries(&self) -> anyhow::Result<Vec<(SessionKey, SessionEntry)>> {
+        match &self.sessions {
+            Map::LruHashMap(data) => Ok(entries(data)?),
+            _ => bail!("the pinned `{SESSIONS_PIN}` map is not an LRU hash map"),
+        }
+    }
+
+    pub fn get(&self, key: &SessionKey) -> anyhow::Result<Option<SessionEntry>> {
+        let sessions: HashMap<&MapData, SessionKey, SessionEntry> = (&self.sessions).try_into()?;
+        match sessions.get(key, 0) {
+            Ok(entry) => Ok(Some(entry)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes one entry; false if there was none.
+    pub fn remove(&mut self, key: &SessionKey) -> anyhow::Result<bool> {
+        let mut sessions: HashMap<&mut MapData, SessionKey, SessionEntry> = (&mut self.sessions).try_into()?;
+        match sessions.remove(key) {
+            Ok(()) => {}
+            Err(MapError::KeyNotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let mut removals: Array<&mut MapData, u64> = (&mut self.removals).try_into()?;
+        add(&mut removals, REMOVALS_FLUSHED + key.farm_id * PERSIST_STAT_SLOTS + key.kind as u32, 1)?;
+        Ok(true)
+    }
+
+    /// One farm's and kind's counters, summed over CPUs, and the entries the
+    /// sweeper and flushes removed.
+    pub fn counters(&self, farm_id: u32, kind: PersistKind) -> anyhow::Result<KindCounters> {
+        let index = farm_id * PERSIST_STAT_SLOTS + kind as u32;
+        let stats: PerCpuArray<&MapData, PersistCounters> = (&self.stats).try_into()?;
+        let mut sum = PersistCounters::default();
+        for c in stats.get(&index, 0)?.iter() {
+            sum.lookups += c.lookups;
+            sum.hits += c.hits;
+            sum.learns += c.learns;
+            sum.inserted += c.inserted;
+            sum.expired += c.expired;
+            sum.unusable += c.unusable;
+            sum.shared += c.shared;
+        }
+        let removals: Array<&MapData, u64> = (&self.removals).try_into()?;
+        Ok(KindCounters {
+            xdp: sum,
+            swept: removals.get(&index, 0)?,
+            flushed: removals.get(&(REMOVALS_FLUSHED + index), 0)?,
+        })
+    }
+}
+
+/// What one kind did for one farm.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KindCounters {
+    pub xdp: PersistCounters,
+    pub swept: u64,
+    pub flushed: u64,
+}
+
+impl KindCounters {
+    pub fn misses(&self) -> u64 {
+        self.xdp.lookups.saturating_sub(self.xdp.hits)
+    }
+
+    /// Expired: found stale by a lookup, or removed by the sweeper.
+    pub fn expiries(&self) -> u64 {
+        self.xdp.expired + self.swept
+    }
+
+    /// Entries the LRU pushed out: every one added and not still there,
+    /// swept or flushed. (Read at slightly different moments, so a busy
+    /// table can be off by the entries added in between.)
+    pub fn evictions(&self, live: u64) -> u64 {
+        self.xdp.inserted.saturating_sub(live + self.swept + self.flushed)
+    }
+}
+
+/// How a key of `kind` is written on the command line and in listings:
+/// hex bytes for session IDs, tickets and key names, the hash for server
+/// names (`lookup --key` takes the name), the prefix for addresses.
+pub fn format_key(key: &SessionKey) -> String {
+    let bytes = &key.bytes[..(key.len as usize).min(SESSION_KEY_MAX)];
+    match PersistKind::try_from(key.kind) {
+        Ok(PersistKind::SourceIp) if key.len == 4 => IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]).to_string(),
+        Ok(PersistKind::SourceIp) if key.len == 16 => {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(bytes);
+            IpAddr::from(b).to_string()
+        }
+        Ok(PersistKind::Sni) => format!("hash:{}", hex(bytes)),
+        _ => hex(bytes),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+        bail!("`{text}` is not hex bytes (two hex digits a byte)");
+    }
+    Ok((0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("checked hex")).collect())
+}
+
+/// The `SESSIONS` key an operator names: `value` is hex for `session-id`
+/// (the whole ID), `ticket` (the ticket, or its first 32 bytes) and
+/// `ticket-key` (16 bytes), the server name for `sni`, the client address
+/// for `source-ip` (the farm's prefix length is applied).
+pub fn key_for(config: &Config, farm_id: u32, kind: PersistKind, value: &str) -> anyhow::Result<SessionKey> {
+    let farm = config.farms.get(farm_id as usize).context("no such farm")?;
+    let mut key = SessionKey { farm_id, kind: kind as u8, len: 0, _pad: [0, 0], bytes: [0; SESSION_KEY_MAX] };
+    let mut put = |bytes: &[u8]| {
+        key.len = bytes.len() as u8;
+        key.bytes[..bytes.len()].copy_from_slice(bytes);
+    };
+    match kind {
+        PersistKind::SessionId => {
+            let id = unhex(value)?;
+            if id.is_empty() || id.len() > 32 {
+                bail!("a session ID has 1 to 32 bytes; `{value}` has {}", id.len());
+            }
+            put(&id);
+        }
+        PersistKind::Ticket => {
+            let ticket = unhex(value)?;
+            if ticket.is_empty() {
+                bail!("give the ticket's bytes (at least its first 32) in hex");
+            }
+            put(&ticket[..ticket.len().min(persist::TICKET_ID_LEN)]);
+        }
+        PersistKind::TicketKey => {
+            let name = unhex(value)?;
+            if name.len() < persist::KEY_NAME_LEN {
+                bail!("a ticket key name has 16 bytes; `{value}` has {}", name.len());
+            }
+            put(&name[..persist::KEY_NAME_LEN]);
+        }
+        PersistKind::Sni => put(&persist::name_hash(value.as_bytes())),
+        PersistKind::SourceIp => {
+            let address: IpAddr = value.parse().with_context(|| format!("`{value}` is not an IP address"))?;
+            let (family, prefix) = match address {
+                IpAddr::V4(_) => (lb_common::Family::Ipv4 as u8, farm.source_prefix_v4),
+                IpAddr::V6(_) => (lb_common::Family::Ipv6 as u8, farm.source_prefix_v6),
+            };
+            let mut masked = [0u8; 16];
+            let len = persist::source_prefix(&crate::loader::addr_bytes(address), family, prefix, &mut masked);
+            put(&masked[..len as usize]);
+        }
+        PersistKind::SessionIdPrefix => bail!("`session-id-prefix` has no table: it routes by the configured prefixes"),
+    }
+    Ok(key)
+}
+
+/// Table fill: entries and the capacity they share (all farms).
+pub const CAPACITY: u32 = MAX_SESSIONS;
+
+/// The kinds `farm_id` could have entries of; for counters of every farm.
+pub fn farm_ids(config: &Config) -> impl Iterator<Item = u32> + '_ {
+    (0..config.farms.len() as u32).filter(|id| *id < MAX_FARMS)
+}
+
+/// `NO_BACKEND` is a ticket key several backends share.
+pub fn backend_label(config: &Config, backend_id: u32) -> String {
+    if backend_id == NO_BACKEND {
+        return "(shared key)".to_owned();
+    }
+    let ids = crate::loader::backend_ids(config);
+    for (farm, first) in config.farms.iter().zip(ids) {
+        if let Some(b) = backend_id.checked_sub(first).and_then(|j| farm.backends.get(j as usize)) {
+            return b.name.clone();
+        }
+    }
+    format!("#{backend_id} (not in the configuration)")
+}
