@@ -54,10 +54,10 @@ pub const MAX_PENDING: u32 = 8192;
 /// The largest first client segment (usually the ClientHello) tether stashes
 /// while it opens the backend connection: more than a 1500-byte MTU allows.
 pub const STASH_MAX: usize = 2048;
-/// Learned persistence entries (`SESSIONS`), over all farms. LRU maps are
-/// preallocated (about 110 bytes an entry with the kernel's overhead), so
-/// this is kernel memory held from load; sizing it from the farms'
-/// `session_capacity` comes with `tether sessions`.
+/// Learned persistence entries (`SESSIONS`), over all farms, as the object
+/// declares them; the loader sizes the table from the farms'
+/// `session_capacity` instead. LRU maps are preallocated (about 110 bytes an
+/// entry with the kernel's overhead): kernel memory held from load.
 pub const MAX_SESSIONS: u32 = 1 << 18;
 /// A Maglev slot or backend reference that names no backend.
 pub const NO_BACKEND: u32 = u32::MAX;

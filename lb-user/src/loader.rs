@@ -157,7 +157,8 @@ impl Drop for Dataplane {
 /// The object with its maps filled from `config` and its programs (XDP and
 /// tc) loaded (verified), attached nowhere.
 pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
-    let mut ebpf = Ebpf::load(EBPF_OBJECT)?;
+    let mut ebpf =
+        aya::EbpfLoader::new().map_max_entries(abi::SESSIONS_MAP, session_table_size(config)).load(EBPF_OBJECT)?;
     write_settings(&mut ebpf, config)?;
     write_backends(&mut ebpf, config)?;
     write_farms(&mut ebpf, config)?;
@@ -457,6 +458,14 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
         }
     }
     Ok(removed)
+}
+
+/// Entries of the persistence table: the farms' `session_capacity` added up
+/// (one LRU table serves all farms; a farm's capacity is its share of it).
+/// LRU maps are preallocated, about 110 bytes an entry.
+pub fn session_table_size(config: &Config) -> u32 {
+    let total: u64 = config.farms.iter().map(|f| u64::from(f.session_capacity)).sum();
+    total.clamp(1, config::MAX_SESSION_CAPACITY) as u32
 }
 
 /// The first backend id of each farm: backends are numbered in config order.

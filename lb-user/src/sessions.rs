@@ -7,8 +7,8 @@ use anyhow::{Context as _, bail};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use lb_common::{
     maps::{
-        MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind,
-        REMOVALS_FLUSHED, SESSION_KEY_MAX, SessionEntry, SessionKey,
+        MAX_FARMS, MAX_PERSIST_KINDS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind, REMOVALS_FLUSHED,
+        SESSION_KEY_MAX, SessionEntry, SessionKey,
     },
     persist,
 };
@@ -122,6 +122,14 @@ impl Pinned {
     pub fn entries(&self) -> anyhow::Result<Vec<(SessionKey, SessionEntry)>> {
         match &self.sessions {
             Map::LruHashMap(data) => Ok(entries(data)?),
+            _ => bail!("the pinned `{SESSIONS_PIN}` map is not an LRU hash map"),
+        }
+    }
+
+    /// The table's size, as the daemon sized it from the farms' capacities.
+    pub fn capacity(&self) -> anyhow::Result<u32> {
+        match &self.sessions {
+            Map::LruHashMap(data) => Ok(data.info()?.max_entries()),
             _ => bail!("the pinned `{SESSIONS_PIN}` map is not an LRU hash map"),
         }
     }
@@ -275,9 +283,6 @@ pub fn key_for(config: &Config, farm_id: u32, kind: PersistKind, value: &str) ->
     }
     Ok(key)
 }
-
-/// Table fill: entries and the capacity they share (all farms).
-pub const CAPACITY: u32 = MAX_SESSIONS;
 
 /// The kinds `farm_id` could have entries of; for counters of every farm.
 pub fn farm_ids(config: &Config) -> impl Iterator<Item = u32> + '_ {

@@ -129,9 +129,12 @@ fn print_entry(config: &Config, (key, entry): &(SessionKey, SessionEntry), now: 
 fn stats(config: &Config, pinned: &Pinned) -> anyhow::Result<()> {
     let entries = pinned.entries()?;
     let now = monotonic_ns();
-    println!("table: {} of {} entries ({:.2}% full)", entries.len(), sessions::CAPACITY, {
-        100.0 * entries.len() as f64 / sessions::CAPACITY as f64
-    });
+    let capacity = pinned.capacity()?;
+    println!(
+        "table: {} of {capacity} entries ({:.2}% full)",
+        entries.len(),
+        100.0 * entries.len() as f64 / capacity.max(1) as f64
+    );
     match entries.iter().map(|(_, e)| e.created_ns).min() {
         Some(oldest) => println!("oldest entry: learned {} s ago", now.saturating_sub(oldest) / 1_000_000_000),
         None => println!("oldest entry: none"),

@@ -388,3 +388,50 @@ fn the_session_table_can_be_inspected_flushed_and_expires() {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
+
+/// A full table: the farm's `session_capacity` sizes it, the LRU makes
+/// room for new entries by forgetting the least recently used, the
+/// evictions are counted, and the newest entries keep working.
+#[test]
+fn a_full_table_evicts_the_least_recently_used_and_keeps_working() {
+    const CAPACITY: usize = 100;
+    const NAMES: usize = 300;
+    let topo = Topology::two_armed(1, 4);
+    let _backends: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::openssl(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect();
+    let config = config_with(&topo, "\"sni\"", &format!("session_capacity = {CAPACITY}"), &topo.backends_toml(PORT));
+    let tether = Tether::start(&topo.lb, &config);
+    let vip = SocketAddr::new(VIP.into(), PORT);
+    let client = &topo.clients[0].ns;
+    let mut first_backend = Vec::new();
+    for i in 0..NAMES {
+        let name = format!("n{i}.example");
+        let backend = peers::openssl_whoami_as(client, vip, &["-servername", &name])
+            .unwrap_or_else(|e| panic!("connection {i}: {e:#}"));
+        first_backend.push(backend);
+    }
+    let live = tether.sessions().len();
+    assert!(live <= CAPACITY && live >= CAPACITY / 2, "{live} entries in a table of {CAPACITY}");
+    let stats = tether.sessions_cli(&["stats"]).expect("stats");
+    assert!(stats.contains(&format!("table: {live} of {CAPACITY} entries")), "{stats}");
+    let row = stats.lines().find(|l| l.starts_with("web ")).expect("farm row");
+    let numbers: Vec<u64> = row.split_whitespace().skip(2).map(|n| n.parse().expect("a count")).collect();
+    // entries, lookups, hits, misses, learns, expiries, evictions, unusable
+    assert_eq!(numbers[4], NAMES as u64, "every new name learned: {stats}");
+    assert_eq!(numbers[6], (NAMES - live) as u64, "every entry added and gone was evicted: {stats}");
+    // The names used last are the ones kept, and still bring their
+    // connections to the backend they first had.
+    for i in NAMES - 10..NAMES {
+        let name = format!("n{i}.example");
+        let found = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "sni", "--key", &name]);
+        assert!(found.is_ok(), "{name}, among the newest, was evicted: {found:?}");
+        let backend = peers::openssl_whoami_as(client, vip, &["-servername", &name]).expect("again");
+        assert_eq!(backend, first_backend[i], "{name}");
+    }
+    let oldest = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "sni", "--key", "n0.example"]);
+    assert!(oldest.is_err(), "the least recently used name is gone: {oldest:?}");
+}
