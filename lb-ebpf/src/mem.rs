@@ -11,7 +11,10 @@
 
 use core::mem::{align_of, size_of};
 
-use lb_common::tcpopt::{NO_WSCALE, SynOptions};
+use lb_common::{
+    tcpopt::{NO_WSCALE, SynOptions},
+    tls::Span,
+};
 
 /// Sets every byte of `value` to zero, four at a time.
 ///
@@ -33,4 +36,58 @@ pub fn reset_syn_options(opts: &mut SynOptions) {
     // SAFETY: SynOptions is plain integers.
     unsafe { zero(opts) };
     opts.wscale = NO_WSCALE;
+}
+
+/// Room that must follow a buffer `copy_span` reads from, in the same map
+/// value: its last word may start at the buffer's last byte.
+pub const SPAN_SLACK: usize = 32;
+
+/// Copies the first `N` bytes of `span` from the `M`-byte buffer at `buf`
+/// into `out`, zeroing what the span does not cover: the XDP program's
+/// `lb_common::persist::copy_key`, eight bytes a load.
+///
+/// VERIFIER (and speed): the byte-wise copy, a masked load and a mask per
+/// byte, was most of the cost of reading a ClientHello's keys (500
+/// instructions a 32-byte key). Here the start is masked into the buffer
+/// once and each word loaded whole, which may read up to `SPAN_SLACK`
+/// bytes past the buffer's end (masked off).
+///
+/// # Safety
+/// `buf` points at `M` bytes followed by `SPAN_SLACK` more readable bytes.
+#[inline(always)]
+pub unsafe fn copy_span<const M: usize, const N: usize>(buf: *const [u8; M], span: Span, out: &mut [u8; N]) {
+    const { assert!(M.is_power_of_two() && N % 8 == 0 && N <= SPAN_SLACK) };
+    let start = span.start as usize & (M - 1);
+    // Bits of the span in each word: 8 * len - 64 * word, within [0, 64].
+    let span_bits = 8 * (span.len as i64).min(N as i64);
+    // Opaque to LLVM: a span it knows to be short (a 16-byte key name) would
+    // make it store the zero words with a `memset` call.
+    // SAFETY: reading a local.
+    let span_bits = unsafe { core::ptr::read_volatile(&span_bits) };
+    let words = out.as_mut_ptr() as *mut u64;
+    for w in 0..N / 8 {
+        // SAFETY: start <= M - 1 and 8 * w + 8 <= N <= SPAN_SLACK: inside
+        // the buffer and the room after it (the caller's promise).
+        let word = unsafe { (buf as *const u8).add(start + 8 * w).cast::<u64>().read_unaligned() };
+        let bits = clamp_0_64(span_bits - 64 * w as i64);
+        // SAFETY: w < N / 8 words of `out`.
+        unsafe { words.add(w).write_unaligned(word & low_bits(bits)) };
+    }
+}
+
+/// `x` clamped to [0, 64] without a branch (a BPF comparison is a jump).
+#[inline(always)]
+fn clamp_0_64(x: i64) -> u64 {
+    let x = x & !(x >> 63); // max(x, 0)
+    let over = x - 64;
+    (x - (over & !(over >> 63))) as u64 // min(x, 64)
+}
+
+/// A word whose low `bits` (0 to 64) bits are set, little-endian: the first
+/// `bits / 8` bytes in memory order.
+#[inline(always)]
+fn low_bits(bits: u64) -> u64 {
+    let all = u64::MAX >> ((64 - bits) & 63);
+    // Zero bits would shift by 64: `all` is then every bit, so clear it.
+    all & !(((bits as i64) - 1) >> 63) as u64
 }

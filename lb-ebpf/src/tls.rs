@@ -15,7 +15,7 @@ use core::ffi::c_void;
 use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use lb_common::{
     maps::STASH_MAX,
-    persist::{NameHash, name_word},
+    persist::NameHash,
     tls::{self, ClientHello, Extensions, MAX_EXTENSIONS, ServerHello, Span, TlsError},
 };
 
@@ -120,13 +120,21 @@ extern "C" fn name_hash_step(index: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let Some(p) = pending::scratch() else { return 1 };
-    read.name_hash.add(name_word(&p.data, read.hello.sni, at));
+    let sni = read.hello.sni;
+    let rest = Span { start: sni.start.wrapping_add(at as u16), len: sni.len.saturating_sub(at as u16) };
+    let mut word = [0u8; 8];
+    // SAFETY: the stash is followed by `SPAN_SLACK` bytes (`pending::Scratch`).
+    unsafe { crate::mem::copy_span(&p.data, rest, &mut word) };
+    read.name_hash.add(u64::from_le_bytes(word));
     0
 }
 
 /// The first bytes of a backend segment, and what was read from them.
+#[repr(C)]
 pub struct ServerRead {
     pub buf: [u8; STASH_MAX],
+    /// Room `mem::copy_span` may read after `buf`.
+    _slack: [u8; crate::mem::SPAN_SLACK],
     pub len: u16,
     pub hello: ServerHello,
     walk: Extensions,

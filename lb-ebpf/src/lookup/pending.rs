@@ -21,14 +21,24 @@ static PENDING: LruHashMap<FlowKey, Pending> = LruHashMap::with_max_entries(MAX_
 /// Per-CPU room where a `Pending` is assembled before it is inserted: at
 /// 2 KiB it is four times the stack.
 #[map(name = "PENDING_SCRATCH")]
-static PENDING_SCRATCH: PerCpuArray<Pending> = PerCpuArray::with_max_entries(1, 0);
+static PENDING_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// A `Pending` and the room after its data that `mem::copy_span` needs to
+/// read persistence keys from the stashed ClientHello.
+#[repr(C)]
+pub struct Scratch {
+    pending: Pending,
+    _slack: [u8; crate::mem::SPAN_SLACK],
+}
 
 const _: () = assert!(STASH_MAX.is_power_of_two());
+// `data` ends the `Pending`, so the slack follows it.
+const _: () = assert!(core::mem::offset_of!(Pending, data) + STASH_MAX == core::mem::size_of::<Pending>());
 
 #[inline(always)]
 pub fn scratch() -> Option<&'static mut Pending> {
     // SAFETY: per-CPU memory used by one program run at a time on this CPU.
-    PENDING_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+    PENDING_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut (*p).pending })
 }
 
 #[inline(always)]

@@ -90,7 +90,9 @@ fn span_key(farm_id: u32, kind: PersistKind, buf: &[u8; STASH_MAX], span: Span) 
     }
     let key = key_slot(farm_id, kind)?;
     key.len = span.len.min(SESSION_KEY_MAX as u16) as u8;
-    persist::copy_key(buf, span, &mut key.bytes);
+    // SAFETY: both buffers keys are read from (the stash and the server's
+    // segment) are followed by `SPAN_SLACK` bytes of their map value.
+    unsafe { crate::mem::copy_span(buf, span, &mut key.bytes) };
     Some(key)
 }
 
@@ -311,9 +313,11 @@ pub fn expect_server_hello(farm: &FarmInfo, to_client: *mut Flow) {
     // SAFETY: a live FLOWS value, no other reference to it in this run.
     let to_client = unsafe { &mut *to_client };
     to_client.client_sid_len = hello.session_id.len as u8;
-    persist::copy_key(&p.data, hello.session_id, &mut to_client.client_sid_prefix);
+    // SAFETY: the stash is followed by `SPAN_SLACK` bytes (`pending::Scratch`).
+    unsafe { crate::mem::copy_span(&p.data, hello.session_id, &mut to_client.client_sid_prefix) };
     to_client.has_offered_key_name = key_name.is_some() as u8;
-    persist::copy_key(&p.data, key_name.unwrap_or(Span::EMPTY), &mut to_client.offered_key_name);
+    // SAFETY: as above.
+    unsafe { crate::mem::copy_span(&p.data, key_name.unwrap_or(Span::EMPTY), &mut to_client.offered_key_name) };
     to_client.flags |= flags;
 }
 
