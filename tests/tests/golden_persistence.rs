@@ -1,0 +1,352 @@
+//! Golden packets for persistence (DESIGN.md §3): hand-built hellos and
+//! server messages through the data path with BPF_PROG_TEST_RUN, and the
+//! persistence table read back. A resumed hit, a miss, learning from the
+//! ServerHello and from a NewSessionTicket, a TLS 1.3 echo never learned, an
+//! expired entry; and a million TLS 1.3 ServerHellos that leave the TLS 1.2
+//! sessions learned before them in place.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{HashMap, MapData, PerCpuArray};
+use lb_common::{
+    Flow, FlowKey,
+    maps::{self as abi, FlowDirection, PersistCounters, PersistKind, SessionEntry, SessionKey, flow_flags},
+    reason,
+};
+use tether_tests::{
+    dataplane::{TestDataplane, XDP_REDIRECT},
+    fibnet::{BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, Net, SNAT},
+    packet::*,
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
+const PORT: u16 = 443;
+/// Two backends on one host: they differ by port.
+const PORTS: [u16; 2] = [443, 8443];
+const VIP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const BACKEND_ISN: u32 = 7_777;
+
+fn config(capacity: u32) -> String {
+    format!(
+        "[daemon]\ninterfaces = [\"be\"]\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"web\"\nsnat = \"{SNAT}\"\n\n\
+         [[farm]]\nname = \"web\"\npersistence = [\"session-id\", \"ticket\", \"ticket-key\"]\n\
+         session_timeout = \"300s\"\nsession_capacity = {capacity}\n\
+         [[farm.backend]]\nname = \"b0\"\naddress = \"{BACKEND}:{}\"\n\
+         [[farm.backend]]\nname = \"b1\"\naddress = \"{BACKEND}:{}\"\n",
+        PORTS[0], PORTS[1]
+    )
+}
+
+// --- TLS messages, built by hand ---------------------------------------
+
+fn record(content: u8, payload: &[u8]) -> Vec<u8> {
+    [&[content, 3, 3][..], &(payload.len() as u16).to_be_bytes(), payload].concat()
+}
+
+fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
+    let len = (body.len() as u32).to_be_bytes();
+    [&[msg_type, len[1], len[2], len[3]][..], body].concat()
+}
+
+fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
+    [&kind.to_be_bytes()[..], &(data.len() as u16).to_be_bytes(), data].concat()
+}
+
+/// A ClientHello offering `session_id`, and a SessionTicket extension with
+/// `ticket` if given (empty: asking for one).
+fn client_hello(session_id: &[u8], ticket: Option<&[u8]>) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend([0x11; 32]);
+    body.push(session_id.len() as u8);
+    body.extend(session_id);
+    body.extend([0, 4, 0x13, 0x01, 0xC0, 0x2F, 1, 0]);
+    let mut extensions = ext(0x000A, &[0, 2, 0, 0x1D]);
+    if let Some(ticket) = ticket {
+        extensions.extend(ext(35, ticket));
+    }
+    body.extend((extensions.len() as u16).to_be_bytes());
+    body.extend(extensions);
+    record(22, &handshake(1, &body))
+}
+
+/// A ServerHello with `session_id`; TLS 1.3 (`supported_versions`) or 1.2.
+fn server_hello(session_id: &[u8], tls13: bool) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend([0x22; 32]);
+    body.push(session_id.len() as u8);
+    body.extend(session_id);
+    body.extend([0x13, 0x01, 0]);
+    let mut extensions = Vec::new();
+    if tls13 {
+        extensions.extend(ext(43, &[3, 4]));
+        extensions.extend(ext(51, &[[0, 0x1D, 0, 32].as_slice(), &[0x33; 32]].concat()));
+    } else {
+        extensions.extend(ext(0xFF01, &[0]));
+    }
+    body.extend((extensions.len() as u16).to_be_bytes());
+    body.extend(extensions);
+    record(22, &handshake(2, &body))
+}
+
+fn new_session_ticket(ticket: &[u8]) -> Vec<u8> {
+    let body = [&7200u32.to_be_bytes()[..], &(ticket.len() as u16).to_be_bytes(), ticket].concat();
+    record(22, &handshake(4, &body))
+}
+
+// --- Packets -----------------------------------------------------------
+
+fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
+    let ip = V4::new(src, dst, IPPROTO_TCP);
+    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
+}
+
+fn segment(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: u8) -> TcpSeg {
+    TcpSeg { seq, ack, window: 502, ..TcpSeg::syn(src_port, dst_port).with_flags(flags) }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A connection bound to a backend, its backend leg answered.
+struct Conn {
+    /// The backend's port (which backend), and the SNAT port of the leg.
+    backend_port: u16,
+    sp: u16,
+    leg_isn: u32,
+}
+
+/// Opens a connection from `client_port` whose first data is `hello`,
+/// expecting it to bind under `why`; then the backend's SYN-ACK, so that
+/// the connection is spliced and the backend's data flows.
+fn connect(net: &Net, dp: &TestDataplane, client_port: u16, hello: &[u8], why: u32) -> Conn {
+    let syn = segment(client_port, PORT, 1_000, 0, TCP_SYN);
+    let (_, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &syn), reason::VIP_SYN);
+    let cookie = be32(&out[38..]);
+    let data = TcpSeg { payload: hello.to_vec(), ..segment(client_port, PORT, 1_001, cookie + 1, TCP_ACK | TCP_PSH) };
+    let (action, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &data), why);
+    assert_eq!(action, XDP_REDIRECT);
+    let (sp, backend_port, leg_isn) =
+        (u16::from_be_bytes([out[34], out[35]]), u16::from_be_bytes([out[36], out[37]]), be32(&out[38..]));
+    let syn_ack = segment(backend_port, sp, BACKEND_ISN, leg_isn + 1, TCP_SYN | TCP_ACK);
+    let syn_ack = frame(net.backend_side_mac, BACKEND_MAC, BACKEND, SNAT, &syn_ack);
+    dp.expect_pass(&syn_ack, reason::BACKEND_SYN_ACK);
+    dp.expect_tc(&syn_ack, reason::TC_STASH_SENT);
+    Conn { backend_port, sp, leg_isn }
+}
+
+/// The backend's data on `c`, at `offset` bytes into its stream.
+fn from_backend(net: &Net, c: &Conn, offset: u32, payload: &[u8]) -> Vec<u8> {
+    let seg = TcpSeg {
+        payload: payload.to_vec(),
+        ..segment(c.backend_port, c.sp, BACKEND_ISN + 1 + offset, c.leg_isn + 1, TCP_ACK | TCP_PSH)
+    };
+    frame(net.backend_side_mac, BACKEND_MAC, BACKEND, SNAT, &seg)
+}
+
+// --- Tables ------------------------------------------------------------
+
+fn sessions(dp: &TestDataplane) -> Vec<(SessionKey, SessionEntry)> {
+    match dp.ebpf.map(abi::SESSIONS_MAP) {
+        Some(aya::maps::Map::LruHashMap(data)) => lb_user::sessions::entries(data).expect("read sessions"),
+        _ => panic!("no SESSIONS map"),
+    }
+}
+
+fn key_bytes(key: &SessionKey) -> &[u8] {
+    &key.bytes[..key.len as usize]
+}
+
+fn stats(dp: &TestDataplane, kind: PersistKind) -> PersistCounters {
+    let map: PerCpuArray<&MapData, PersistCounters> =
+        dp.ebpf.map(abi::PERSIST_STATS_MAP).expect("PERSIST_STATS").try_into().expect("per-CPU array");
+    let per_cpu = map.get(&(kind as u32), 0).expect("farm 0's counters");
+    per_cpu.iter().fold(PersistCounters::default(), |mut sum, c| {
+        sum.lookups += c.lookups;
+        sum.hits += c.hits;
+        sum.learns += c.learns;
+        sum.inserted += c.inserted;
+        sum.expired += c.expired;
+        sum
+    })
+}
+
+fn backend_id(port: u16) -> u32 {
+    PORTS.iter().position(|p| *p == port).expect("a configured backend") as u32
+}
+
+#[test]
+fn a_session_id_is_learned_from_the_server_hello_and_brings_the_resumption_back() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config(1_000));
+        // Miss: a ClientHello offering an ID nobody learned binds by the
+        // algorithm (round-robin: the first backend), after a lookup.
+        let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+        assert_eq!(stats(&dp, PersistKind::SessionId).lookups, 1);
+        assert_eq!(stats(&dp, PersistKind::SessionId).hits, 0);
+        // Learn: the ServerHello gives a new ID.
+        let sid = [0x5E; 32];
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
+        let table = sessions(&dp);
+        assert_eq!(table.len(), 1, "{table:?}");
+        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::SessionId as u8, &sid[..]));
+        assert_eq!(table[0].1.backend_id, backend_id(c.backend_port));
+        // The flow is done learning: later segments are not read.
+        let to_client = dp.flows().into_iter().find(|(_, f)| f.direction == FlowDirection::ToClient as u8).unwrap().1;
+        assert_eq!(to_client.flags & (flow_flags::LEARN | flow_flags::LEARN_TICKET), 0);
+
+        // Hit: round-robin would give the next connection the other backend;
+        // the offered ID brings it to the one that holds the session.
+        let resumed = connect(&net, &dp, 40_001, &client_hello(&sid, None), reason::TLS_BIND_PERSISTED);
+        assert_eq!(resumed.backend_port, c.backend_port);
+        // The server resumes, echoing the ID: nothing new is learned.
+        dp.expect(&from_backend(&net, &resumed, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
+        assert_eq!(sessions(&dp).len(), 1);
+        let s = stats(&dp, PersistKind::SessionId);
+        assert_eq!((s.lookups, s.hits, s.learns, s.inserted), (2, 1, 1, 1));
+        // And a connection offering nothing known goes by the algorithm again.
+        let other = connect(&net, &dp, 40_002, &client_hello(&[0xCD; 32], None), reason::TLS_BIND);
+        assert_ne!(other.backend_port, c.backend_port, "round-robin moved on");
+    });
+}
+
+#[test]
+fn a_tls13_server_hello_echo_is_never_learned() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config(1_000));
+        let offered = [0x77; 32];
+        let c = connect(&net, &dp, 40_000, &client_hello(&offered, None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&offered, true)), reason::FWD_TO_CLIENT);
+        assert!(sessions(&dp).is_empty());
+        // Even a TLS 1.3 ServerHello whose ID differs from the offer (no
+        // compliant server sends one) is not learned: 1.3 is read from
+        // supported_versions, not from the echo.
+        let c = connect(&net, &dp, 40_001, &client_hello(&offered, None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&[0x78; 32], true)), reason::FWD_TO_CLIENT);
+        assert!(sessions(&dp).is_empty(), "{:?}", sessions(&dp));
+    });
+}
+
+#[test]
+fn a_ticket_is_learned_from_the_new_session_ticket_of_the_second_flight() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config(1_000));
+        // The client asks for a ticket (empty extension); the server's first
+        // flight is the ServerHello and certificates; after the client's
+        // Finished its second flight starts with the NewSessionTicket.
+        let c = connect(&net, &dp, 40_000, &client_hello(&[], Some(&[])), reason::TLS_BIND);
+        let first_flight = [server_hello(&[], false), record(22, &handshake(11, &[0; 300]))].concat();
+        dp.expect(&from_backend(&net, &c, 0, &first_flight), reason::FWD_TO_CLIENT);
+        assert!(sessions(&dp).is_empty(), "no session ID, no ticket yet");
+        let ticket: Vec<u8> = (0..160).map(|i| i as u8).collect();
+        let second_flight = [new_session_ticket(&ticket), record(20, &[1])].concat();
+        let offset = first_flight.len() as u32;
+        dp.expect(&from_backend(&net, &c, offset, &second_flight), reason::FWD_TO_CLIENT);
+        let mut table = sessions(&dp);
+        table.sort_by_key(|(k, _)| k.kind);
+        assert_eq!(table.len(), 2, "{table:?}");
+        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::Ticket as u8, &ticket[..32]));
+        assert_eq!((table[1].0.kind, key_bytes(&table[1].0)), (PersistKind::TicketKey as u8, &ticket[..16]));
+        assert!(table.iter().all(|(_, e)| e.backend_id == backend_id(c.backend_port)));
+
+        // The ticket offered later brings its connection back (the ticket
+        // kind comes before the key name in the farm's list).
+        let resumed = connect(&net, &dp, 40_001, &client_hello(&[0x99; 32], Some(&ticket)), reason::TLS_BIND_PERSISTED);
+        assert_eq!(resumed.backend_port, c.backend_port);
+        assert_eq!(stats(&dp, PersistKind::Ticket).hits, 1);
+        // A ticket of the same key that tether never saw: its key name.
+        let sibling: Vec<u8> = ticket[..16].iter().copied().chain([0xEE; 144]).collect();
+        let by_key = connect(&net, &dp, 40_002, &client_hello(&[], Some(&sibling)), reason::TLS_BIND_PERSISTED);
+        assert_eq!(by_key.backend_port, c.backend_port);
+        assert_eq!(stats(&dp, PersistKind::TicketKey).hits, 1);
+    });
+}
+
+#[test]
+fn an_expired_entry_is_a_miss() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(1_000));
+        let sid = [0x42; 32];
+        let c = connect(&net, &dp, 40_000, &client_hello(&[], None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
+        // The entry, last used 301 s ago (the farm's timeout is 300 s).
+        let (key, mut entry) = sessions(&dp)[0];
+        let now = lb_user::loader::monotonic_ns();
+        entry.last_used_ns = now.saturating_sub(301_000_000_000);
+        entry.created_ns = entry.last_used_ns;
+        {
+            let mut map: HashMap<&mut MapData, SessionKey, SessionEntry> =
+                dp.ebpf.map_mut(abi::SESSIONS_MAP).expect("SESSIONS").try_into().expect("hash map");
+            map.insert(key, entry, 0).expect("age the entry");
+        }
+        let again = connect(&net, &dp, 40_001, &client_hello(&sid, None), reason::TLS_BIND);
+        assert_ne!(again.backend_port, c.backend_port, "the algorithm chose, not the stale entry");
+        let s = stats(&dp, PersistKind::SessionId);
+        assert_eq!((s.lookups, s.hits, s.expired), (1, 0, 1));
+    });
+}
+
+/// A million TLS 1.3 handshakes' ServerHellos, each echoing a random ID, on
+/// a table of 100,000 entries already holding 1,000 TLS 1.2 sessions: none
+/// is learned, so none of the TLS 1.2 sessions is pushed out. (One flow is
+/// marked for learning again before each, as a new connection's would be:
+/// binding a million connections would take the test minutes.)
+#[test]
+fn a_million_tls13_handshakes_leave_the_tls12_sessions_in_place() {
+    const TLS12: u32 = 1_000;
+    const TLS13: u32 = 1_000_000;
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(100_000));
+        let c = connect(&net, &dp, 40_000, &client_hello(&[], None), reason::TLS_BIND);
+        let (key, flow) = dp
+            .flows()
+            .into_iter()
+            .find(|(_, f)| f.direction == FlowDirection::ToClient as u8)
+            .expect("the backend -> client entry");
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random_id = || -> [u8; 32] {
+            let mut id = [0u8; 32];
+            for chunk in id.chunks_mut(8) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                chunk.copy_from_slice(&rng.to_le_bytes());
+            }
+            id
+        };
+        let learn_again = |dp: &mut TestDataplane, offered: &[u8; 32]| {
+            let mut flows: HashMap<&mut MapData, FlowKey, Flow> =
+                dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash map");
+            let mut f = flow;
+            f.flags |= flow_flags::LEARN;
+            f.client_sid_len = 32;
+            f.client_sid_prefix.copy_from_slice(&offered[..8]);
+            flows.insert(key, f, 0).expect("mark the flow");
+        };
+        let mut tls12 = Vec::new();
+        for _ in 0..TLS12 {
+            let id = random_id();
+            learn_again(&mut dp, &[0; 32]);
+            let (_, _) = dp.run(&from_backend(&net, &c, 0, &server_hello(&id, false)));
+            tls12.push(id);
+        }
+        assert_eq!(sessions(&dp).len(), TLS12 as usize, "every TLS 1.2 session learned");
+        for _ in 0..TLS13 {
+            let id = random_id();
+            learn_again(&mut dp, &id);
+            let (_, _) = dp.run(&from_backend(&net, &c, 0, &server_hello(&id, true)));
+        }
+        let table = sessions(&dp);
+        assert_eq!(table.len(), TLS12 as usize, "TLS 1.3 echoes were learned");
+        let learned: std::collections::HashSet<&[u8]> = table.iter().map(|(k, _)| key_bytes(k)).collect();
+        assert!(tls12.iter().all(|id| learned.contains(&id[..])), "a TLS 1.2 session was lost");
+        let s = stats(&dp, PersistKind::SessionId);
+        assert_eq!(s.learns, u64::from(TLS12));
+    });
+}
