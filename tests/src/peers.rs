@@ -87,8 +87,91 @@ impl BackendServer {
         BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
     }
 
+    /// nginx on `addr` in `ns`, answering `/whoami` with `name`: one
+    /// process (no master and workers, so stopping it stops all of nginx),
+    /// its own random ticket key, TLS 1.2 and 1.3. `session_cache` off: only
+    /// tickets resume.
+    pub fn nginx(ns: &Netns, addr: SocketAddr, name: &str, session_cache: bool) -> BackendServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(name);
+        std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
+        std::fs::write(dir.path().join("key.pem"), key).expect("write key");
+        let d = dir.path().display();
+        let cache = if session_cache { "shared:S:1m" } else { "off" };
+        let conf = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\nevents {{}}\nhttp {{\n \
+             access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n \
+             uwsgi_temp_path {d};\n scgi_temp_path {d};\n server {{\n  listen {addr} ssl;\n  \
+             ssl_certificate {d}/cert.pem;\n  ssl_certificate_key {d}/key.pem;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  \
+             ssl_session_cache {cache};\n  ssl_session_tickets on;\n  \
+             location /whoami {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+        let mut cmd = ns.command("nginx");
+        cmd.args(["-c", &format!("{d}/nginx.conf"), "-e", "stderr"]);
+        let mut proc = Proc::spawn(&format!("nginx {name}"), cmd);
+        wait_for_listener(ns, addr, &mut proc);
+        BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
+    }
+
+    /// Apache httpd (Debian's apache2) with mod_ssl on `addr` in `ns`,
+    /// serving `/whoami` = `name`: TLS 1.2 only, sessions in its shared
+    /// memory cache (`SSLSessionCache shmcb`, 300 s), no tickets. The
+    /// classic setup persistence by session ID exists for.
+    pub fn apache(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(name);
+        std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
+        std::fs::write(dir.path().join("key.pem"), key).expect("write key");
+        // The children run as www-data and serve from here.
+        let www = dir.path().join("www");
+        std::fs::create_dir(&www).expect("mkdir www");
+        std::fs::write(www.join("whoami"), format!("{name}\n")).expect("write whoami");
+        for path in [dir.path(), &www] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::set_permissions(www.join("whoami"), std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let d = dir.path().display();
+        let m = "/usr/lib/apache2/modules";
+        let conf = format!(
+            "ServerRoot {d}\nServerName {name}\nListen {addr}\nPidFile {d}/httpd.pid\nErrorLog /dev/stderr\n\
+             LogLevel notice\nMutex file:{d} default\nUser www-data\nGroup www-data\n\
+             LoadModule mpm_event_module {m}/mod_mpm_event.so\nLoadModule authz_core_module {m}/mod_authz_core.so\n\
+             LoadModule socache_shmcb_module {m}/mod_socache_shmcb.so\nLoadModule ssl_module {m}/mod_ssl.so\n\
+             DocumentRoot {d}/www\n<Directory {d}/www>\n Require all granted\n</Directory>\n\
+             SSLSessionCache shmcb:{d}/ssl_scache(512000)\nSSLSessionCacheTimeout 300\n\
+             <VirtualHost {addr}>\n SSLEngine on\n SSLProtocol -all +TLSv1.2\n SSLSessionTickets Off\n \
+             SSLCertificateFile {d}/cert.pem\n SSLCertificateKeyFile {d}/key.pem\n</VirtualHost>\n"
+        );
+        std::fs::write(dir.path().join("httpd.conf"), conf).expect("write httpd.conf");
+        let mut cmd = ns.command("apache2");
+        cmd.args(["-f", &format!("{d}/httpd.conf"), "-DFOREGROUND"]);
+        let mut proc = Proc::spawn(&format!("apache2 {name}"), cmd);
+        wait_for_listener(ns, addr, &mut proc);
+        BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
+    }
+
     pub fn log(&self) -> String {
         self.proc.output()
+    }
+}
+
+/// Waits until something accepts TCP connections on `addr` in `ns` (servers
+/// that print nothing when ready), or fails with the server's output.
+fn wait_for_listener(ns: &Netns, addr: SocketAddr, proc: &mut Proc) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listening = ns
+            .command("ss")
+            .args(["-Htln", &format!("sport = :{}", addr.port())])
+            .output()
+            .is_ok_and(|o| !o.stdout.is_empty());
+        if listening {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no listener on {addr}: {}", proc.output());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -334,7 +417,7 @@ pub fn openssl_session(
     if !reused && !text.lines().any(|l| l.starts_with("New, ")) {
         bail!("openssl s_client to {addr}: no session line ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
-    let start = text.find("HTTP/1.0 ").with_context(|| format!("no HTTP answer from {addr}: {text}"))?;
+    let start = text.find("HTTP/1.").with_context(|| format!("no HTTP answer from {addr}: {text}"))?;
     // Without -quiet, s_client follows the body with its own "closed" line.
     let body = http_body(&out.stdout[start..])?;
     Ok((reused, body.lines().next().unwrap_or_default().to_owned()))

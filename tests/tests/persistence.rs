@@ -31,6 +31,8 @@ fn config_with(topo: &Topology, persistence: &str, farm_extra: &str, backends: &
 /// persistence, and whether backend `bN` starts its session IDs with `bN`
 /// (`-id_prefix`, `session_id_prefix`).
 struct Run<'a> {
+    software: Software,
+    /// More `openssl s_server` arguments (`Software::OpenSsl` only).
     server: &'a [&'a str],
     client: &'a [&'a str],
     persistence: &'a str,
@@ -38,6 +40,17 @@ struct Run<'a> {
     /// Offer the session until one offer is resumed before counting: TLS 1.3
     /// key names are learned from a ServerHello that accepts one.
     warm_up: bool,
+}
+
+/// Which servers the backends run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Software {
+    OpenSsl,
+    /// nginx without a session cache: it resumes by ticket only, each
+    /// process under its own random ticket key.
+    Nginx,
+    /// Apache httpd with mod_ssl: TLS 1.2, a shmcb session cache, no tickets.
+    Apache,
 }
 
 /// What a run saw: offers resumed, the backend of the first connection and
@@ -81,11 +94,16 @@ fn resume(run: Run<'_>) -> Outcome {
         .enumerate()
         .map(|(i, b)| {
             let name = format!("b{i}");
+            let addr = SocketAddr::new(b.addr.into(), PORT);
             let mut args = run.server.to_vec();
             if run.id_prefixes {
                 args.extend(["-id_prefix", &name]);
             }
-            BackendServer::openssl_with(&b.ns, SocketAddr::new(b.addr.into(), PORT), &name, &args)
+            match run.software {
+                Software::OpenSsl => BackendServer::openssl_with(&b.ns, addr, &name, &args),
+                Software::Nginx => BackendServer::nginx(&b.ns, addr, &name, false),
+                Software::Apache => BackendServer::apache(&b.ns, addr, &name),
+            }
         })
         .collect();
     let backends_toml = if run.id_prefixes {
@@ -130,7 +148,14 @@ fn resume(run: Run<'_>) -> Outcome {
 /// Four `openssl s_server` backends that resume TLS 1.2 sessions by session
 /// ID only (their own session caches, no tickets).
 fn resume_by_session_id(persistence: &str) -> Outcome {
-    resume(Run { server: &["-no_ticket"], client: &["-tls1_2"], persistence, id_prefixes: false, warm_up: false })
+    resume(Run {
+        software: Software::OpenSsl,
+        server: &["-no_ticket"],
+        client: &["-tls1_2"],
+        persistence,
+        id_prefixes: false,
+        warm_up: false,
+    })
 }
 
 /// The classic case: TLS 1.2 session IDs learned from the ServerHello bring
@@ -198,6 +223,7 @@ fn assert_one_in_four(run: &Outcome) {
 #[test]
 fn tls12_tickets_bring_resumptions_to_their_backend() {
     let run = resume(Run {
+        software: Software::OpenSsl,
         server: &["-no_cache"],
         client: &["-tls1_2"],
         persistence: "\"ticket\"",
@@ -214,6 +240,7 @@ fn tls12_tickets_bring_resumptions_to_their_backend() {
 #[test]
 fn tls12_ticket_key_names_bring_resumptions_to_their_backend() {
     let run = resume(Run {
+        software: Software::OpenSsl,
         server: &["-no_cache"],
         client: &["-tls1_2"],
         persistence: "\"ticket-key\"",
@@ -230,6 +257,7 @@ fn tls12_ticket_key_names_bring_resumptions_to_their_backend() {
 #[test]
 fn tls12_tickets_without_persistence_resume_one_in_four() {
     let run = resume(Run {
+        software: Software::OpenSsl,
         server: &["-no_cache"],
         client: &["-tls1_2"],
         persistence: "",
@@ -245,6 +273,7 @@ fn tls12_tickets_without_persistence_resume_one_in_four() {
 #[test]
 fn tls13_ticket_key_names_bring_resumptions_to_their_backend() {
     let run = resume(Run {
+        software: Software::OpenSsl,
         server: &[],
         client: &["-tls1_3"],
         persistence: "\"ticket-key\"",
@@ -258,7 +287,14 @@ fn tls13_ticket_key_names_bring_resumptions_to_their_backend() {
 /// The TLS 1.3 control: without persistence, one in four.
 #[test]
 fn tls13_tickets_without_persistence_resume_one_in_four() {
-    let run = resume(Run { server: &[], client: &["-tls1_3"], persistence: "", id_prefixes: false, warm_up: false });
+    let run = resume(Run {
+        software: Software::OpenSsl,
+        server: &[],
+        client: &["-tls1_3"],
+        persistence: "",
+        id_prefixes: false,
+        warm_up: false,
+    });
     assert_one_in_four(&run);
 }
 
@@ -267,6 +303,7 @@ fn tls13_tickets_without_persistence_resume_one_in_four() {
 #[test]
 fn session_id_prefixes_route_without_a_table() {
     let run = resume(Run {
+        software: Software::OpenSsl,
         server: &["-no_ticket"],
         client: &["-tls1_2"],
         persistence: "\"session-id-prefix\"",
@@ -434,4 +471,84 @@ fn a_full_table_evicts_the_least_recently_used_and_keeps_working() {
     }
     let oldest = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "sni", "--key", "n0.example"]);
     assert!(oldest.is_err(), "the least recently used name is gone: {oldest:?}");
+}
+
+/// The classic case: four Apache httpd backends (mod_ssl, `SSLSessionCache
+/// shmcb`, no tickets, TLS 1.2), every client from one address: session IDs
+/// learned from the ServerHello bring every resumption to the backend that
+/// caches the session.
+#[test]
+fn apache_session_ids_bring_resumptions_to_their_backend() {
+    let run = resume(Run {
+        software: Software::Apache,
+        server: &[],
+        client: &["-tls1_2"],
+        persistence: "\"session-id\"",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert_eq!(run.sessions_of(PersistKind::SessionId), 1, "{:?}", run.tether.sessions());
+}
+
+/// The Apache control: without persistence, one in four.
+#[test]
+fn apache_without_persistence_resumes_one_in_four() {
+    let run = resume(Run {
+        software: Software::Apache,
+        server: &[],
+        client: &["-tls1_2"],
+        persistence: "",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    assert_one_in_four(&run);
+}
+
+/// TLS 1.2 tickets from nginx backends, each with its own ticket key and no
+/// session cache: by the ticket, and by its key name.
+#[test]
+fn nginx_tls12_tickets_bring_resumptions_to_their_backend() {
+    for persistence in ["\"ticket\"", "\"ticket-key\""] {
+        let run = resume(Run {
+            software: Software::Nginx,
+            server: &[],
+            client: &["-tls1_2"],
+            persistence,
+            id_prefixes: false,
+            warm_up: false,
+        });
+        run.assert_all_resumed_on_the_first_backend();
+        assert!(!run.tether.sessions().is_empty(), "{persistence}: nothing learned");
+    }
+}
+
+/// TLS 1.3 tickets from nginx: the key name learned from the first accepted
+/// PSK.
+#[test]
+fn nginx_tls13_ticket_key_names_bring_resumptions_to_their_backend() {
+    let run = resume(Run {
+        software: Software::Nginx,
+        server: &[],
+        client: &["-tls1_3"],
+        persistence: "\"ticket-key\"",
+        id_prefixes: false,
+        warm_up: true,
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
+}
+
+/// The nginx control: without persistence, one in four.
+#[test]
+fn nginx_tickets_without_persistence_resume_one_in_four() {
+    let run = resume(Run {
+        software: Software::Nginx,
+        server: &[],
+        client: &["-tls1_2"],
+        persistence: "",
+        id_prefixes: false,
+        warm_up: false,
+    });
+    assert_one_in_four(&run);
 }

@@ -25,6 +25,8 @@ const PACKAGES: &[&str] = &[
     "openssl",      // s_server / s_client in tests
     "iperf3",       // bulk throughput in `cargo xtask bench`
     "haproxy",      // the comparison balancer in `cargo xtask bench`
+    "nginx",        // ticket-issuing backends in the persistence tests
+    "apache2",      // mod_ssl session-cache backends in the persistence tests
 ];
 
 pub fn setup() -> anyhow::Result<()> {
