@@ -55,6 +55,32 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     if totals.passed == 0 {
         bail!("no test ran");
     }
+    fuzz_briefly()?;
+    Ok(())
+}
+
+/// Fuzz targets (`fuzz/`) and how long the test command runs each: a short
+/// run that catches what a change broke; the README says how to run long.
+const FUZZ_TARGETS: [&str; 2] = ["client_hello", "server_hello"];
+const FUZZ_SECONDS: u32 = 20;
+
+/// Runs each fuzz target for `FUZZ_SECONDS`, seeded with the recorded
+/// handshakes of `tests/corpus`; a crash (a panic, a disagreement with
+/// tls-parser, a span outside the buffer) fails the test command.
+fn fuzz_briefly() -> anyhow::Result<()> {
+    for target in FUZZ_TARGETS {
+        let corpus = workspace_root().join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("create {}", corpus.display()))?;
+        let mut cmd = Command::new("cargo");
+        cmd.args(["+nightly", "fuzz", "run", "--fuzz-dir", "fuzz", target])
+            .arg(&corpus)
+            .arg(workspace_root().join("tests/corpus"))
+            .args(["--", &format!("-max_total_time={FUZZ_SECONDS}"), "-print_final_stats=1"]);
+        run(&mut cmd).with_context(|| {
+            format!("fuzz target `{target}` failed: the crashing input is in fuzz/artifacts/{target}/")
+        })?;
+        println!("fuzz: {target} ran {FUZZ_SECONDS} s without a failure");
+    }
     Ok(())
 }
 

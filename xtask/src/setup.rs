@@ -13,6 +13,8 @@ const EBPF_TOOLCHAIN: &str = "nightly";
 /// bpf-linker must be built against the LLVM that the toolchain uses.
 const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Runs the fuzz targets in `fuzz/` (the test command runs each briefly).
+const CARGO_FUZZ_VERSION: &str = "0.13.1";
 
 /// Debian packages: LLVM for bpf-linker, and the tools the tests and demo run.
 const PACKAGES: &[&str] = &[
@@ -44,9 +46,12 @@ pub fn setup() -> anyhow::Result<()> {
     if !bpf_linker_ok() {
         plan.push(Step::BpfLinker);
     }
+    if !cmd_ok("cargo", &["fuzz", "--version"]) {
+        plan.push(Step::CargoFuzz);
+    }
     if plan.is_empty() {
         println!(
-            "setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, test tools)"
+            "setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, cargo-fuzz, test tools)"
         );
         return Ok(());
     }
@@ -77,6 +82,7 @@ enum Step {
     Toolchain,
     RustSrc,
     BpfLinker,
+    CargoFuzz,
 }
 
 impl Step {
@@ -88,6 +94,7 @@ impl Step {
             Step::BpfLinker => {
                 format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (a few minutes)")
             }
+            Step::CargoFuzz => format!("building cargo-fuzz {CARGO_FUZZ_VERSION} (runs the fuzz targets)"),
         }
     }
 
@@ -101,6 +108,7 @@ impl Step {
             Step::BpfLinker => format!(
                 "LLVM_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} LLVM_SYS_{LLVM_MAJOR}1_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} cargo install bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-{LLVM_MAJOR}"
             ),
+            Step::CargoFuzz => format!("cargo install cargo-fuzz --version {CARGO_FUZZ_VERSION} --locked"),
         }
     }
 
@@ -135,6 +143,13 @@ impl Step {
                     .env("LLVM_PREFIX", &prefix)
                     .env(format!("LLVM_SYS_{LLVM_MAJOR}1_PREFIX"), &prefix))
             }
+            Step::CargoFuzz => run(Command::new("cargo").args([
+                "install",
+                "cargo-fuzz",
+                "--version",
+                CARGO_FUZZ_VERSION,
+                "--locked",
+            ])),
         }
     }
 }
