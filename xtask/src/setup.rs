@@ -143,13 +143,9 @@ impl Step {
                     .env("LLVM_PREFIX", &prefix)
                     .env(format!("LLVM_SYS_{LLVM_MAJOR}1_PREFIX"), &prefix))
             }
-            Step::CargoFuzz => run(Command::new("cargo").args([
-                "install",
-                "cargo-fuzz",
-                "--version",
-                CARGO_FUZZ_VERSION,
-                "--locked",
-            ])),
+            Step::CargoFuzz => {
+                run(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
+            }
         }
     }
 }

@@ -63,15 +63,15 @@ fn config() -> String {
     )
 }
 
-/// With no argument every section runs; `steady`, `first`, `sweep` or `bulk`
-/// runs one (for profiling a single path).
+/// With no argument every section runs; `steady`, `first`, `sweep`, `bulk`
+/// or `resume` runs one (for profiling a single path).
 fn main() -> anyhow::Result<()> {
     let only = std::env::args().nth(1);
     let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     if let Some(o) = only.as_deref() {
         anyhow::ensure!(
-            ["steady", "first", "sweep", "bulk"].contains(&o),
-            "unknown section {o:?}: steady, first, sweep or bulk"
+            ["steady", "first", "sweep", "bulk", "resume"].contains(&o),
+            "unknown section {o:?}: steady, first, sweep, bulk or resume"
         );
     }
     let net = Net::new();
@@ -90,6 +90,10 @@ fn main() -> anyhow::Result<()> {
     drop(net);
     if wanted("bulk") {
         bulk::run()?;
+        println!();
+    }
+    if wanted("resume") {
+        resumption::run()?;
     }
     Ok(())
 }
@@ -704,6 +708,119 @@ mod bulk {
             topo.pin_path(),
             topo.backends_toml(PORT),
             topo.backends_toml(TLS_PORT)
+        )
+    }
+}
+
+mod resumption {
+    //! The share of offered sessions that resume, every client from one
+    //! address, four backends: through tether (persistence learned in XDP)
+    //! and through HAProxy sticking on the session ID (`payload_lv(43,1)`,
+    //! the usual TCP-mode setup), in one topology and one run.
+
+    use std::{net::SocketAddr, time::Duration};
+
+    use tether_tests::{
+        peers::{self, BackendServer, SessionFile},
+        process::Proc,
+        tether::Tether,
+        topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology},
+    };
+
+    const TETHER_VIP: &str = "198.18.100.100";
+    const HAPROXY_VIP: &str = "198.18.100.102";
+    const PORT: u16 = 443;
+    const OFFERS: usize = 100;
+
+    pub fn run() -> anyhow::Result<()> {
+        let topo = Topology::two_armed(1, 4);
+        topo.lb.ip(&format!("addr add {HAPROXY_VIP}/32 dev lo"));
+        println!(
+            "Resumption share: one client address, one saved session offered {OFFERS} times, four openssl s_server \
+             backends, round-robin"
+        );
+        println!("{:<44} {:>14} {:>14}", "sessions", "HAProxy 2.6", "tether");
+        for (label, server_args, client_args) in [
+            ("TLS 1.2 session IDs (-no_ticket)", &["-no_ticket"][..], &["-tls1_2"][..]),
+            ("TLS 1.3 tickets (each backend its own key)", &[][..], &["-tls1_3"][..]),
+        ] {
+            let _backends: Vec<BackendServer> = topo
+                .backends
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let addr = SocketAddr::new(b.addr.into(), PORT);
+                    BackendServer::openssl_with(&b.ns, addr, &format!("b{i}"), server_args)
+                })
+                .collect();
+            let haproxy_share = {
+                let _haproxy = haproxy(&topo)?;
+                offers(&topo, format!("{HAPROXY_VIP}:{PORT}").parse()?, client_args)?
+            };
+            let tether_share = {
+                let _tether = Tether::start(&topo.lb, &tether_config(&topo));
+                offers(&topo, format!("{TETHER_VIP}:{PORT}").parse()?, client_args)?
+            };
+            println!("{label:<44} {:>13}% {:>13}%", haproxy_share, tether_share);
+        }
+        println!(
+            "(every offer counts, the first ones too: tether learns a TLS 1.3 ticket's key name the first time its \
+             backend accepts one)"
+        );
+        Ok(())
+    }
+
+    /// Saves a session through `target`, offers it `OFFERS` times; the
+    /// percentage resumed.
+    fn offers(topo: &Topology, target: SocketAddr, client_args: &[&str]) -> anyhow::Result<usize> {
+        let dir = tempfile::tempdir()?;
+        let session = dir.path().join("session.pem");
+        let client = &topo.clients[0].ns;
+        peers::openssl_session(client, target, client_args, &session, SessionFile::Save)?;
+        let mut resumed = 0;
+        for _ in 0..OFFERS {
+            resumed +=
+                usize::from(peers::openssl_session(client, target, client_args, &session, SessionFile::Offer)?.0);
+        }
+        Ok(resumed * 100 / OFFERS)
+    }
+
+    /// HAProxy in TCP mode sticking on the TLS session ID: looked up from the
+    /// ClientHello, stored from the ServerHello (HAProxy 2.6 sees the
+    /// ServerHello only with `tcp-response inspect-delay`).
+    fn haproxy(topo: &Topology) -> anyhow::Result<(Proc, tempfile::TempDir)> {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("haproxy.cfg");
+        let servers: String =
+            topo.backends.iter().enumerate().map(|(i, b)| format!("  server b{i} {}:{PORT}\n", b.addr)).collect();
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
+                 timeout server 60s\nfrontend tls\n  bind {HAPROXY_VIP}:{PORT}\n  default_backend tls\n\
+                 backend tls\n  balance roundrobin\n  stick-table type binary len 32 size 30k expire 30m\n  \
+                 acl clienthello req.ssl_hello_type 1\n  acl serverhello res.ssl_hello_type 2\n  \
+                 tcp-request inspect-delay 5s\n  tcp-request content accept if clienthello\n  \
+                 tcp-response inspect-delay 5s\n  tcp-response content accept if serverhello\n  \
+                 stick on req.payload_lv(43,1) if clienthello\n  \
+                 stick store-response res.payload_lv(43,1) if serverhello\n{servers}"
+            ),
+        )?;
+        let mut cmd = topo.lb.command("haproxy");
+        cmd.args(["-db", "-f"]).arg(&cfg);
+        let p = Proc::spawn("haproxy", cmd);
+        std::thread::sleep(Duration::from_millis(500));
+        Ok((p, dir))
+    }
+
+    fn tether_config(topo: &Topology) -> String {
+        format!(
+            "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\
+             snat_ports = \"10000-32767\"\n\n\
+             [[vip]]\nname = \"tls\"\naddress = \"{TETHER_VIP}\"\nport = {PORT}\nfarm = \"tls\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+             [[farm]]\nname = \"tls\"\npersistence = [\"session-id\", \"ticket\", \"ticket-key\"]\n{}",
+            topo.pin_path(),
+            topo.backends_toml(PORT)
         )
     }
 }
