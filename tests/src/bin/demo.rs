@@ -14,7 +14,12 @@
 //!   second VIP whose farm persists by session ID (`openssl s_server
 //!   -no_ticket` backends): every resumption lands on the backend that holds
 //!   its session;
-//! - what `tether status` counted.
+//! - TLS 1.3 tickets, whose ServerHellos only echo a random session ID: a
+//!   third VIP whose farm persists by ticket key name (`openssl s_server`
+//!   backends issuing tickets, each under its own key); tether learns a key
+//!   name the first time its backend accepts a ticket, then every offer goes
+//!   to the issuing backend;
+//! - what `tether sessions list` and `tether status` show.
 //!
 //! Everything is torn down at the end, also on error.
 
@@ -34,6 +39,9 @@ use tether_tests::{
 const ECHO_VIP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 100, 101);
 /// The VIP port (and backend port) of the farm that persists by session ID.
 const RESUME_PORT: u16 = 8443;
+/// The VIP port (and backend port) of the farm that persists by TLS 1.3
+/// ticket key name.
+const TICKET_PORT: u16 = 9443;
 
 fn main() -> anyhow::Result<()> {
     println!("== tether demo ==");
@@ -58,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         servers.push(BackendServer::plain_tcp(&b.ns, echo, &name));
         let resume = SocketAddr::new(b.addr.into(), RESUME_PORT);
         servers.push(BackendServer::openssl_with(&b.ns, resume, &name, &["-no_ticket"]));
+        servers.push(BackendServer::openssl(&b.ns, SocketAddr::new(b.addr.into(), TICKET_PORT), &name));
         let kind = if i == 2 { "openssl s_server" } else { "rustls" };
         println!(
             "backend  {name}  {}  TLS :443 ({kind}), TCP echo :7, TLS :{RESUME_PORT} (openssl s_server, session IDs only)",
@@ -159,9 +168,54 @@ fn main() -> anyhow::Result<()> {
         tether.sessions().len()
     );
 
-    println!("\n$ tether status");
+    println!(
+        "\nTLS VIP {VIP}:{TICKET_PORT}, round-robin with persistence = [\"ticket-key\"]: the same client opens three \
+         TLS 1.3 sessions; each is offered until its backend first accepts it (which teaches tether the backend's \
+         ticket key name), then all are offered out of order:"
+    );
+    let ticket_vip = SocketAddr::new(VIP.into(), TICKET_PORT);
+    let ticket_dir = tempfile::tempdir()?;
+    let offer = |k: usize, use_session: SessionFile| {
+        let session = ticket_dir.path().join(format!("ticket{k}.pem"));
+        let result = peers::openssl_session(&client.ns, ticket_vip, &["-tls1_3"], &session, use_session);
+        let line = match &result {
+            Ok((reused, backend)) => {
+                format!("answered by {backend}, {}", if *reused { "session resumed" } else { "new session" })
+            }
+            Err(e) => format!("FAILED: {e:#}"),
+        };
+        let what = if use_session == SessionFile::Save { "full handshake" } else { "resumption    " };
+        println!("  c0 {} ticket {k}: {what} -> {line}", client.addr);
+        result.map(|(reused, _)| reused).unwrap_or(false)
+    };
+    for k in 0..3 {
+        offer(k, SessionFile::Save);
+    }
+    // Ticket 2 first: round-robin sends its first offers to b0 and b1, which
+    // cannot decrypt it (a full handshake), until b2 accepts it.
+    for k in [2, 0, 1] {
+        // Round-robin reaches the issuing backend within three offers.
+        for _ in 0..3 {
+            if offer(k, SessionFile::Offer) {
+                break;
+            }
+        }
+    }
+    println!("  learned; now out of order:");
+    for k in [2, 0, 1, 1, 0, 2] {
+        offer(k, SessionFile::Offer);
+    }
+
     let config_path = std::env::temp_dir().join(format!("{}-demo.toml", topo.prefix));
     std::fs::write(&config_path, &config)?;
+    println!("\n$ tether sessions list");
+    let list = std::process::Command::new(tether_bin())
+        .args(["sessions", "--config"])
+        .arg(&config_path)
+        .arg("list")
+        .output()?;
+    print!("{}", indent(&String::from_utf8_lossy(&list.stdout)));
+    println!("\n$ tether status");
     let status = std::process::Command::new(tether_bin()).args(["status", "--config"]).arg(&config_path).output()?;
     let _ = std::fs::remove_file(&config_path);
     print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
@@ -196,12 +250,15 @@ fn demo_config(topo: &Topology) -> String {
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = 443\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
          [[vip]]\nname = \"echo\"\naddress = \"{ECHO_VIP}\"\nport = 7\nprotocol = \"tcp\"\nfarm = \"echo\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
          [[vip]]\nname = \"resume\"\naddress = \"{VIP}\"\nport = {RESUME_PORT}\nfarm = \"resume\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+         [[vip]]\nname = \"tickets\"\naddress = \"{VIP}\"\nport = {TICKET_PORT}\nfarm = \"tickets\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
          [[farm]]\nname = \"web\"\n{}\n[[farm]]\nname = \"echo\"\nalgorithm = \"maglev\"\npersistence = []\n{}\n\
-         [[farm]]\nname = \"resume\"\npersistence = [\"session-id\"]\n{}",
+         [[farm]]\nname = \"resume\"\npersistence = [\"session-id\"]\n{}\n\
+         [[farm]]\nname = \"tickets\"\npersistence = [\"ticket-key\"]\n{}",
         topo.pin_path(),
         topo.backends_toml(443),
         topo.backends_toml(7),
         topo.backends_toml(RESUME_PORT),
+        topo.backends_toml(TICKET_PORT),
     )
 }
 
