@@ -59,10 +59,12 @@ fn stash(len: u16) -> Option<&'static [u8]> {
 }
 
 /// Reads the ClientHello at the front of the stashed first segment (the
-/// per-CPU `pending::scratch`, `len` bytes). None if it is not one, or not a
-/// whole one; a hello cut short still gives its session ID, which sits at a
-/// fixed offset (`tls::hello_session_id`), so `session-id` persistence works
-/// for hellos longer than a segment.
+/// per-CPU `pending::scratch`, `len` bytes). Data that is not a ClientHello
+/// leaves every field empty; a hello cut short (or with an extension block
+/// that is malformed or too long) gives only its session ID, which sits at
+/// a fixed offset (`tls::hello_session_id`), so `session-id` persistence
+/// works for hellos longer than a segment. None only if a per-CPU map is
+/// missing.
 #[inline(always)]
 pub fn read_client_hello(len: u16, hash_name: bool) -> Option<&'static HelloRead> {
     let read = hello_read()?;

@@ -42,6 +42,13 @@ struct Run<'a> {
     warm_up: bool,
 }
 
+impl<'a> Run<'a> {
+    /// Backends with their default arguments, counting from the first offer.
+    fn new(software: Software, client: &'a [&'a str], persistence: &'a str) -> Run<'a> {
+        Run { software, server: &[], client, persistence, id_prefixes: false, warm_up: false }
+    }
+}
+
 /// Which servers the backends run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Software {
@@ -148,14 +155,7 @@ fn resume(run: Run<'_>) -> Outcome {
 /// Four `openssl s_server` backends that resume TLS 1.2 sessions by session
 /// ID only (their own session caches, no tickets).
 fn resume_by_session_id(persistence: &str) -> Outcome {
-    resume(Run {
-        software: Software::OpenSsl,
-        server: &["-no_ticket"],
-        client: &["-tls1_2"],
-        persistence,
-        id_prefixes: false,
-        warm_up: false,
-    })
+    resume(Run { server: &["-no_ticket"], ..Run::new(Software::OpenSsl, &["-tls1_2"], persistence) })
 }
 
 /// The classic case: TLS 1.2 session IDs learned from the ServerHello bring
@@ -222,14 +222,7 @@ fn assert_one_in_four(run: &Outcome) {
 /// clear after the client's Finished) brings every offer back.
 #[test]
 fn tls12_tickets_bring_resumptions_to_their_backend() {
-    let run = resume(Run {
-        software: Software::OpenSsl,
-        server: &["-no_cache"],
-        client: &["-tls1_2"],
-        persistence: "\"ticket\"",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run { server: &["-no_cache"], ..Run::new(Software::OpenSsl, &["-tls1_2"], "\"ticket\"") });
     run.assert_all_resumed_on_the_first_backend();
     assert!(run.sessions_of(PersistKind::Ticket) >= 1, "{:?}", run.tether.sessions());
     assert_eq!(run.sessions_of(PersistKind::SessionId), 0, "a farm without `session-id` learns no session IDs");
@@ -239,14 +232,7 @@ fn tls12_tickets_bring_resumptions_to_their_backend() {
 /// ticket.
 #[test]
 fn tls12_ticket_key_names_bring_resumptions_to_their_backend() {
-    let run = resume(Run {
-        software: Software::OpenSsl,
-        server: &["-no_cache"],
-        client: &["-tls1_2"],
-        persistence: "\"ticket-key\"",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run { server: &["-no_cache"], ..Run::new(Software::OpenSsl, &["-tls1_2"], "\"ticket-key\"") });
     run.assert_all_resumed_on_the_first_backend();
     let sessions = run.tether.sessions();
     assert_eq!(sessions.len(), 1, "one key name, learned from the first ticket: {sessions:?}");
@@ -256,14 +242,7 @@ fn tls12_ticket_key_names_bring_resumptions_to_their_backend() {
 /// The control for tickets: without persistence, one in four.
 #[test]
 fn tls12_tickets_without_persistence_resume_one_in_four() {
-    let run = resume(Run {
-        software: Software::OpenSsl,
-        server: &["-no_cache"],
-        client: &["-tls1_2"],
-        persistence: "",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run { server: &["-no_cache"], ..Run::new(Software::OpenSsl, &["-tls1_2"], "") });
     assert_one_in_four(&run);
 }
 
@@ -272,14 +251,7 @@ fn tls12_tickets_without_persistence_resume_one_in_four() {
 /// ticket under that key goes to that backend).
 #[test]
 fn tls13_ticket_key_names_bring_resumptions_to_their_backend() {
-    let run = resume(Run {
-        software: Software::OpenSsl,
-        server: &[],
-        client: &["-tls1_3"],
-        persistence: "\"ticket-key\"",
-        id_prefixes: false,
-        warm_up: true,
-    });
+    let run = resume(Run { warm_up: true, ..Run::new(Software::OpenSsl, &["-tls1_3"], "\"ticket-key\"") });
     run.assert_all_resumed_on_the_first_backend();
     assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
 }
@@ -287,14 +259,7 @@ fn tls13_ticket_key_names_bring_resumptions_to_their_backend() {
 /// The TLS 1.3 control: without persistence, one in four.
 #[test]
 fn tls13_tickets_without_persistence_resume_one_in_four() {
-    let run = resume(Run {
-        software: Software::OpenSsl,
-        server: &[],
-        client: &["-tls1_3"],
-        persistence: "",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run::new(Software::OpenSsl, &["-tls1_3"], ""));
     assert_one_in_four(&run);
 }
 
@@ -303,12 +268,9 @@ fn tls13_tickets_without_persistence_resume_one_in_four() {
 #[test]
 fn session_id_prefixes_route_without_a_table() {
     let run = resume(Run {
-        software: Software::OpenSsl,
         server: &["-no_ticket"],
-        client: &["-tls1_2"],
-        persistence: "\"session-id-prefix\"",
         id_prefixes: true,
-        warm_up: false,
+        ..Run::new(Software::OpenSsl, &["-tls1_2"], "\"session-id-prefix\"")
     });
     run.assert_all_resumed_on_the_first_backend();
     assert!(run.tether.sessions().is_empty(), "{:?}", run.tether.sessions());
@@ -479,14 +441,7 @@ fn a_full_table_evicts_the_least_recently_used_and_keeps_working() {
 /// caches the session.
 #[test]
 fn apache_session_ids_bring_resumptions_to_their_backend() {
-    let run = resume(Run {
-        software: Software::Apache,
-        server: &[],
-        client: &["-tls1_2"],
-        persistence: "\"session-id\"",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run::new(Software::Apache, &["-tls1_2"], "\"session-id\""));
     run.assert_all_resumed_on_the_first_backend();
     assert_eq!(run.sessions_of(PersistKind::SessionId), 1, "{:?}", run.tether.sessions());
 }
@@ -494,14 +449,7 @@ fn apache_session_ids_bring_resumptions_to_their_backend() {
 /// The Apache control: without persistence, one in four.
 #[test]
 fn apache_without_persistence_resumes_one_in_four() {
-    let run = resume(Run {
-        software: Software::Apache,
-        server: &[],
-        client: &["-tls1_2"],
-        persistence: "",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run::new(Software::Apache, &["-tls1_2"], ""));
     assert_one_in_four(&run);
 }
 
@@ -510,14 +458,7 @@ fn apache_without_persistence_resumes_one_in_four() {
 #[test]
 fn nginx_tls12_tickets_bring_resumptions_to_their_backend() {
     for persistence in ["\"ticket\"", "\"ticket-key\""] {
-        let run = resume(Run {
-            software: Software::Nginx,
-            server: &[],
-            client: &["-tls1_2"],
-            persistence,
-            id_prefixes: false,
-            warm_up: false,
-        });
+        let run = resume(Run::new(Software::Nginx, &["-tls1_2"], persistence));
         run.assert_all_resumed_on_the_first_backend();
         assert!(!run.tether.sessions().is_empty(), "{persistence}: nothing learned");
     }
@@ -527,14 +468,7 @@ fn nginx_tls12_tickets_bring_resumptions_to_their_backend() {
 /// PSK.
 #[test]
 fn nginx_tls13_ticket_key_names_bring_resumptions_to_their_backend() {
-    let run = resume(Run {
-        software: Software::Nginx,
-        server: &[],
-        client: &["-tls1_3"],
-        persistence: "\"ticket-key\"",
-        id_prefixes: false,
-        warm_up: true,
-    });
+    let run = resume(Run { warm_up: true, ..Run::new(Software::Nginx, &["-tls1_3"], "\"ticket-key\"") });
     run.assert_all_resumed_on_the_first_backend();
     assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
 }
@@ -542,13 +476,6 @@ fn nginx_tls13_ticket_key_names_bring_resumptions_to_their_backend() {
 /// The nginx control: without persistence, one in four.
 #[test]
 fn nginx_tickets_without_persistence_resume_one_in_four() {
-    let run = resume(Run {
-        software: Software::Nginx,
-        server: &[],
-        client: &["-tls1_2"],
-        persistence: "",
-        id_prefixes: false,
-        warm_up: false,
-    });
+    let run = resume(Run::new(Software::Nginx, &["-tls1_2"], ""));
     assert_one_in_four(&run);
 }
