@@ -64,9 +64,10 @@ fn stash(len: u16) -> Option<&'static [u8]> {
 /// that is malformed or too long) gives only its session ID, which sits at
 /// a fixed offset (`tls::hello_session_id`), so `session-id` persistence
 /// works for hellos longer than a segment. None only if a per-CPU map is
-/// missing.
+/// missing. Without `walk_extensions` (a farm whose kinds need only the
+/// session ID) only the session ID is read: the walk is most of the cost.
 #[inline(always)]
-pub fn read_client_hello(len: u16, hash_name: bool) -> Option<&'static HelloRead> {
+pub fn read_client_hello(len: u16, walk_extensions: bool, hash_name: bool) -> Option<&'static HelloRead> {
     let read = hello_read()?;
     // Nothing of the previous connection's hello may survive a read that fails.
     // SAFETY: plain integers, spans and a bool, for which zero is valid.
@@ -74,6 +75,10 @@ pub fn read_client_hello(len: u16, hash_name: bool) -> Option<&'static HelloRead
     let len = len.min(STASH_MAX as u16);
     read.len = len;
     let buf = stash(len)?;
+    if !walk_extensions {
+        read.hello.session_id = tls::hello_session_id(buf, tls::CLIENT_HELLO).unwrap_or(Span::EMPTY);
+        return Some(read);
+    }
     match tls::client_hello_head(buf, &mut read.hello) {
         Ok(walk) => read.walk = walk,
         Err(_) => {

@@ -132,7 +132,10 @@ pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Option<(u32
     c.family = pkt.key.family;
     c.backend_id = NO_BACKEND;
     c.kind = 0;
-    read_client_hello(len, uses(farm, PersistKind::Sni))?;
+    let needs_extensions = farm.persist_mask
+        & (1 << PersistKind::Ticket as u8 | 1 << PersistKind::TicketKey as u8 | 1 << PersistKind::Sni as u8)
+        != 0;
+    read_client_hello(len, needs_extensions, uses(farm, PersistKind::Sni))?;
     // SAFETY: `try_kind` is a BPF function of the signature bpf_loop calls;
     // it takes no context.
     unsafe { bpf_loop(MAX_PERSIST_KINDS as u32, try_kind as *mut c_void, core::ptr::null_mut(), 0) };
