@@ -284,7 +284,7 @@ pub fn key_for(config: &Config, farm_id: u32, kind: PersistKind, value: &str) ->
     Ok(key)
 }
 
-/// The kinds `farm_id` could have entries of; for counters of every farm.
+/// The ids of the configured farms that the data path counts for (below `MAX_FARMS`).
 pub fn farm_ids(config: &Config) -> impl Iterator<Item = u32> + '_ {
     (0..config.farms.len() as u32).filter(|id| *id < MAX_FARMS)
 }
