@@ -474,6 +474,19 @@ pub struct PersistCounters {
 }
 const _: () = assert!(size_of::<PersistCounters>() == 56);
 
+impl PersistCounters {
+    /// Adds another CPU's counters to these.
+    pub fn add(&mut self, other: &PersistCounters) {
+        self.lookups += other.lookups;
+        self.hits += other.hits;
+        self.learns += other.learns;
+        self.inserted += other.inserted;
+        self.expired += other.expired;
+        self.unusable += other.unusable;
+        self.shared += other.shared;
+    }
+}
+
 /// `SESSION_REMOVALS` (an array of u64 written by userspace only): entries
 /// the daemon's sweeper removed past their farm's `session_timeout`, at
 /// `farm_id * PERSIST_STAT_SLOTS + kind`, and entries `tether sessions

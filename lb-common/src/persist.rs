@@ -35,35 +35,15 @@ pub fn key_name(ticket: Span) -> Option<Span> {
 }
 
 /// Copies the first bytes of `span` from `buf` into `out`, zeroing what the
-/// span does not fill; bytes the buffer does not have read as zero.
-// VERIFIER: straight-line, one load per byte at an index masked to the
-// buffer's power-of-two size, so that the XDP program can take the span's
-// start from a parse it cannot bound. (A bounds check instead let LLVM add
-// the start to the buffer's address before the check, which the verifier
-// cannot follow.) Every byte is written with a computed value, so LLVM
-// makes no `memset` of the tail.
-// The trip count is hidden from LLVM so that the copy stays a loop: fully
-// unrolled, the 32 masked bytes were spilled over most of the 512-byte stack.
-#[inline(always)]
+/// span does not fill; bytes the buffer does not have read as zero. The
+/// host's copy; the XDP program does the same a word at a time
+/// (`lb-ebpf/src/mem.rs`, `copy_span`), shaped for the verifier.
 pub fn copy_key<const M: usize, const N: usize>(buf: &[u8; M], span: Span, out: &mut [u8; N]) {
-    const { assert!(M.is_power_of_two()) };
-    let start = span.start as usize;
-    let end = start + span.len as usize;
-    // SAFETY: reading a constant through a pointer to it.
-    let n = unsafe { core::ptr::read_volatile(&N) }.min(N);
-    for (i, byte) in out.iter_mut().enumerate().take(n) {
+    let (start, end) = (span.start as usize, span.start as usize + span.len as usize);
+    for (i, byte) in out.iter_mut().enumerate() {
         let pos = start + i;
-        *byte = buf[pos & (M - 1)] & (below(pos, end) & below(pos, M)) as u8;
+        *byte = if pos < end { buf.get(pos).copied().unwrap_or(0) } else { 0 };
     }
-}
-
-/// All ones if `a < b`, else zero, for values below 2^62.
-// VERIFIER: arithmetic, not a comparison: BPF has no instruction that
-// turns a comparison into a value, so `(a < b) as u8` is a branch, and a
-// branch per byte made the verifier walk every combination.
-#[inline(always)]
-const fn below(a: usize, b: usize) -> u64 {
-    ((a as i64).wrapping_sub(b as i64) >> 63) as u64
 }
 
 /// A 128-bit hash of a name, eight bytes at a time, so that the XDP program
@@ -111,7 +91,6 @@ const fn fmix64(mut h: u64) -> u64 {
 
 /// The eight bytes of a name from `at` as `NameHash::add` takes them, from a
 /// buffer where the name is `span`: bytes past its end read as zero.
-#[inline(always)]
 pub fn name_word<const M: usize>(buf: &[u8; M], span: Span, at: usize) -> u64 {
     let start = span.start as usize + at;
     let mut bytes = [0u8; 8];

@@ -43,12 +43,11 @@ pub fn reset_syn_options(opts: &mut SynOptions) {
 pub const SPAN_SLACK: usize = 32;
 
 /// Copies the first `N` bytes of `span` from the `M`-byte buffer at `buf`
-/// into `out`, zeroing what the span does not cover: the XDP program's
-/// `lb_common::persist::copy_key`, eight bytes a load.
+/// into `out`, zeroing what the span does not cover: what
+/// `lb_common::persist::copy_key` does on the host, eight bytes a load.
 ///
-/// VERIFIER (and speed): the byte-wise copy, a masked load and a mask per
-/// byte, was most of the cost of reading a ClientHello's keys (500
-/// instructions a 32-byte key). Here the start is masked into the buffer
+/// VERIFIER (and speed): a byte-wise copy the verifier accepts, a masked
+/// load and a mask per byte, is about 500 instructions a 32-byte key. Here the start is masked into the buffer
 /// once and each word loaded whole, which may read up to `SPAN_SLACK`
 /// bytes past the buffer's end (masked off).
 ///

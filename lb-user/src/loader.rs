@@ -287,7 +287,7 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         };
         let mut persistence = [0u8; abi::MAX_PERSIST_KINDS];
         for (slot, kind) in persistence.iter_mut().zip(&farm.persistence) {
-            *slot = persist_kind(*kind) as u8;
+            *slot = crate::sessions::kind_of(*kind) as u8;
         }
         let session_id_prefix_len =
             farm.backends.iter().find_map(|b| b.session_id_prefix.as_ref()).map_or(0, |p| p.len() as u8);
@@ -300,7 +300,10 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
             session_timeout_s: farm.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
             source_prefix_v4: farm.source_prefix_v4,
             source_prefix_v6: farm.source_prefix_v6,
-            persist_mask: farm.persistence.iter().fold(0, |mask, kind| mask | 1 << persist_kind(*kind) as u8),
+            persist_mask: farm
+                .persistence
+                .iter()
+                .fold(0, |mask, kind| mask | 1 << crate::sessions::kind_of(*kind) as u8),
             _pad: 0,
         };
         farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
@@ -325,18 +328,6 @@ pub fn session_prefix_key(farm_id: u32, prefix: &[u8]) -> SessionKey {
     let len = prefix.len().min(abi::SESSION_KEY_MAX);
     bytes[..len].copy_from_slice(&prefix[..len]);
     SessionKey { farm_id, kind: abi::PersistKind::SessionIdPrefix as u8, len: len as u8, _pad: [0, 0], bytes }
-}
-
-fn persist_kind(kind: config::PersistenceKind) -> abi::PersistKind {
-    use config::PersistenceKind as K;
-    match kind {
-        K::SessionId => abi::PersistKind::SessionId,
-        K::Ticket => abi::PersistKind::Ticket,
-        K::TicketKey => abi::PersistKind::TicketKey,
-        K::SessionIdPrefix => abi::PersistKind::SessionIdPrefix,
-        K::Sni => abi::PersistKind::Sni,
-        K::SourceIp => abi::PersistKind::SourceIp,
-    }
 }
 
 /// The MTU of an interface in this network namespace (an ioctl, not sysfs:

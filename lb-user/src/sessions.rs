@@ -36,6 +36,7 @@ pub fn kind_name(kind: u8) -> &'static str {
     KINDS.iter().find(|(k, _)| *k as u8 == kind).map_or("unknown", |(_, name)| name)
 }
 
+/// A configured kind as the data path numbers it.
 pub fn kind_of(config_kind: PersistenceKind) -> PersistKind {
     match config_kind {
         PersistenceKind::SessionId => PersistKind::SessionId,
@@ -162,15 +163,7 @@ impl Pinned {
         let index = farm_id * PERSIST_STAT_SLOTS + kind as u32;
         let stats: PerCpuArray<&MapData, PersistCounters> = (&self.stats).try_into()?;
         let mut sum = PersistCounters::default();
-        for c in stats.get(&index, 0)?.iter() {
-            sum.lookups += c.lookups;
-            sum.hits += c.hits;
-            sum.learns += c.learns;
-            sum.inserted += c.inserted;
-            sum.expired += c.expired;
-            sum.unusable += c.unusable;
-            sum.shared += c.shared;
-        }
+        stats.get(&index, 0)?.iter().for_each(|c| sum.add(c));
         let removals: Array<&MapData, u64> = (&self.removals).try_into()?;
         Ok(KindCounters {
             xdp: sum,

@@ -51,7 +51,5 @@ pub fn read_pinned_flows(instance_dir: &Path) -> Result<Vec<(lb_common::FlowKey,
 pub fn read_pinned_sessions(
     instance_dir: &Path,
 ) -> Result<Vec<(lb_common::maps::SessionKey, lb_common::maps::SessionEntry)>, MapError> {
-    let data = MapData::from_pin(instance_dir.join(SESSIONS_PIN))?;
-    crate::batch::lookup_all(&data)
-        .map_err(|io_error| MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }))
+    crate::sessions::entries(&MapData::from_pin(instance_dir.join(SESSIONS_PIN))?)
 }

@@ -163,11 +163,7 @@ fn stats(dp: &TestDataplane, kind: PersistKind) -> PersistCounters {
         dp.ebpf.map(abi::PERSIST_STATS_MAP).expect("PERSIST_STATS").try_into().expect("per-CPU array");
     let per_cpu = map.get(&(kind as u32), 0).expect("farm 0's counters");
     per_cpu.iter().fold(PersistCounters::default(), |mut sum, c| {
-        sum.lookups += c.lookups;
-        sum.hits += c.hits;
-        sum.learns += c.learns;
-        sum.inserted += c.inserted;
-        sum.expired += c.expired;
+        sum.add(c);
         sum
     })
 }

@@ -181,15 +181,7 @@ fn look_up(c: &Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf
             let backend_id = *unsafe { SESSION_PREFIXES.get(key) }?;
             return usable(c.farm_id, backend_id, stats);
         }
-        PersistKind::Sni => {
-            if hello.sni.is_empty() {
-                return None;
-            }
-            let key = key_slot(c.farm_id, kind)?;
-            key.len = NAME_HASH_LEN as u8;
-            key.bytes[..NAME_HASH_LEN].copy_from_slice(&read.sni_hash);
-            key
-        }
+        PersistKind::Sni => sni_key(c.farm_id, read)?,
         PersistKind::SourceIp => source_key(c, farm)?,
     };
     let stats = counters(c.farm_id, kind)?;
@@ -271,15 +263,23 @@ pub fn remember_client(farm: &FarmInfo, backend_id: u32, chosen_by: Option<Persi
         }
     }
     if uses(farm, PersistKind::Sni) && chosen_by != Some(PersistKind::Sni) {
-        let Some(read) = crate::tls::hello_read() else { return };
-        if read.hello.sni.is_empty() {
-            return;
+        if let Some(key) = crate::tls::hello_read().and_then(|read| sni_key(c.farm_id, read)) {
+            learn(key, backend_id);
         }
-        let Some(key) = key_slot(c.farm_id, PersistKind::Sni) else { return };
-        key.len = NAME_HASH_LEN as u8;
-        key.bytes[..NAME_HASH_LEN].copy_from_slice(&read.sni_hash);
-        learn(key, backend_id);
     }
+}
+
+/// The `sni` key of the hello in `read` (its name hashed by
+/// `read_client_hello`); None for a hello without a server name.
+#[inline(always)]
+fn sni_key(farm_id: u32, read: &HelloRead) -> Option<&'static SessionKey> {
+    if read.hello.sni.is_empty() {
+        return None;
+    }
+    let key = key_slot(farm_id, PersistKind::Sni)?;
+    key.len = NAME_HASH_LEN as u8;
+    key.bytes[..NAME_HASH_LEN].copy_from_slice(&read.sni_hash);
+    Some(key)
 }
 
 /// Whether a farm learns anything from the server's handshake.

@@ -687,11 +687,9 @@ mod bulk {
 
     /// HAProxy in TCP mode on its own address in the balancer namespace.
     fn haproxy(topo: &Topology) -> anyhow::Result<(Proc, tempfile::TempDir)> {
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(
-            &cfg,
-            format!(
+        super::start_haproxy(
+            topo,
+            &format!(
                 "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
                  frontend bench\n  bind {HAPROXY_VIP}:{PORT}\n  default_backend iperf\n\
                  backend iperf\n  server b0 {b}:{PORT}\n\
@@ -699,13 +697,7 @@ mod bulk {
                  backend tls\n  server b0 {b}:{TLS_PORT}\n",
                 b = topo.backends[0].addr
             ),
-        )?;
-        let mut cmd = topo.lb.command("haproxy");
-        cmd.args(["-db", "-f"]).arg(&cfg);
-        let p = Proc::spawn("haproxy", cmd);
-        // HAProxy prints nothing when it starts cleanly; give it a moment to bind.
-        std::thread::sleep(Duration::from_millis(500));
-        Ok((p, dir))
+        )
     }
 
     /// SNAT ports below Linux's ephemeral range: HAProxy's connections from
@@ -731,7 +723,7 @@ mod resumption {
     //! and through HAProxy sticking on the session ID (`payload_lv(43,1)`,
     //! the usual TCP-mode setup), in one topology and one run.
 
-    use std::{net::SocketAddr, time::Duration};
+    use std::net::SocketAddr;
 
     use tether_tests::{
         peers::{self, BackendServer, SessionFile},
@@ -802,13 +794,11 @@ mod resumption {
     /// ClientHello, stored from the ServerHello (HAProxy 2.6 sees the
     /// ServerHello only with `tcp-response inspect-delay`).
     fn haproxy(topo: &Topology) -> anyhow::Result<(Proc, tempfile::TempDir)> {
-        let dir = tempfile::tempdir()?;
-        let cfg = dir.path().join("haproxy.cfg");
         let servers: String =
             topo.backends.iter().enumerate().map(|(i, b)| format!("  server b{i} {}:{PORT}\n", b.addr)).collect();
-        std::fs::write(
-            &cfg,
-            format!(
+        super::start_haproxy(
+            topo,
+            &format!(
                 "global\n  maxconn 1000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  \
                  timeout server 60s\nfrontend tls\n  bind {HAPROXY_VIP}:{PORT}\n  default_backend tls\n\
                  backend tls\n  balance roundrobin\n  stick-table type binary len 32 size 30k expire 30m\n  \
@@ -818,12 +808,7 @@ mod resumption {
                  stick on req.payload_lv(43,1) if clienthello\n  \
                  stick store-response res.payload_lv(43,1) if serverhello\n{servers}"
             ),
-        )?;
-        let mut cmd = topo.lb.command("haproxy");
-        cmd.args(["-db", "-f"]).arg(&cfg);
-        let p = Proc::spawn("haproxy", cmd);
-        std::thread::sleep(Duration::from_millis(500));
-        Ok((p, dir))
+        )
     }
 
     fn tether_config(topo: &Topology) -> String {
@@ -836,4 +821,21 @@ mod resumption {
             topo.backends_toml(PORT)
         )
     }
+}
+
+/// HAProxy in the balancer namespace with `config`, for as long as the
+/// returned process lives.
+fn start_haproxy(
+    topo: &tether_tests::topology::Topology,
+    config: &str,
+) -> anyhow::Result<(tether_tests::process::Proc, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, config)?;
+    let mut cmd = topo.lb.command("haproxy");
+    cmd.args(["-db", "-f"]).arg(&cfg);
+    let p = tether_tests::process::Proc::spawn("haproxy", cmd);
+    // HAProxy prints nothing when it starts cleanly; give it a moment to bind.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Ok((p, dir))
 }
