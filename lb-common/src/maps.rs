@@ -17,6 +17,8 @@ pub const SESSIONS_MAP: &str = "SESSIONS";
 pub const SESSION_PREFIXES_MAP: &str = "SESSION_PREFIXES";
 pub const PERSIST_STATS_MAP: &str = "PERSIST_STATS";
 pub const SESSION_REMOVALS_MAP: &str = "SESSION_REMOVALS";
+pub const BACKEND_NEW_FLOWS_MAP: &str = "BACKEND_NEW_FLOWS";
+pub const BACKEND_LOAD_MAP: &str = "BACKEND_LOAD";
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// New connections, tail-called from `tether_xdp` through `JUMPS`.
@@ -339,14 +341,52 @@ pub struct BackendInfo {
 }
 const _: () = assert!(size_of::<BackendInfo>() == 24);
 
-/// `BackendInfo::state`.
+/// `BackendInfo::state`: what the data path may send the backend, from the
+/// operator's state and the health checks' verdict (the daemon combines them).
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendState {
+    /// New connections and persisted clients.
     Active = 1,
+    /// Persisted clients only.
     Draining = 2,
+    /// Nothing new; a learned session naming it is a miss.
     Disabled = 3,
+    /// Its health checks fail: nothing new, and a learned session naming it
+    /// follows the farm's `on_backend_failure` (`FarmInfo::on_failure`).
+    Failed = 4,
 }
+
+/// `FarmInfo::on_failure`: what happens to a client whose learned session
+/// names a backend that has failed its health checks.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The entry is forgotten and the client goes to the next kind or the
+    /// farm's algorithm (a full handshake on a healthy backend).
+    Rebalance = 1,
+    /// The client gets an RST.
+    Reset = 2,
+    /// The client's segment is dropped: it waits for the backend to return.
+    Drop = 3,
+}
+
+/// Value of the `BACKEND_LOAD` array, indexed by backend id, for
+/// `least-connections`. Written by the daemon after each sweep of the flow
+/// table; read by XDP, which estimates a backend's connections as `active +
+/// (BACKEND_NEW_FLOWS[id] - new_flows_seen)`: the count at the sweep plus
+/// what XDP bound since.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendLoad {
+    /// Connections to the backend in the flow table at the sweep.
+    pub active: u64,
+    /// `BACKEND_NEW_FLOWS[id]` when the sweep began.
+    pub new_flows_seen: u64,
+    /// The backend's weight (at least 1): connections are compared per unit.
+    pub weight: u64,
+}
+const _: () = assert!(size_of::<BackendLoad>() == 24);
 
 /// Value of the `FARMS` array, indexed by farm id. Written by the daemon
 /// (`algorithm`, `persistence`, `rr_len`, `session_timeout_s`); `rr_next` is
@@ -374,7 +414,8 @@ pub struct FarmInfo {
     /// The kinds of `persistence` as bits (`1 << kind`), for the data path
     /// to test one without a walk over the list.
     pub persist_mask: u8,
-    pub _pad: u8,
+    /// `OnFailure as u8`.
+    pub on_failure: u8,
 }
 const _: () = assert!(size_of::<FarmInfo>() == 24);
 
@@ -502,8 +543,17 @@ pub const FARM_RR_SLOTS: u32 = MAX_BACKENDS;
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
+    /// `FARM_RR` in turn. The daemon lists each backend once for
+    /// `round-robin`, as often as its weight says (interleaved) for
+    /// `weighted-round-robin`.
     RoundRobin = 1,
+    /// `MAGLEV` at a hash of the client address.
     Maglev = 2,
+    /// A random `FARM_RR` slot (the list is weighted).
+    Random = 3,
+    /// The backend of `FARM_RR` (each once) with the fewest connections per
+    /// unit of weight (`BACKEND_LOAD`); ties go round.
+    LeastConnections = 4,
 }
 
 /// Value of `PENDING` (keyed by the client -> VIP `FlowKey`): a `tls`
@@ -588,6 +638,8 @@ unsafe impl aya::Pod for SessionEntry {}
 unsafe impl aya::Pod for Pending {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PersistCounters {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BackendLoad {}
 
 #[cfg(test)]
 mod tests {

@@ -91,8 +91,16 @@ pub const DROP_NO_VIP_PROGRAM: u32 = 32;
 /// As `TLS_BIND`, to the backend persistence named (a session it holds).
 pub const TLS_BIND_PERSISTED: u32 = 33;
 
+/// The backend a learned session names has failed its health checks and
+/// its farm's `on_backend_failure` is `reset`: the client gets an RST.
+pub const RESET_BACKEND_FAILED: u32 = 34;
+/// As `RESET_BACKEND_FAILED`, with `on_backend_failure = "drop"`: the
+/// client's segment is dropped (it retries until the backend is back or its
+/// entry expires).
+pub const DROP_BACKEND_FAILED: u32 = 35;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 34;
+pub const COUNT: u32 = 36;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -131,6 +139,8 @@ pub const fn name(reason: u32) -> &'static str {
         TC_DROP_ERROR => "tc_drop_error",
         DROP_NO_VIP_PROGRAM => "drop_no_vip_program",
         TLS_BIND_PERSISTED => "tls_bind_persisted",
+        RESET_BACKEND_FAILED => "reset_backend_failed",
+        DROP_BACKEND_FAILED => "drop_backend_failed",
         _ => "unknown",
     }
 }

@@ -136,11 +136,29 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     let tcp_csum = !csum::fold(csum::fold(sum) as u32);
     buf[16..18].copy_from_slice(&tcp_csum.to_ne_bytes());
 
-    // IP: swap the addresses (the header checksum does not change), reset TTL,
-    // and drop any payload the SYN carried (TCP Fast Open data we do not take).
+    // Any payload the SYN carried (TCP Fast Open data we do not take) goes.
+    let (old_total, new_total) = turn_ip_around(ip, header_len);
+
+    // SAFETY: buf holds header_len (<= 60) bytes; the packet has them at l4_off.
+    let rc = unsafe {
+        bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
+    };
+    if rc != 0 {
+        return None;
+    }
+    swap_macs(ctx)?;
+    // Cut the SYN's payload; Ethernet padding past the IP length may stay.
+    shrink(ctx, old_total, new_total)
+}
+
+/// An IPv4 header turned into the reply's: addresses swapped (the header
+/// checksum does not change), TTL reset, total length for a TCP header of
+/// `tcp_len` bytes and no data. Returns the old and new total lengths.
+#[inline(always)]
+fn turn_ip_around(ip: &mut [u8; 20], tcp_len: usize) -> (usize, usize) {
     let ip_hlen = ((ip[0] & 0x0F) as usize) * 4;
     let old_total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    let new_total = ip_hlen + header_len;
+    let new_total = ip_hlen + tcp_len;
     let mut ip_csum = u16::from_ne_bytes([ip[10], ip[11]]);
     ip_csum = csum::update16(ip_csum, u16::from_ne_bytes([ip[8], ip[9]]), u16::from_ne_bytes([SYN_ACK_TTL, ip[9]]));
     ip_csum = csum::update16(
@@ -154,21 +172,67 @@ fn build_syn_ack_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     let (src, dst) = ([ip[12], ip[13], ip[14], ip[15]], [ip[16], ip[17], ip[18], ip[19]]);
     ip[12..16].copy_from_slice(&dst);
     ip[16..20].copy_from_slice(&src);
+    (old_total, new_total)
+}
 
-    // SAFETY: buf holds header_len (<= 60) bytes; the packet has them at l4_off.
-    let rc = unsafe {
-        bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, header_len as u32)
-    };
-    if rc != 0 {
-        return None;
-    }
+#[inline(always)]
+fn swap_macs(ctx: &XdpContext) -> Option<()> {
     let eth = bytes_at_mut::<12>(ctx, 0)?;
     let (dst_mac, src_mac) =
         ([eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]], [eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
     eth[0..6].copy_from_slice(&src_mac);
     eth[6..12].copy_from_slice(&dst_mac);
+    Some(())
+}
 
-    // Cut the SYN's payload; Ethernet padding past the IP length may stay.
+const RST: u8 = 0x04;
+
+/// Answers a client's segment (IPv4, to a VIP) with an RST from the VIP, in
+/// place: addresses, ports and MACs swapped, sequence number = the client's
+/// acknowledgement (what it expects from us next, so it takes the RST),
+/// acknowledging its data, no options, no data. Sent back with XDP_TX.
+// VERIFIER: not inlined, like `syn_ack_v4`.
+#[inline(never)]
+pub fn reset_v4(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
+    match build_reset_v4(ctx, pkt) {
+        Some(()) => Verdict::send(why, xdp_action::XDP_TX),
+        None => Verdict::drop(why),
+    }
+}
+
+#[inline(always)]
+fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
+    let data_len = payload(ctx, pkt).map_or(0, |(_, len)| len) as u32;
+    let buf = header_scratch()?;
+    let tcp = bytes_at::<20>(ctx, pkt.l4_off)?;
+    let (sport, dport) = ([tcp[0], tcp[1]], [tcp[2], tcp[3]]);
+    buf[0..2].copy_from_slice(&dport);
+    buf[2..4].copy_from_slice(&sport);
+    buf[4..8].copy_from_slice(&pkt.ack.to_be_bytes());
+    buf[8..12].copy_from_slice(&pkt.seq.wrapping_add(data_len).to_be_bytes());
+    buf[12] = 5 << 4;
+    buf[13] = RST | ACK;
+    // Window, checksum (filled below), urgent pointer: zero. VERIFIER:
+    // volatile byte stores; plain ones LLVM merges into a `memset` call
+    // (see `mem`).
+    for b in &mut buf[14..20] {
+        // SAFETY: a byte of the scratch buffer.
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
+    let mut sum = tcpopt::sum_words(buf, 20);
+    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
+    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32 + u16::from_ne_bytes(20u16.to_be_bytes()) as u32;
+    let tcp_csum = !csum::fold(csum::fold(sum) as u32);
+    buf[16..18].copy_from_slice(&tcp_csum.to_ne_bytes());
+    let (old_total, new_total) = turn_ip_around(ip, 20);
+    // SAFETY: buf holds 20 bytes of TCP header; the packet has at least 20 at l4_off.
+    let rc = unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, 20) };
+    if rc != 0 {
+        return None;
+    }
+    swap_macs(ctx)?;
     shrink(ctx, old_total, new_total)
 }
 

@@ -7,6 +7,10 @@
 //! action and counts it.
 #![no_std]
 #![no_main]
+// `lookup::select::count_new_flow`: an atomic add the BPF target offers no
+// stable API for.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod delayed;
 mod handshake;
@@ -25,12 +29,12 @@ use aya_ebpf::{
 };
 use lb_common::{
     Flow, FlowKey, Protocol, VipInfo,
-    maps::{Family, FlowDirection, FlowState, flow_flags},
+    maps::{Family, FlowDirection, FlowState, OnFailure, flow_flags},
     reason,
 };
 
 use crate::{
-    lookup::{flow::Binding, pending},
+    lookup::{flow::Binding, pending, session::Persisted},
     parse::Tcp,
     verdict::Verdict,
 };
@@ -169,14 +173,17 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
     let Some(farm) = lookup::select::farm(vip.farm_id) else { return Verdict::drop(reason::DROP_NO_BACKEND) };
     // Persistence first: the backend that holds the client's session; then
     // the farm's algorithm.
-    let chosen = lookup::session::choose(vip.farm_id, farm, pkt, first.len);
-    let backend_id = match chosen {
-        Some((id, _)) => {
+    let (backend_id, chosen_by) = match lookup::session::choose(vip.farm_id, farm, pkt, first.len) {
+        Persisted::Hit(id, kind) => {
             why = reason::TLS_BIND_PERSISTED;
-            id
+            (id, Some(kind))
         }
-        None => match lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) {
-            Some((id, _)) => id,
+        Persisted::Failed(action) if action == OnFailure::Reset as u8 => {
+            return handshake::reset_v4(ctx, pkt, reason::RESET_BACKEND_FAILED);
+        }
+        Persisted::Failed(_) => return Verdict::drop(reason::DROP_BACKEND_FAILED),
+        Persisted::Miss => match lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) {
+            Some((id, _)) => (id, None),
             None => return Verdict::drop(reason::DROP_NO_BACKEND),
         },
     };
@@ -184,7 +191,7 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         Ok(flow) => flow,
         Err(why) => return Verdict::drop(why),
     };
-    lookup::session::remember_client(farm, backend_id, chosen.map(|(_, kind)| kind));
+    lookup::session::remember_client(farm, backend_id, chosen_by);
     if let Some(to_client) = lookup::flow::get(&FlowKey::reply(flow, pkt.key.family)) {
         lookup::session::expect_server_hello(farm, to_client);
     }

@@ -29,12 +29,21 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Show a running daemon's packet counters.
+    /// Show a running daemon's farms, backends (state, health, connections),
+    /// VIPs and packet counters, asked over its control socket.
     Status {
         #[arg(long, short, value_name = "FILE", default_value = "/etc/tether.toml")]
         config: PathBuf,
-        #[arg(long, default_value = "default")]
-        instance: String,
+    },
+    /// Change a backend's state in a running daemon: `drain` (persisted
+    /// clients and open connections stay, no new clients), `disable`
+    /// (nothing new; open connections run to their end), `enable`.
+    Backend {
+        #[arg(long, short, value_name = "FILE", default_value = "/etc/tether.toml")]
+        config: PathBuf,
+        action: BackendAction,
+        farm: String,
+        backend: String,
     },
     /// Inspect and edit a running daemon's persistence table (learned TLS
     /// sessions, tickets, key names, server names, client addresses).
@@ -46,6 +55,24 @@ pub enum Command {
         #[command(subcommand)]
         action: SessionsAction,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendAction {
+    Drain,
+    Enable,
+    Disable,
+}
+
+impl BackendAction {
+    /// The state the action puts a backend in, as the config spells it.
+    pub fn state(self) -> &'static str {
+        match self {
+            BackendAction::Drain => "draining",
+            BackendAction::Enable => "active",
+            BackendAction::Disable => "disabled",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,9 +4,13 @@
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
+pub mod farm;
+pub mod health;
 pub mod loader;
 pub mod maglev;
+pub mod metrics;
 pub mod neighbors;
 pub mod pending;
 pub mod pins;

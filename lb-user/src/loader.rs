@@ -18,8 +18,8 @@ use tracing::{info, warn};
 
 use crate::{
     EBPF_OBJECT,
-    config::{self, Algorithm, Config, Timeouts, VipProtocol, XdpMode},
-    maglev, pins,
+    config::{self, Config, Timeouts, VipProtocol, XdpMode},
+    farm, pins,
     stats::{self, Counters, FLOWS_PIN, SESSIONS_PIN, STATS_PIN},
 };
 
@@ -93,9 +93,21 @@ impl Dataplane {
         stats::read(&map).map_err(|source| LoadError::Map { map: abi::STATS_MAP, source })
     }
 
-    /// Removes connections that have been quiet too long; see [`sweep`].
-    pub fn sweep(&mut self, timeouts: &Timeouts) -> Result<usize, LoadError> {
+    /// Removes connections that have been quiet too long and counts the
+    /// rest per backend; see [`sweep`].
+    pub fn sweep(&mut self, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
         sweep(&mut self.ebpf, timeouts)
+    }
+
+    /// Tells the data path a farm's backends' new states (see
+    /// [`write_farm_backends`]).
+    pub fn write_farm(&mut self, config: &Config, runtime: &farm::Runtime, farm_id: usize) -> Result<(), LoadError> {
+        write_farm_backends(&mut self.ebpf, config, runtime, farm_id)
+    }
+
+    /// Connections bound to each backend id since load.
+    pub fn new_flows(&self) -> Result<Vec<u64>, LoadError> {
+        read_new_flows(&self.ebpf)
     }
 
     /// Removes persistence entries past their farm's `session_timeout`.
@@ -117,6 +129,28 @@ impl Dataplane {
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
         crate::sessions::sweep(&scanned, &mut sessions, &mut removals, &timeouts, now)
             .map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })
+    }
+
+    /// `ticket-key`: the tickets of `backend_id` (of `farm_id`) carry key
+    /// name `name`, as its TLS health check saw. A name already learned for
+    /// another backend becomes shared (`NO_BACKEND`: chooses nothing), as
+    /// when XDP learns it twice. Returns what the entry now says.
+    pub fn learn_key_name(&mut self, farm_id: u32, name: &[u8; 16], backend_id: u32) -> Result<u32, LoadError> {
+        let map_err = |source| LoadError::Map { map: abi::SESSIONS_MAP, source };
+        let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
+            map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
+        let mut bytes = [0u8; abi::SESSION_KEY_MAX];
+        bytes[..16].copy_from_slice(name);
+        let key = SessionKey { farm_id, kind: abi::PersistKind::TicketKey as u8, len: 16, _pad: [0, 0], bytes };
+        let owner = match sessions.get(&key, 0) {
+            Ok(known) if known.backend_id != backend_id => abi::NO_BACKEND,
+            Ok(_) | Err(MapError::KeyNotFound) => backend_id,
+            Err(e) => return Err(map_err(e)),
+        };
+        let now = monotonic_ns();
+        let entry = abi::SessionEntry { backend_id: owner, _pad: 0, created_ns: now, last_used_ns: now };
+        sessions.insert(key, entry, 0).map_err(map_err)?;
+        Ok(owner)
     }
 
     /// Ends the waits of `tls` connections whose backend has not answered
@@ -160,8 +194,8 @@ pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
     let mut ebpf =
         aya::EbpfLoader::new().map_max_entries(abi::SESSIONS_MAP, session_table_size(config)).load(EBPF_OBJECT)?;
     write_settings(&mut ebpf, config)?;
-    write_backends(&mut ebpf, config)?;
     write_farms(&mut ebpf, config)?;
+    write_backends(&mut ebpf, config, &farm::Runtime::from_config(config))?;
     write_vips(&mut ebpf, config)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
     tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
@@ -218,84 +252,97 @@ fn write_settings(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
     map.set(0, settings, 0).map_err(|source| LoadError::Map { map: abi::SETTINGS_MAP, source })
 }
 
-/// Backends of all farms, numbered in config order, and one Maglev table per
-/// farm over the backends that take new connections.
-fn write_backends(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
-    let map_err = |map| move |source| LoadError::Map { map, source };
-    let ids = backend_ids(config);
-    {
-        let mut backends: Array<&mut MapData, BackendInfo> = map_mut(ebpf, abi::BACKENDS_MAP)?;
-        for (farm_id, farm) in config.farms.iter().enumerate() {
-            for (j, b) in farm.backends.iter().enumerate() {
-                let info = BackendInfo {
-                    addr_be: addr_bytes(b.address.ip()),
-                    port_be: b.address.port().to_be(),
-                    family: family(b.address.ip()) as u8,
-                    state: backend_state(b.state) as u8,
-                    farm_id: farm_id as u32,
-                };
-                backends.set(ids[farm_id] + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
-            }
-        }
-    }
-    let mut rings: Array<&mut MapData, u32> = map_mut(ebpf, abi::MAGLEV_MAP)?;
-    for (farm_id, farm) in config.farms.iter().enumerate() {
-        let keys: Vec<String> = farm.backends.iter().map(|b| b.address.to_string()).collect();
-        let members: Vec<maglev::Member<'_>> = farm
-            .backends
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0)
-            .map(|(j, _)| maglev::Member { id: ids[farm_id] + j as u32, key: &keys[j] })
-            .collect();
-        let table = maglev::table(&members, abi::MAGLEV_RING as usize);
-        let base = farm_id as u32 * abi::MAGLEV_RING;
-        for (slot, id) in table.into_iter().enumerate() {
-            rings.set(base + slot as u32, id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
-        }
-        info!(farm = farm.name, backends = members.len(), "maglev table written");
+/// Backends of all farms, numbered in config order, with the state the
+/// data path is to treat them by, and each farm's selection lists over the
+/// backends that take new connections.
+fn write_backends(ebpf: &mut Ebpf, config: &Config, runtime: &farm::Runtime) -> Result<(), LoadError> {
+    for farm_id in 0..config.farms.len() {
+        write_farm_backends(ebpf, config, runtime, farm_id)?;
     }
     Ok(())
 }
 
-/// Each farm's algorithm, and the round-robin order of its active backends.
-fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
-    let ids = backend_ids(config);
+/// One farm's backends (`BACKENDS`, `BACKEND_LOAD` weights), `FARM_RR`
+/// slice and length, and `MAGLEV` table, from its run-time state: at load,
+/// and again whenever a backend's state or health changes.
+pub fn write_farm_backends(
+    ebpf: &mut Ebpf,
+    config: &Config,
+    runtime: &farm::Runtime,
+    farm_id: usize,
+) -> Result<(), LoadError> {
+    let map_err = |map| move |source| LoadError::Map { map, source };
+    let farm = &config.farms[farm_id];
+    let runs = &runtime.farms[farm_id];
+    let first_id = backend_ids(config)[farm_id];
     {
+        let mut backends: Array<&mut MapData, BackendInfo> = map_mut(ebpf, abi::BACKENDS_MAP)?;
+        for (j, (b, run)) in farm.backends.iter().zip(runs).enumerate() {
+            let info = BackendInfo {
+                addr_be: addr_bytes(b.address.ip()),
+                port_be: b.address.port().to_be(),
+                family: family(b.address.ip()) as u8,
+                state: farm::data_path_state(*run) as u8,
+                farm_id: farm_id as u32,
+            };
+            backends.set(first_id + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
+        }
+    }
+    {
+        // Weights only: the counts are the sweep's to write (`write_loads`).
+        let mut loads: Array<&mut MapData, abi::BackendLoad> = map_mut(ebpf, abi::BACKEND_LOAD_MAP)?;
+        for (j, b) in farm.backends.iter().enumerate() {
+            let id = first_id + j as u32;
+            let mut load = loads.get(&id, 0).map_err(map_err(abi::BACKEND_LOAD_MAP))?;
+            load.weight = u64::from(b.weight.max(1));
+            loads.set(id, load, 0).map_err(map_err(abi::BACKEND_LOAD_MAP))?;
+        }
+    }
+    let selection = farm::selection(farm, runs, first_id);
+    {
+        let mut rings: Array<&mut MapData, u32> = map_mut(ebpf, abi::MAGLEV_MAP)?;
+        let base = farm_id as u32 * abi::MAGLEV_RING;
+        for (slot, id) in selection.ring.iter().enumerate() {
+            rings.set(base + slot as u32, *id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
+        }
+    }
+    {
+        // The new list before its length: a data path reading the old length
+        // meanwhile finds backends that were valid a moment ago.
         let mut order: Array<&mut MapData, u32> = map_mut(ebpf, abi::FARM_RR_MAP)?;
-        for (farm_id, farm) in config.farms.iter().enumerate() {
-            let active = farm
-                .backends
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.state == config::BackendState::Active && b.weight > 0);
-            for (slot, (j, _)) in active.enumerate() {
-                let index = farm_id as u32 * abi::FARM_RR_SLOTS + slot as u32;
-                order
-                    .set(index, ids[farm_id] + j as u32, 0)
-                    .map_err(|source| LoadError::Map { map: abi::FARM_RR_MAP, source })?;
-            }
+        for (slot, id) in selection.rotation.iter().enumerate() {
+            let index = farm_id as u32 * abi::FARM_RR_SLOTS + slot as u32;
+            order.set(index, *id, 0).map_err(map_err(abi::FARM_RR_MAP))?;
         }
     }
     let mut farms: Array<&mut MapData, FarmInfo> = map_mut(ebpf, abi::FARMS_MAP)?;
+    let mut info = farms.get(&(farm_id as u32), 0).map_err(map_err(abi::FARMS_MAP))?;
+    info.rr_len = selection.rotation.len() as u32;
+    farms.set(farm_id as u32, info, 0).map_err(map_err(abi::FARMS_MAP))
+}
+
+/// Each farm's settings (`FARMS`) and its backends' session ID prefixes
+/// (`SESSION_PREFIXES`). `rr_len` is `write_farm_backends`'s.
+fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+    let ids = backend_ids(config);
+    let mut farms: Array<&mut MapData, FarmInfo> = map_mut(ebpf, abi::FARMS_MAP)?;
     for (farm_id, farm) in config.farms.iter().enumerate() {
-        let rr_len = farm.backends.iter().filter(|b| b.state == config::BackendState::Active && b.weight > 0).count();
-        let algorithm = match farm.algorithm {
-            Algorithm::Maglev => abi::Algorithm::Maglev,
-            // Config validation admits no other algorithm yet.
-            _ => abi::Algorithm::RoundRobin,
-        };
         let mut persistence = [0u8; abi::MAX_PERSIST_KINDS];
         for (slot, kind) in persistence.iter_mut().zip(&farm.persistence) {
             *slot = crate::sessions::kind_of(*kind) as u8;
         }
         let session_id_prefix_len =
             farm.backends.iter().find_map(|b| b.session_id_prefix.as_ref()).map_or(0, |p| p.len() as u8);
+        let on_failure = match farm.on_backend_failure {
+            config::OnBackendFailure::Rebalance => abi::OnFailure::Rebalance,
+            config::OnBackendFailure::Reset => abi::OnFailure::Reset,
+            config::OnBackendFailure::Drop => abi::OnFailure::Drop,
+        };
         let info = FarmInfo {
-            algorithm: algorithm as u8,
+            algorithm: farm::data_path_algorithm(farm.algorithm) as u8,
             persistence,
             session_id_prefix_len,
-            rr_len: rr_len as u32,
+            rr_len: 0,
             rr_next: 0,
             session_timeout_s: farm.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
             source_prefix_v4: farm.source_prefix_v4,
@@ -304,7 +351,7 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
                 .persistence
                 .iter()
                 .fold(0, |mask, kind| mask | 1 << crate::sessions::kind_of(*kind) as u8),
-            _pad: 0,
+            on_failure: on_failure as u8,
         };
         farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
     }
@@ -415,12 +462,24 @@ fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static 
     }
 }
 
+/// What one sweep of the flow table did and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Entries removed (two per connection).
+    pub removed: usize,
+    /// Connections left per backend id (`MAX_BACKENDS` long).
+    pub active: Vec<u64>,
+}
+
 /// Removes flows whose connection has been quiet too long: both directions
 /// idle past `idle` (or `closing` once a FIN was seen), or a connection whose
-/// backend never answered within `half_open`. Returns the entries removed
-/// (two per connection).
-pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
+/// backend never answered within `half_open`. Counts the connections left
+/// per backend and writes them into `BACKEND_LOAD` for `least-connections`,
+/// with the `BACKEND_NEW_FLOWS` counts read before the scan, so XDP adds
+/// only what it bound since.
+pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
     let now = monotonic_ns();
+    let new_flows = read_new_flows(ebpf)?;
     let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
     let entries: Vec<(FlowKey, Flow)> = match ebpf.map(abi::FLOWS_MAP) {
         Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|e| {
@@ -431,12 +490,17 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
     let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
     let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
     let mut expired = Vec::new();
+    let mut active = vec![0u64; abi::MAX_BACKENDS as usize];
     for (key, flow) in &entries {
         let reply_key = FlowKey::reply(flow, key.family);
         let reply = by_key.get(&reply_key);
         if flow_expired(flow, reply, now, timeouts) {
             expired.push(*key);
             expired.push(reply_key);
+        } else if flow.direction == abi::FlowDirection::ToBackend as u8 {
+            if let Some(count) = active.get_mut(flow.backend_id as usize) {
+                *count += 1;
+            }
         }
     }
     let mut removed = 0usize;
@@ -448,7 +512,40 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<usize, LoadError> {
             Err(e) => return Err(map_err(e)),
         }
     }
-    Ok(removed)
+    // A connection bound during the scan is both in `active` and past the
+    // counts read before it: until the next sweep the estimate is high by
+    // the connections bound while the table was read (none in a quiet
+    // moment). Reading the counts after the scan would err low instead,
+    // which sends the next clients to a backend that is busier than it looks.
+    write_loads(ebpf, &active, &new_flows)?;
+    Ok(Sweep { removed, active })
+}
+
+/// `BACKEND_NEW_FLOWS`: connections bound to each backend id since load.
+pub fn read_new_flows(ebpf: &Ebpf) -> Result<Vec<u64>, LoadError> {
+    let map_err = |source| LoadError::Map { map: abi::BACKEND_NEW_FLOWS_MAP, source };
+    let map: Array<&MapData, u64> = ebpf
+        .map(abi::BACKEND_NEW_FLOWS_MAP)
+        .ok_or(LoadError::Missing { what: "map", name: abi::BACKEND_NEW_FLOWS_MAP })?
+        .try_into()
+        .map_err(map_err)?;
+    map.iter().collect::<Result<Vec<u64>, _>>().map_err(map_err)
+}
+
+fn write_loads(ebpf: &mut Ebpf, active: &[u64], new_flows: &[u64]) -> Result<(), LoadError> {
+    let map_err = |source| LoadError::Map { map: abi::BACKEND_LOAD_MAP, source };
+    let mut loads: Array<&mut MapData, abi::BackendLoad> = map_mut(ebpf, abi::BACKEND_LOAD_MAP)?;
+    for (id, (&connections, &seen)) in active.iter().zip(new_flows).enumerate() {
+        let id = id as u32;
+        let old = loads.get(&id, 0).map_err(map_err)?;
+        if old.active == connections && old.new_flows_seen == seen {
+            continue;
+        }
+        loads
+            .set(id, abi::BackendLoad { active: connections, new_flows_seen: seen, weight: old.weight }, 0)
+            .map_err(map_err)?;
+    }
+    Ok(())
 }
 
 /// Entries of the persistence table: the farms' `session_capacity` added up
@@ -503,14 +600,6 @@ pub fn monotonic_ns() -> u64 {
 
 fn family(ip: IpAddr) -> abi::Family {
     if ip.is_ipv4() { abi::Family::Ipv4 } else { abi::Family::Ipv6 }
-}
-
-fn backend_state(state: config::BackendState) -> abi::BackendState {
-    match state {
-        config::BackendState::Active => abi::BackendState::Active,
-        config::BackendState::Draining => abi::BackendState::Draining,
-        config::BackendState::Disabled => abi::BackendState::Disabled,
-    }
 }
 
 /// The `VIPS` key for an address and port.

@@ -6,12 +6,14 @@
 
 use lb_common::maps::NO_BACKEND;
 
-/// A backend as Maglev sees it: the id written into the table, and the stable
+/// A backend as Maglev sees it: the id written into the table, the stable
 /// identity its permutation derives from (its address, so renaming a backend
-/// moves nobody).
+/// moves nobody), and its weight (0 is treated as 1; the caller leaves
+/// weight-0 backends out).
 pub struct Member<'a> {
     pub id: u32,
     pub key: &'a str,
+    pub weight: u32,
 }
 
 /// Fills a table of `size` slots (a prime) with member ids; all `NO_BACKEND`
@@ -28,9 +30,20 @@ pub fn table(members: &[Member<'_>], size: usize) -> Vec<u32> {
         .map(|m| (fnv1a(m.key, 0xCBF2_9CE4_8422_2325) % size64, fnv1a(m.key, 0x8422_2325_CBF2_9CE4) % (size64 - 1) + 1))
         .collect();
     let mut next = vec![0u64; members.len()];
+    // Weights: each round, every member earns its weight and claims a slot
+    // for each `heaviest` it has earned, so shares follow the weights and
+    // equal weights fill the table exactly as the unweighted algorithm.
+    let weights: Vec<u64> = members.iter().map(|m| u64::from(m.weight.max(1))).collect();
+    let heaviest = *weights.iter().max().expect("members is not empty");
+    let mut credit = vec![0u64; members.len()];
     let mut filled = 0;
     while filled < size {
         for (i, member) in members.iter().enumerate() {
+            credit[i] += weights[i];
+            if credit[i] < heaviest {
+                continue;
+            }
+            credit[i] -= heaviest;
             let (offset, skip) = permutations[i];
             let mut slot = ((offset + next[i] * skip) % size64) as usize;
             while slots[slot] != NO_BACKEND {
@@ -61,7 +74,7 @@ mod tests {
     const SIZE: usize = 65_537;
 
     fn members(keys: &[String]) -> Vec<Member<'_>> {
-        keys.iter().enumerate().map(|(i, k)| Member { id: i as u32, key: k }).collect()
+        keys.iter().enumerate().map(|(i, k)| Member { id: i as u32, key: k, weight: 1 }).collect()
     }
 
     fn keys(n: usize) -> Vec<String> {
@@ -103,6 +116,40 @@ mod tests {
             (moved as f64) < 0.03 * SIZE as f64,
             "{moved} of {SIZE} slots of staying backends moved (removed one owned {own})"
         );
+    }
+
+    #[test]
+    fn shares_follow_weights_within_one_percent() {
+        let k = keys(4);
+        let weights = [1u32, 2, 3, 10];
+        let members: Vec<Member<'_>> =
+            k.iter().enumerate().map(|(i, key)| Member { id: i as u32, key, weight: weights[i] }).collect();
+        let t = table(&members, SIZE);
+        let total: u32 = weights.iter().sum();
+        for (i, w) in weights.iter().enumerate() {
+            let share = t.iter().filter(|id| **id == i as u32).count() as f64 / SIZE as f64;
+            let ideal = f64::from(*w) / f64::from(total);
+            assert!((share - ideal).abs() / ideal < 0.01, "backend {i} weight {w}: share {share}, ideal {ideal}");
+        }
+    }
+
+    #[test]
+    fn removing_one_of_n_weighted_moves_about_its_share() {
+        let k = keys(8);
+        let members = |skip: Option<u32>| -> Vec<Member<'_>> {
+            k.iter()
+                .enumerate()
+                .filter(|(i, _)| Some(*i as u32) != skip)
+                .map(|(i, key)| Member { id: i as u32, key, weight: 1 + (i as u32 % 3) })
+                .collect()
+        };
+        let before = table(&members(None), SIZE);
+        let after = table(&members(Some(5)), SIZE);
+        let own = before.iter().filter(|b| **b == 5).count();
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        // The removed backend's slots move, and few others.
+        assert!(moved >= own);
+        assert!(((moved - own) as f64) < 0.04 * SIZE as f64, "{moved} moved, {own} were the removed backend's");
     }
 
     #[test]

@@ -2,9 +2,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use lb_user::{
-    cli::{Cli, Command},
+    cli::{BackendAction, Cli, Command},
     config::Config,
-    daemon, pins, stats,
+    control::{self, Reply, Request},
+    daemon,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -22,7 +23,8 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(daemon::run(&config, &instance))),
         Command::CheckConfig { files } => check_config(&files),
-        Command::Status { config, instance } => status(&config, &instance),
+        Command::Status { config } => status(&config),
+        Command::Backend { config, action, farm, backend } => self::backend(&config, action, farm, backend),
         Command::Sessions { config, instance, action } => lb_user::sessions_cli::run(&config, &instance, action),
     };
     match result {
@@ -51,28 +53,55 @@ fn check_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn status(config: &std::path::Path, instance: &str) -> anyhow::Result<()> {
+/// Sends `request` to the daemon `config` names; its reply, or its error.
+fn ask(config: &std::path::Path, request: &Request) -> anyhow::Result<Reply> {
     let config = Config::load(config)?;
-    let dir = pins::instance_dir(&config.daemon.pin_path, instance);
-    let counters = stats::read_pinned(&dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read counters of instance `{instance}` at {}: {e}; is the daemon running?",
-            dir.display()
-        )
-    })?;
-    let flows = stats::read_pinned_flows(&dir).map_err(|e| anyhow::anyhow!("cannot read the flow table: {e}"))?;
-    println!("instance {instance} (pins at {})", dir.display());
-    println!("flow table: {} entries (two per connection)", flows.len());
-    for vip in &config.vips {
-        let protocol = match vip.protocol {
-            lb_user::config::VipProtocol::Tls => "tls",
-            lb_user::config::VipProtocol::Tcp => "tcp",
-        };
-        println!("vip {}: {}:{} {protocol} -> farm {}", vip.name, vip.address, vip.port, config.farms[vip.farm].name);
+    let reply = control::request(&config.daemon.control_socket, request)?;
+    if let Reply::Error { message } = &reply {
+        anyhow::bail!("{message}");
+    }
+    Ok(reply)
+}
+
+fn status(config: &std::path::Path) -> anyhow::Result<()> {
+    let Reply::Status(s) = ask(config, &Request::Status)? else { anyhow::bail!("the daemon did not send its status") };
+    println!("instance {} (config {}, pins at {})", s.instance, s.config, s.pin_dir);
+    println!("flow table: {} entries (two per connection)", s.flow_entries);
+    for vip in &s.vips {
+        println!("vip {}: {}:{} {} -> farm {}", vip.name, vip.address, vip.port, vip.protocol, vip.farm);
+    }
+    for farm in &s.farms {
+        let check = farm.health_check.as_deref().unwrap_or("none");
+        println!("farm {}: {}, health check {check}", farm.name, farm.algorithm);
+        println!(
+            "  {:<16} {:<24} {:>6} {:<9} {:<6} {:<4} {:>10} {:>12}",
+            "backend", "address", "weight", "state", "health", "new", "active", "connections"
+        );
+        for b in &farm.backends {
+            println!(
+                "  {:<16} {:<24} {:>6} {:<9} {:<6} {:<4} {:>10} {:>12}",
+                b.name,
+                b.address,
+                b.weight,
+                b.state,
+                b.health,
+                if b.takes_new { "yes" } else { "no" },
+                b.active_flows,
+                b.new_flows
+            );
+        }
     }
     println!("{:<24} {:>14}", "reason", "packets");
-    for (reason, packets) in counters.named() {
+    for (reason, packets) in &s.counters {
         println!("{reason:<24} {packets:>14}");
+    }
+    Ok(())
+}
+
+fn backend(config: &std::path::Path, action: BackendAction, farm: String, backend: String) -> anyhow::Result<()> {
+    let request = Request::SetBackendState { farm, backend, state: action.state().to_owned() };
+    if let Reply::Done { message } = ask(config, &request)? {
+        println!("{message}");
     }
     Ok(())
 }

@@ -37,7 +37,7 @@ pub async fn warm(backends: &[SocketAddr], snat_ports: (u16, u16), round: u32) {
 
 /// A source port outside the SNAT range: below it when there is room, else
 /// above it, else 0 (the kernel's choice; only when the range covers all ports).
-fn own_port((lo, hi): (u16, u16), n: u32) -> u16 {
+pub fn own_port((lo, hi): (u16, u16), n: u32) -> u16 {
     if lo > FIRST_OWN_PORT {
         FIRST_OWN_PORT + (n % u32::from(lo - FIRST_OWN_PORT)) as u16
     } else if hi < u16::MAX {

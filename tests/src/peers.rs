@@ -417,7 +417,9 @@ pub fn openssl_session(
     if !reused && !text.lines().any(|l| l.starts_with("New, ")) {
         bail!("openssl s_client to {addr}: no session line ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }
-    let start = text.find("HTTP/1.").with_context(|| format!("no HTTP answer from {addr}: {text}"))?;
+    let start = text.find("HTTP/1.").with_context(|| {
+        format!("no HTTP answer from {addr} ({}): {text}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr))
+    })?;
     // Without -quiet, s_client follows the body with its own "closed" line.
     let body = http_body(&out.stdout[start..])?;
     Ok((reused, body.lines().next().unwrap_or_default().to_owned()))
@@ -458,7 +460,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Test backends use throwaway self-signed certificates: the client checks the
 /// handshake's signatures but not the chain.
-fn insecure_client_config() -> ClientConfig {
+pub fn insecure_client_config() -> ClientConfig {
     ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")

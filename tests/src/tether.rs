@@ -34,7 +34,14 @@ impl Tether {
     pub fn start(ns: &Netns, config: &str) -> Tether {
         let config_dir = tempfile::tempdir().expect("tempdir");
         let path = config_dir.path().join("tether.toml");
-        std::fs::write(&path, config).expect("write config");
+        // Tests run side by side: each daemon gets its own control socket.
+        let config = if config.contains("control_socket") {
+            config.to_owned()
+        } else {
+            let socket = config_dir.path().join("control.sock");
+            config.replacen("[daemon]\n", &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()), 1)
+        };
+        std::fs::write(&path, &config).expect("write config");
         let parsed = lb_user::config::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let pin_root = parsed.daemon.pin_path.clone();
         let mut cmd = ns.command(tether_bin());
@@ -71,6 +78,43 @@ impl Tether {
             .expect("run tether status");
         assert!(out.status.success(), "tether status failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The daemon's status, asked over its control socket.
+    pub fn status_report(&self) -> lb_user::control::StatusReport {
+        let config = lb_user::config::Config::load(&self.config_path()).expect("the test's config");
+        match lb_user::control::request(&config.daemon.control_socket, &lb_user::control::Request::Status) {
+            Ok(lb_user::control::Reply::Status(report)) => report,
+            other => panic!("status over the control socket: {other:?}\n{}", self.proc.output()),
+        }
+    }
+
+    /// A backend's line of the status: (farm, backend) -> its status.
+    pub fn backend_status(&self, farm: &str, backend: &str) -> lb_user::control::BackendStatus {
+        let report = self.status_report();
+        let farm = report.farms.iter().find(|f| f.name == farm).unwrap_or_else(|| panic!("no farm {farm}"));
+        farm.backends.iter().find(|b| b.name == backend).unwrap_or_else(|| panic!("no backend {backend}")).clone()
+    }
+
+    /// Runs `tether backend ARGS` against this daemon: its stdout, or its
+    /// stderr as the error.
+    pub fn backend_cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = std::process::Command::new(tether_bin())
+            .args(["backend", "--config"])
+            .arg(self.config_path())
+            .args(args)
+            .output()
+            .expect("run tether backend");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The configuration file the daemon runs with.
+    pub fn config_path(&self) -> PathBuf {
+        self.config_dir.path().join("tether.toml")
     }
 
     /// Runs `tether sessions ARGS` against this daemon: its stdout, or its

@@ -60,8 +60,22 @@ fn status_without_a_daemon_says_so() {
     let base = std::fs::read_to_string(&example_configs()[0]).unwrap();
     let config = dir.path().join("t.toml");
     let pin = dir.path().join("pins");
-    std::fs::write(&config, base.replace("/sys/fs/bpf/tether", &pin.display().to_string())).unwrap();
-    let out = Command::new(tether_bin()).args(["status", "--config"]).arg(&config).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is the daemon running?"));
+    let socket = dir.path().join("control.sock");
+    let mut text = base.replace("/sys/fs/bpf/tether", &pin.display().to_string());
+    text = if text.contains("control_socket") {
+        text.replace("/run/tether.sock", &socket.display().to_string())
+    } else {
+        text.replacen("[daemon]\n", &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()), 1)
+    };
+    std::fs::write(&config, text).unwrap();
+    for args in [&["status"][..], &["backend", "drain", "web", "b0"][..]] {
+        let out = Command::new(tether_bin()).args(args).arg("--config").arg(&config).output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("cannot reach the tether daemon at {}", socket.display()))
+                && stderr.contains("is `tether run` running"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

@@ -125,8 +125,13 @@ fn host_traffic_keeps_working_and_vip_syns_are_counted() {
 #[test]
 fn a_missing_interface_fails_cleanly() {
     let topo = Topology::two_armed(1, 1);
-    let text = config(&topo, &[LB_CLIENT_IF, "nosuchdev"]);
     let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("control.sock");
+    let text = config(&topo, &[LB_CLIENT_IF, "nosuchdev"]).replacen(
+        "[daemon]\n",
+        &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()),
+        1,
+    );
     let path = dir.path().join("t.toml");
     std::fs::write(&path, text).unwrap();
     let out =
@@ -136,6 +141,7 @@ fn a_missing_interface_fails_cleanly() {
     assert!(stderr.contains("nosuchdev"), "error should name the interface:\n{stderr}");
     assert!(!xdp_attached(&topo, LB_CLIENT_IF), "the interface attached before the failure must be detached again");
     assert!(!std::path::Path::new(&topo.pin_path()).join("default").exists(), "pins left behind");
+    assert!(!socket.exists(), "control socket left behind");
     let _ = std::fs::remove_dir_all(topo.pin_path());
 }
 

@@ -346,3 +346,73 @@ fn a_million_tls13_handshakes_leave_the_tls12_sessions_in_place() {
         assert_eq!(s.learns, u64::from(TLS12));
     });
 }
+
+/// A session learned on the first backend, which then fails its health
+/// checks (written as the daemon would); the next offer of the session meets
+/// the farm's `on_backend_failure`. Returns the data path's answer, the
+/// hello offered, the offering connection's cookie, and the dataplane.
+fn offer_to_a_failed_backend(on_failure: &str, expected: u32) -> (Vec<u8>, Vec<u8>, u32, TestDataplane, Net) {
+    let net = Net::new();
+    let text =
+        config(1_000).replace("session_timeout", &format!("on_backend_failure = \"{on_failure}\"\nsession_timeout"));
+    let (out, hello, cookie, dp) = net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&text);
+        let sid = [0x5E; 32];
+        let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
+        assert_eq!(c.backend_port, PORTS[0]);
+        let parsed = lb_user::config::Config::parse(std::path::Path::new("golden.toml"), &text).expect("config");
+        let mut runtime = lb_user::farm::Runtime::from_config(&parsed);
+        runtime.farms[0][0].health = lb_user::farm::Health::Down;
+        lb_user::loader::write_farm_backends(&mut dp.ebpf, &parsed, &runtime, 0).expect("mark b0 failed");
+
+        let syn = segment(40_001, PORT, 5_000, 0, TCP_SYN);
+        let (_, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &syn), reason::VIP_SYN);
+        let cookie = be32(&out[38..]);
+        let hello = client_hello(&sid, None);
+        let data = TcpSeg { payload: hello.clone(), ..segment(40_001, PORT, 5_001, cookie + 1, TCP_ACK | TCP_PSH) };
+        let (_, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &data), expected);
+        (out, hello, cookie, dp)
+    });
+    (out, hello, cookie, dp, net)
+}
+
+#[test]
+fn reset_answers_the_client_of_a_failed_backend_with_an_rst_of_its_own_leg() {
+    let (out, hello, cookie, dp, _net) = offer_to_a_failed_backend("reset", reason::RESET_BACKEND_FAILED);
+    // From the VIP to the client: seq is what the client expects from us
+    // (the cookie + 1), its data acknowledged; no options, no data.
+    let rst = TcpSeg {
+        window: 0,
+        payload: Vec::new(),
+        ..segment(PORT, 40_001, cookie + 1, 5_001 + hello.len() as u32, TCP_RST | TCP_ACK)
+    };
+    let expected = frame(CLIENT_MAC, VIP_MAC, VIP, CLIENT, &rst);
+    assert_eq!(out, expected, "the RST, byte for byte");
+    assert!(checksums_ok_v4(&out, 14), "IPv4 and TCP checksums recomputed from scratch agree");
+    assert!(!has_client_port(&dp, 40_001), "nothing is kept for a reset client");
+    assert_eq!(sessions(&dp).len(), 1, "the entry stays for when the backend returns");
+}
+
+#[test]
+fn drop_drops_the_client_of_a_failed_backend_and_keeps_its_entry() {
+    let (_, _, _, dp, _net) = offer_to_a_failed_backend("drop", reason::DROP_BACKEND_FAILED);
+    assert!(!has_client_port(&dp, 40_001), "nothing is kept for a dropped client");
+    assert_eq!(sessions(&dp).len(), 1);
+    assert_eq!(stats(&dp, PersistKind::SessionId).unusable, 1);
+}
+
+#[test]
+fn rebalance_binds_the_client_of_a_failed_backend_elsewhere_and_forgets_the_entry() {
+    let (out, _, _, dp, _net) = offer_to_a_failed_backend("rebalance", reason::TLS_BIND);
+    // The SYN goes to the other backend.
+    assert_eq!(u16::from_be_bytes([out[36], out[37]]), PORTS[1]);
+    assert!(sessions(&dp).is_empty(), "{:?}", sessions(&dp));
+    let s = stats(&dp, PersistKind::SessionId);
+    assert_eq!((s.lookups, s.hits, s.unusable), (2, 0, 1));
+}
+
+/// Whether the flow table has an entry from the client port `port`.
+fn has_client_port(dp: &TestDataplane, port: u16) -> bool {
+    dp.flows().iter().any(|(k, _)| k.sport_be == port.to_be())
+}

@@ -130,7 +130,7 @@ fn tcp_echo_through_the_vip_is_fully_natted_and_sticky_per_client() {
 fn predict_backends(topo: &Topology) -> Vec<String> {
     let keys: Vec<String> = topo.backends.iter().map(|b| SocketAddr::new(b.addr.into(), PORT).to_string()).collect();
     let members: Vec<lb_user::maglev::Member<'_>> =
-        keys.iter().enumerate().map(|(i, k)| lb_user::maglev::Member { id: i as u32, key: k }).collect();
+        keys.iter().enumerate().map(|(i, k)| lb_user::maglev::Member { id: i as u32, key: k, weight: 1 }).collect();
     let table = lb_user::maglev::table(&members, lb_common::maps::MAGLEV_RING as usize);
     topo.clients
         .iter()

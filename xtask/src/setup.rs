@@ -15,6 +15,9 @@ const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Runs the fuzz targets in `fuzz/` (the test command runs each briefly).
 const CARGO_FUZZ_VERSION: &str = "0.13.1";
+/// The Prometheus project's own Python client, whose text-format parser the
+/// metrics test reads tether's endpoint with.
+const PROMETHEUS_CLIENT: &str = "prometheus_client==0.26.0";
 
 /// Debian packages: LLVM for bpf-linker, and the tools the tests and demo run.
 const PACKAGES: &[&str] = &[
@@ -49,9 +52,12 @@ pub fn setup() -> anyhow::Result<()> {
     if !cmd_ok("cargo", &["fuzz", "--version"]) {
         plan.push(Step::CargoFuzz);
     }
+    if !cmd_ok("python3", &["-c", "import prometheus_client.parser"]) {
+        plan.push(Step::PrometheusClient);
+    }
     if plan.is_empty() {
         println!(
-            "setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, cargo-fuzz, test tools)"
+            "setup: everything is installed (llvm-{LLVM_MAJOR}, {EBPF_TOOLCHAIN} + rust-src, bpf-linker, cargo-fuzz, prometheus_client, test tools)"
         );
         return Ok(());
     }
@@ -83,6 +89,7 @@ enum Step {
     RustSrc,
     BpfLinker,
     CargoFuzz,
+    PrometheusClient,
 }
 
 impl Step {
@@ -95,6 +102,9 @@ impl Step {
                 format!("building bpf-linker {BPF_LINKER_VERSION} against LLVM {LLVM_MAJOR} (a few minutes)")
             }
             Step::CargoFuzz => format!("building cargo-fuzz {CARGO_FUZZ_VERSION} (runs the fuzz targets)"),
+            Step::PrometheusClient => {
+                format!("installing {PROMETHEUS_CLIENT} from PyPI (parses the metrics endpoint in a test)")
+            }
         }
     }
 
@@ -109,6 +119,7 @@ impl Step {
                 "LLVM_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} LLVM_SYS_{LLVM_MAJOR}1_PREFIX=/usr/lib/llvm-{LLVM_MAJOR} cargo install bpf-linker --version {BPF_LINKER_VERSION} --no-default-features --features llvm-{LLVM_MAJOR}"
             ),
             Step::CargoFuzz => format!("cargo install cargo-fuzz --version {CARGO_FUZZ_VERSION} --locked"),
+            Step::PrometheusClient => format!("python3 -m pip install {PROMETHEUS_CLIENT}"),
         }
     }
 
@@ -146,6 +157,7 @@ impl Step {
             Step::CargoFuzz => {
                 run(Command::new("cargo").args(["install", "cargo-fuzz", "--version", CARGO_FUZZ_VERSION, "--locked"]))
             }
+            Step::PrometheusClient => run(Command::new("python3").args(["-m", "pip", "install", PROMETHEUS_CLIENT])),
         }
     }
 }

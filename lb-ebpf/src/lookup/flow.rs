@@ -209,6 +209,7 @@ pub fn bind(pkt: &Tcp, vip: &VipInfo, backend_id: u32, binding: Binding) -> Resu
             let _ = FLOWS.remove(&reply);
             return Err(reason::DROP_FLOW_TABLE);
         }
+        super::select::count_new_flow(backend_id);
         return Ok(to_backend);
     }
     Err(reason::DROP_PORTS_EXHAUSTED)

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use lb_common::{
     FarmInfo, Flow,
     maps::{
-        BackendState, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, PERSIST_STAT_SLOTS,
+        BackendState, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure, PERSIST_STAT_SLOTS,
         PersistCounters, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags,
     },
     persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
@@ -106,6 +106,20 @@ struct Choice {
     /// Out: the chosen backend, and the kind that chose it (0: none).
     backend_id: u32,
     kind: u8,
+    /// Out: `OnFailure as u8` when a learned session named a failed backend
+    /// and the farm resets or drops such clients (0: none did).
+    failure: u8,
+}
+
+/// What persistence decided for a new connection.
+pub enum Persisted {
+    /// Nothing known (or only unusable entries): the farm's algorithm decides.
+    Miss,
+    /// This backend holds the client's session; this kind said so.
+    Hit(u32, PersistKind),
+    /// The client's session is on a failed backend and the farm's
+    /// `on_backend_failure` says `reset` or `drop` (`OnFailure as u8`).
+    Failed(u8),
 }
 
 #[map(name = "CHOICE")]
@@ -122,26 +136,34 @@ fn choice() -> Option<&'static mut Choice> {
 /// chose it, or None for the farm's algorithm. Either way `remember_client`
 /// is to be called with the backend the connection gets.
 #[inline(always)]
-pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Option<(u32, PersistKind)> {
+pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Persisted {
     if farm.persistence[0] == 0 {
-        return None;
+        return Persisted::Miss;
     }
-    let c = choice()?;
+    let Some(c) = choice() else { return Persisted::Miss };
     c.farm_id = farm_id;
     c.client_be = pkt.key.saddr_be;
     c.family = pkt.key.family;
     c.backend_id = NO_BACKEND;
     c.kind = 0;
+    c.failure = 0;
     let needs_extensions = farm.persist_mask
         & (1 << PersistKind::Ticket as u8 | 1 << PersistKind::TicketKey as u8 | 1 << PersistKind::Sni as u8)
         != 0;
-    read_client_hello(len, needs_extensions, uses(farm, PersistKind::Sni))?;
+    if read_client_hello(len, needs_extensions, uses(farm, PersistKind::Sni)).is_none() {
+        return Persisted::Miss;
+    }
     // SAFETY: `try_kind` is a BPF function of the signature bpf_loop calls;
     // it takes no context.
     unsafe { bpf_loop(MAX_PERSIST_KINDS as u32, try_kind as *mut c_void, core::ptr::null_mut(), 0) };
-    let c = choice()?;
-    let kind = PersistKind::try_from(c.kind).ok()?;
-    Some((c.backend_id, kind))
+    let Some(c) = choice() else { return Persisted::Miss };
+    if c.failure != 0 {
+        return Persisted::Failed(c.failure);
+    }
+    match PersistKind::try_from(c.kind) {
+        Ok(kind) => Persisted::Hit(c.backend_id, kind),
+        Err(_) => Persisted::Miss,
+    }
 }
 
 /// One of the farm's kinds, the `index`th: 1 (stop) when it chose a
@@ -152,7 +174,10 @@ extern "C" fn try_kind(index: u64, _ctx: *mut c_void) -> i64 {
     let Some(&kind) = farm.persistence.get(index as usize) else { return 1 };
     let Ok(kind) = PersistKind::try_from(kind) else { return 1 };
     let (Some(read), Some(p)) = (crate::tls::hello_read(), pending::scratch()) else { return 1 };
-    let Some(backend_id) = look_up(c, farm, kind, read, &p.data) else { return 0 };
+    let Some(backend_id) = look_up(c, farm, kind, read, &p.data) else {
+        // A reset or a drop ends the search; anything else tries the next kind.
+        return (c.failure != 0) as i64;
+    };
     c.backend_id = backend_id;
     c.kind = kind as u8;
     1
@@ -160,7 +185,7 @@ extern "C" fn try_kind(index: u64, _ctx: *mut c_void) -> i64 {
 
 /// The backend `kind` names for the hello in `read` (whose bytes are `buf`).
 #[inline(always)]
-fn look_up(c: &Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf: &[u8; STASH_MAX]) -> Option<u32> {
+fn look_up(c: &mut Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf: &[u8; STASH_MAX]) -> Option<u32> {
     let hello = &read.hello;
     let key = match kind {
         PersistKind::SessionId => span_key(c.farm_id, kind, buf, hello.session_id)?,
@@ -179,7 +204,15 @@ fn look_up(c: &Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf
             stats.lookups += 1;
             // SAFETY: read-only lookup of a value the daemon writes whole.
             let backend_id = *unsafe { SESSION_PREFIXES.get(key) }?;
-            return usable(c.farm_id, backend_id, stats);
+            return match usable(c.farm_id, backend_id, stats) {
+                Usable::Yes(id) => Some(id),
+                Usable::No => None,
+                // Nothing learned to forget: the prefix stays the backend's.
+                Usable::Failed => {
+                    on_failure(c, farm);
+                    None
+                }
+            };
         }
         PersistKind::Sni => sni_key(c.farm_id, read)?,
         PersistKind::SourceIp => source_key(c, farm)?,
@@ -195,31 +228,69 @@ fn look_up(c: &Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead, buf
         stats.expired += 1;
         return None;
     }
-    let backend_id = usable(c.farm_id, backend_id, stats)?;
-    // SAFETY: as above.
-    unsafe { (*entry).last_used_ns = now };
-    Some(backend_id)
-}
-
-/// `backend_id` if it may take a persisted client of `farm_id`: draining
-/// backends keep theirs, disabled ones take nothing (and `on_backend_failure`
-/// comes with health checks). A shared ticket key's `NO_BACKEND` chooses
-/// nothing and is not counted as unusable.
-#[inline(always)]
-fn usable(farm_id: u32, backend_id: u32, stats: &mut PersistCounters) -> Option<u32> {
-    if backend_id == NO_BACKEND {
-        return None;
-    }
-    match select::backend(backend_id) {
-        Some((_, b)) if b.farm_id == farm_id && b.state != BackendState::Disabled as u8 => {
-            stats.hits += 1;
-            Some(backend_id)
+    match usable(c.farm_id, backend_id, stats) {
+        Usable::Yes(id) => {
+            // SAFETY: as above.
+            unsafe { (*entry).last_used_ns = now };
+            Some(id)
         }
-        _ => {
-            stats.unusable += 1;
+        Usable::No => None,
+        Usable::Failed => {
+            if on_failure(c, farm) {
+                let _ = SESSIONS.remove(key);
+            }
             None
         }
     }
+}
+
+/// Whether a learned backend may take its client now.
+enum Usable {
+    Yes(u32),
+    /// Disabled, gone, moved to another farm, or a shared ticket key.
+    No,
+    /// Failed its health checks: the farm's `on_backend_failure` applies.
+    Failed,
+}
+
+/// Whether `backend_id` may take a persisted client of `farm_id`: draining
+/// backends keep theirs, disabled ones take nothing, failed ones are the
+/// farm's `on_backend_failure`'s to decide. A shared ticket key's
+/// `NO_BACKEND` chooses nothing and is not counted as unusable.
+#[inline(always)]
+fn usable(farm_id: u32, backend_id: u32, stats: &mut PersistCounters) -> Usable {
+    if backend_id == NO_BACKEND {
+        return Usable::No;
+    }
+    match select::backend(backend_id) {
+        Some((_, b))
+            if b.farm_id == farm_id
+                && (b.state == BackendState::Active as u8 || b.state == BackendState::Draining as u8) =>
+        {
+            stats.hits += 1;
+            Usable::Yes(backend_id)
+        }
+        Some((_, b)) if b.farm_id == farm_id && b.state == BackendState::Failed as u8 => {
+            stats.unusable += 1;
+            Usable::Failed
+        }
+        _ => {
+            stats.unusable += 1;
+            Usable::No
+        }
+    }
+}
+
+/// A learned session names a failed backend: `reset` and `drop` end the
+/// search with that outcome; true for `rebalance`, whose client goes on to
+/// the next kind or the algorithm and whose entry is to be forgotten.
+#[inline(always)]
+fn on_failure(c: &mut Choice, farm: &FarmInfo) -> bool {
+    if farm.on_failure == OnFailure::Reset as u8 || farm.on_failure == OnFailure::Drop as u8 {
+        c.failure = farm.on_failure;
+        return false;
+    }
+    true
 }
 
 /// The `source-ip` key of the client in `c`.

@@ -462,18 +462,7 @@ impl Validator<'_> {
         let key = |field: &str| format!("farm[{i}].{field}");
         self.check_name(&f.name, &key("name"));
         let persistence = self.persistence(f.persistence.as_ref(), &key("persistence"));
-        let algorithm = match &f.algorithm {
-            None => Algorithm::default(),
-            Some(a) if matches!(a.get_ref(), Algorithm::RoundRobin | Algorithm::Maglev) => *a.get_ref(),
-            Some(a) => {
-                self.err(
-                    a.span(),
-                    key("algorithm"),
-                    format!("`{}` is not available yet; use `round-robin` or `maglev`", a.get_ref().name()),
-                );
-                Algorithm::default()
-            }
-        };
+        let algorithm = f.algorithm.as_ref().map_or(Algorithm::default(), |a| *a.get_ref());
         let session_timeout =
             self.duration(f.session_timeout.as_ref(), &key("session_timeout"), DEFAULT_SESSION_TIMEOUT);
         let session_capacity = match &f.session_capacity {

@@ -101,15 +101,15 @@ fn unknown_words_list_the_valid_ones() {
 }
 
 #[test]
-fn algorithms_not_built_yet_are_refused_by_name() {
-    let e = one_error(
-        &MINIMAL.replace(
+fn every_algorithm_is_accepted() {
+    for name in ["round-robin", "weighted-round-robin", "least-connections", "random", "maglev"] {
+        let text = MINIMAL.replace(
             "name = \"web\"\n\n[[farm.backend]]",
-            "name = \"web\"\nalgorithm = \"least-connections\"\n\n[[farm.backend]]",
-        ),
-        "`least-connections` is not available yet",
-    );
-    assert_eq!(e.key, "farm[0].algorithm");
+            &format!("name = \"web\"\nalgorithm = \"{name}\"\n\n[[farm.backend]]"),
+        );
+        let config = Config::parse(Path::new("t.toml"), &text).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(config.farms[0].algorithm.name(), name);
+    }
 }
 
 #[test]
