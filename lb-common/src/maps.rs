@@ -19,6 +19,72 @@ pub const PERSIST_STATS_MAP: &str = "PERSIST_STATS";
 pub const SESSION_REMOVALS_MAP: &str = "SESSION_REMOVALS";
 pub const BACKEND_NEW_FLOWS_MAP: &str = "BACKEND_NEW_FLOWS";
 pub const BACKEND_LOAD_MAP: &str = "BACKEND_LOAD";
+pub const FARM_NAMES_MAP: &str = "FARM_NAMES";
+pub const PORT_CURSORS_MAP: &str = "PORT_CURSORS";
+
+/// The maps `tether run` pins under its instance directory, each by its
+/// name, and a daemon started over them adopts: the connections, learned
+/// sessions, counters and configuration that must outlive one daemon
+/// process (per-CPU scratch space and the tail-call table are each load's
+/// own).
+pub const PINNED_MAPS: [&str; 18] = [
+    STATS_MAP,
+    FLOWS_MAP,
+    PENDING_MAP,
+    SESSIONS_MAP,
+    SESSION_PREFIXES_MAP,
+    PERSIST_STATS_MAP,
+    SESSION_REMOVALS_MAP,
+    BACKENDS_MAP,
+    MAGLEV_MAP,
+    FARMS_MAP,
+    FARM_RR_MAP,
+    BACKEND_NEW_FLOWS_MAP,
+    BACKEND_LOAD_MAP,
+    VIPS_MAP,
+    OWNED_ADDRS_MAP,
+    SETTINGS_MAP,
+    PORT_CURSORS_MAP,
+    FARM_NAMES_MAP,
+];
+
+/// `BINDS`, a ring buffer of `BindEvent`s, and its size in bytes (room for
+/// about 5,000 events between two reads by the daemon).
+pub const BINDS_MAP: &str = "BINDS";
+pub const BINDS_RING_BYTES: u32 = 256 * 1024;
+/// `BINDS_LOST` (one u64): events XDP could not put in a full `BINDS`.
+pub const BINDS_LOST_MAP: &str = "BINDS_LOST";
+
+/// An entry of the `BINDS` ring buffer: a new connection bound to a
+/// backend, for the daemon's log line per new session. Written by XDP at
+/// binding; read by the daemon.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindEvent {
+    /// The client, as `FlowKey` has it.
+    pub client_be: [u8; 16],
+    pub client_port_be: u16,
+    /// `Family as u8`.
+    pub family: u8,
+    /// The `PersistKind` whose entry named `required` (0: none did).
+    pub kind: u8,
+    pub farm_id: u32,
+    /// The backend the farm's algorithm gives the client: where the
+    /// algorithm decided, the one used; where persistence decided, the one
+    /// round-robin or Maglev would have given (`NO_BACKEND` for `random`
+    /// and `least-connections`, which are not asked).
+    pub favoured: u32,
+    /// The backend persistence named (`NO_BACKEND`: none).
+    pub required: u32,
+    /// The backend the connection got.
+    pub used: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<BindEvent>() == 40);
+
+/// A farm's name in `FARM_NAMES` (the configuration allows 1-64 bytes),
+/// zero-padded.
+pub const FARM_NAME_MAX: usize = 64;
 /// The XDP entry point in the object file.
 pub const XDP_PROGRAM: &str = "tether_xdp";
 /// New connections, tail-called from `tether_xdp` through `JUMPS`.
@@ -310,6 +376,11 @@ pub mod flow_flags {
     /// follows the ServerHello or starts the server's second flight, is still
     /// to be read.
     pub const LEARN_TICKET: u8 = 0x10;
+    /// Both entries: the backend failed its health checks in a farm whose
+    /// `on_backend_failure` is `rebalance` or `reset` (set by the daemon).
+    /// The client's next segment is answered with an RST and the connection
+    /// forgotten; the backend's segments are dropped.
+    pub const RESET: u8 = 0x20;
 }
 
 impl FlowKey {
@@ -640,6 +711,8 @@ unsafe impl aya::Pod for Pending {}
 unsafe impl aya::Pod for PersistCounters {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for BackendLoad {}
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for BindEvent {}
 
 #[cfg(test)]
 mod tests {

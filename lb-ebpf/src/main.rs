@@ -29,7 +29,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Flow, FlowKey, Protocol, VipInfo,
-    maps::{Family, FlowDirection, FlowState, OnFailure, flow_flags},
+    maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags},
     reason,
 };
 
@@ -115,6 +115,9 @@ fn process(ctx: &XdpContext) -> Verdict {
             return Verdict::drop(reason::DROP_FLOW_TABLE);
         };
         if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {
+            if flow.flags & flow_flags::RESET != 0 {
+                return reset_flow(ctx, &pkt, flow);
+            }
             if wants_learning(&pkt, flow) {
                 // SAFETY: a tail call replaces this program run; if slot
                 // JUMP_LEARN were empty it would return, and the segment
@@ -136,6 +139,25 @@ fn process(ctx: &XdpContext) -> Verdict {
     // the slot is empty, which the loader never leaves it.
     unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_VIP) };
     Verdict::drop(reason::DROP_NO_VIP_PROGRAM)
+}
+
+/// A connection whose backend failed (`flow_flags::RESET`, set by the
+/// daemon): the client's next segment is answered with an RST of its own
+/// leg (its acknowledgement number is the sequence number it expects) and
+/// the connection is forgotten, so it reconnects to a healthy backend at
+/// once; the backend's segments are dropped. IPv6 clients get no RST yet:
+/// their segments are dropped and the connection forgotten.
+#[inline(always)]
+fn reset_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
+    if flow.direction != FlowDirection::ToBackend as u8 {
+        return Verdict::drop(reason::DROP_BACKEND_FAILED);
+    }
+    lookup::flow::unbind(&pkt.key, flow);
+    pending::remove(&pkt.key);
+    if pkt.flags & parse::RST != 0 || pkt.family != Family::Ipv4 {
+        return Verdict::drop(reason::DROP_BACKEND_FAILED);
+    }
+    handshake::reset_v4(ctx, pkt, reason::RESET_BACKEND_FAILED)
 }
 
 /// A `tls` VIP binds on the ClientHello, so until then XDP itself is the
@@ -200,6 +222,11 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         pending::remove(&pkt.key);
         return Verdict::drop(reason::DROP_FLOW_TABLE);
     }
+    let (favoured, required, kind) = match chosen_by {
+        Some(kind) => (lookup::select::favoured(vip.farm_id, &pkt.key.saddr_be), backend_id, kind as u8),
+        None => (backend_id, NO_BACKEND, 0),
+    };
+    lookup::binds::report(pkt, vip.farm_id, favoured, required, kind, backend_id);
     forward(ctx, pkt, flow, why)
 }
 
@@ -306,7 +333,10 @@ fn new_tcp_connection(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         return Verdict::drop(reason::DROP_NO_BACKEND);
     };
     match lookup::flow::bind(pkt, vip, backend_id, Binding::Nat) {
-        Ok(flow) => forward(ctx, pkt, flow, reason::NEW_FLOW),
+        Ok(flow) => {
+            lookup::binds::report(pkt, vip.farm_id, backend_id, NO_BACKEND, 0, backend_id);
+            forward(ctx, pkt, flow, reason::NEW_FLOW)
+        }
         Err(why) => Verdict::drop(why),
     }
 }

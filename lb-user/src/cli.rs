@@ -45,6 +45,14 @@ pub enum Command {
         farm: String,
         backend: String,
     },
+    /// Make a running daemon read its configuration file again (as SIGHUP
+    /// does): backends, farms and VIPs change without dropping connections
+    /// or learned sessions. An invalid file is refused with its errors and
+    /// the running configuration stays.
+    Reload {
+        #[arg(long, short, value_name = "FILE", default_value = "/etc/tether.toml")]
+        config: PathBuf,
+    },
     /// Inspect and edit a running daemon's persistence table (learned TLS
     /// sessions, tickets, key names, server names, client addresses).
     Sessions {

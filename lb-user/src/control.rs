@@ -34,12 +34,17 @@ pub enum Request {
         backend: String,
         state: String,
     },
+    /// Reads the configuration file again and applies it (as SIGHUP does).
+    Reload,
+    /// The ids the data path knows farms and backends by (`tether sessions`).
+    Layout,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub enum Reply {
     Status(StatusReport),
+    Layout(LayoutReport),
     Done { message: String },
     Error { message: String },
 }
@@ -55,6 +60,35 @@ pub struct StatusReport {
     pub farms: Vec<FarmStatus>,
     /// Packets per data-path reason.
     pub counters: Vec<(String, u64)>,
+}
+
+/// Farm and backend ids, by name, as the running daemon laid them out
+/// (`layout::Layout`): after a reload they need not follow config order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutReport {
+    pub farms: Vec<FarmIds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmIds {
+    pub name: String,
+    pub id: u32,
+    /// (backend name, id).
+    pub backends: Vec<(String, u32)>,
+}
+
+impl LayoutReport {
+    pub fn farm_id(&self, name: &str) -> Option<u32> {
+        self.farms.iter().find(|f| f.name == name).map(|f| f.id)
+    }
+
+    pub fn farm_name(&self, id: u32) -> Option<&str> {
+        self.farms.iter().find(|f| f.id == id).map(|f| f.name.as_str())
+    }
+
+    pub fn backend_name(&self, id: u32) -> Option<&str> {
+        self.farms.iter().flat_map(|f| &f.backends).find(|(_, b)| *b == id).map(|(n, _)| n.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

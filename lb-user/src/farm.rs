@@ -80,30 +80,32 @@ pub struct Selection {
 }
 
 /// The lists a farm's new connections are chosen from, over the backends
-/// that take them. `first_id` is the farm's first backend id.
-pub fn selection(farm: &Farm, runs: &[BackendRun], first_id: u32) -> Selection {
-    let members: Vec<(u32, u32)> = farm
+/// that take them. `ids` are the farm's backends' ids, in config order.
+pub fn selection(farm: &Farm, runs: &[BackendRun], ids: &[u32]) -> Selection {
+    let members: Vec<(usize, u32, u32)> = farm
         .backends
         .iter()
         .zip(runs)
+        .zip(ids)
         .enumerate()
-        .filter(|(_, (b, run))| takes_new_connections(**run, b.weight))
-        .map(|(j, (b, _))| (first_id + j as u32, b.weight))
+        .filter(|(_, ((b, run), _))| takes_new_connections(**run, b.weight))
+        .map(|(j, ((b, _), id))| (j, *id, b.weight))
         .collect();
     let rotation = match farm.algorithm {
         // Weights count: the list holds each backend as often as its weight.
-        Algorithm::WeightedRoundRobin | Algorithm::Random => smooth_weighted(&members, abi::FARM_RR_SLOTS as usize),
+        Algorithm::WeightedRoundRobin | Algorithm::Random => {
+            let weighted: Vec<(u32, u32)> = members.iter().map(|&(_, id, weight)| (id, weight)).collect();
+            smooth_weighted(&weighted, abi::FARM_RR_SLOTS as usize)
+        }
         // Each once: plain rotation, and least-connections' candidates
         // (which weighs them itself, from BACKEND_LOAD).
         Algorithm::RoundRobin | Algorithm::LeastConnections | Algorithm::Maglev => {
-            members.iter().map(|(id, _)| *id).collect()
+            members.iter().map(|&(_, id, _)| id).collect()
         }
     };
     let keys: Vec<String> = farm.backends.iter().map(|b| b.address.to_string()).collect();
-    let ring_members: Vec<maglev::Member<'_>> = members
-        .iter()
-        .map(|&(id, weight)| maglev::Member { id, key: &keys[(id - first_id) as usize], weight })
-        .collect();
+    let ring_members: Vec<maglev::Member<'_>> =
+        members.iter().map(|&(j, id, weight)| maglev::Member { id, key: &keys[j], weight }).collect();
     Selection { rotation, ring: maglev::table(&ring_members, abi::MAGLEV_RING as usize) }
 }
 

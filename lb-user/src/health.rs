@@ -38,16 +38,26 @@ use tokio::{
 
 use crate::{
     config::{Config, HealthCheck, HealthKind},
-    farm::Health,
+    farm::{Health, Runtime},
 };
 
 /// What a check task tells the daemon's main loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// `farm` and `backend` index the configuration the checks were started
+/// for, whose reload count is `generation`.
 pub enum Report {
     /// A backend's health changed (after `rise` or `fall` checks in a row).
-    Flip { farm: usize, backend: usize, health: Health, why: String },
+    Flip { generation: u64, farm: usize, backend: usize, health: Health, why: String },
     /// The key name of the ticket a check offered: the backend issued it.
-    KeyName { farm: usize, backend: usize, name: [u8; lb_common::persist::KEY_NAME_LEN] },
+    KeyName { generation: u64, farm: usize, backend: usize, name: [u8; lb_common::persist::KEY_NAME_LEN] },
+}
+
+impl Report {
+    pub fn generation(&self) -> u64 {
+        match self {
+            Report::Flip { generation, .. } | Report::KeyName { generation, .. } => *generation,
+        }
+    }
 }
 
 /// After a TLS handshake, how long the check waits for the backend's TLS 1.3
@@ -64,9 +74,9 @@ pub struct Verdicts {
 }
 
 impl Verdicts {
-    /// Starts `Up` (see `farm::Health`).
-    pub fn new(rise: u32, fall: u32) -> Verdicts {
-        Verdicts { health: Health::Up, streak: 0, rise: rise.max(1), fall: fall.max(1) }
+    /// Starts at `health` (`Up` for a new backend, see `farm::Health`).
+    pub fn new(health: Health, rise: u32, fall: u32) -> Verdicts {
+        Verdicts { health, streak: 0, rise: rise.max(1), fall: fall.max(1) }
     }
 
     /// Records one check; the new health if this check flipped it.
@@ -103,8 +113,9 @@ impl Drop for Checks {
 }
 
 /// Starts a check task for every backend of every farm with a `health`
-/// table; reports go to `reports`.
-pub fn start(config: &Config, reports: mpsc::Sender<Report>) -> Checks {
+/// table, each from the health `runtime` gives it; reports go to `reports`
+/// marked with `generation`.
+pub fn start(config: &Config, runtime: &Runtime, generation: u64, reports: mpsc::Sender<Report>) -> Checks {
     let tls = Arc::new(tls_client_config());
     let mut tasks = Vec::new();
     let mut n = 0u32;
@@ -112,6 +123,8 @@ pub fn start(config: &Config, reports: mpsc::Sender<Report>) -> Checks {
         let Some(check) = &farm.health else { continue };
         for (j, backend) in farm.backends.iter().enumerate() {
             let watch = Watch {
+                generation,
+                health: runtime.farms[farm_id][j].health,
                 farm: farm_id,
                 backend: j,
                 address: backend.address,
@@ -130,6 +143,8 @@ pub fn start(config: &Config, reports: mpsc::Sender<Report>) -> Checks {
 }
 
 struct Watch {
+    generation: u64,
+    health: Health,
     farm: usize,
     backend: usize,
     address: SocketAddr,
@@ -141,7 +156,7 @@ struct Watch {
 
 impl Watch {
     async fn run(self, reports: mpsc::Sender<Report>) {
-        let mut verdicts = Verdicts::new(self.check.rise, self.check.fall);
+        let mut verdicts = Verdicts::new(self.health, self.check.rise, self.check.fall);
         let mut tick = tokio::time::interval(self.check.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for round in 0u32.. {
@@ -158,13 +173,15 @@ impl Watch {
             // Every check that offered a ticket reports its key name, so the
             // daemon's entry stays fresh while the backend is up.
             if let Ok(Some(name)) = outcome {
-                let report = Report::KeyName { farm: self.farm, backend: self.backend, name };
+                let report =
+                    Report::KeyName { generation: self.generation, farm: self.farm, backend: self.backend, name };
                 if reports.send(report).await.is_err() {
                     return;
                 }
             }
             if let Some(health) = verdicts.record(outcome.is_ok()) {
-                let report = Report::Flip { farm: self.farm, backend: self.backend, health, why };
+                let report =
+                    Report::Flip { generation: self.generation, farm: self.farm, backend: self.backend, health, why };
                 if reports.send(report).await.is_err() {
                     return;
                 }
@@ -236,11 +253,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tap<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Tap<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = &poll {
-            if let Ok(mut sent) = self.sent.lock() {
-                let room = TAP_LIMIT.saturating_sub(sent.len());
-                sent.extend_from_slice(&data[..(*n).min(room)]);
-            }
+        if let (Poll::Ready(Ok(n)), Ok(mut sent)) = (&poll, self.sent.lock()) {
+            let room = TAP_LIMIT.saturating_sub(sent.len());
+            sent.extend_from_slice(&data[..(*n).min(room)]);
         }
         poll
     }
@@ -260,7 +275,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// TLS 1.2 and 1.3, any certificate (handshake signatures are still
 /// checked), and rustls's session cache, from which the next check resumes.
-fn tls_client_config() -> ClientConfig {
+pub fn tls_client_config() -> ClientConfig {
     ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")
@@ -315,7 +330,7 @@ mod tests {
 
     #[test]
     fn fall_failures_in_a_row_take_a_backend_down_and_rise_successes_bring_it_back() {
-        let mut v = Verdicts::new(2, 3);
+        let mut v = Verdicts::new(Health::Up, 2, 3);
         assert_eq!(v.record(false), None);
         assert_eq!(v.record(false), None);
         // A success in between starts the count again.

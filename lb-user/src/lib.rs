@@ -8,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod farm;
 pub mod health;
+pub mod layout;
 pub mod loader;
 pub mod maglev;
 pub mod metrics;

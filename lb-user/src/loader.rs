@@ -8,7 +8,12 @@ use std::{net::IpAddr, path::PathBuf};
 use aya::{
     Ebpf, EbpfError,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, SchedClassifier, TcAttachType, Xdp},
+    programs::{
+        ProgramError, SchedClassifier, TcAttachType, Xdp,
+        links::{FdLink, PinnedLink},
+        tc::SchedClassifierLink,
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use lb_common::{
     AddrKey, BackendInfo, FarmInfo, Flow, FlowKey, Settings, VipInfo, VipKey,
@@ -19,8 +24,10 @@ use tracing::{info, warn};
 use crate::{
     EBPF_OBJECT,
     config::{self, Config, Timeouts, VipProtocol, XdpMode},
-    farm, pins,
-    stats::{self, Counters, FLOWS_PIN, SESSIONS_PIN, STATS_PIN},
+    farm,
+    layout::Layout,
+    pins,
+    stats::{self, Counters},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -41,46 +48,194 @@ pub enum LoadError {
     Map { map: &'static str, source: MapError },
     #[error("pinning: {0}")]
     Pin(#[from] pins::PinError),
-    #[error("cannot pin `{map}` at {}: {source}", path.display())]
-    PinMap { map: &'static str, path: PathBuf, source: aya::pin::PinError },
+    #[error("cannot pin the link to `{interface}` at {}: {why}", path.display())]
+    PinLink { interface: String, path: PathBuf, why: String },
+    #[error(
+        "the pinned state in {} was made by a data path this tether cannot use:\n{}\nstop that data path \
+         (remove the directory: its connections end) or run the tether that made it",
+        dir.display(),
+        problems.join("\n")
+    )]
+    Incompatible { dir: PathBuf, problems: Vec<String> },
+    #[error("the layout in the pinned maps: {0}")]
+    Layout(#[from] crate::layout::LayoutError),
 }
 
 /// The XDP program as loaded and attached for one configuration.
+///
+/// Its maps (`abi::PINNED_MAPS`) and links are pinned in the instance
+/// directory, so that they outlive the process: a daemon killed by SIGKILL
+/// leaves the data path forwarding, and the next one adopts the pins (the
+/// same maps, its programs swapped into the same links). Dropping a
+/// `Dataplane` (a clean stop) removes the pins and closes the links, which
+/// detaches the programs.
 pub struct Dataplane {
     ebpf: Ebpf,
-    /// `SESSION_REMOVALS`, taken out of `ebpf` (once pinned) so that the
-    /// session sweep can hold it and `SESSIONS` at once.
+    /// `SESSION_REMOVALS`, taken out of `ebpf` so that the session sweep can
+    /// hold it and `SESSIONS` at once.
     session_removals: Option<aya::maps::Map>,
-    pin_dir: PathBuf,
+    /// The links attaching the programs, pinned; closed after the pins go.
+    links: Vec<FdLink>,
+    instance: pins::Instance,
+    /// While a start that adopts pins has not finished: a failure leaves
+    /// the pins (and the earlier data path, still serving) alone.
+    keep_pins: bool,
     /// Interfaces and the mode each one got.
     pub attached: Vec<(String, &'static str)>,
 }
 
 impl Dataplane {
-    /// Loads the program, fills its maps from `config`, pins the counters and
-    /// attaches to every configured interface.
-    /// `pin_dir` comes from [`pins::prepare`], which the caller runs first so a
+    /// Loads the program, fills its maps from `config` and attaches to
+    /// every configured interface; or, when `instance` holds an earlier
+    /// daemon's pins, adopts them: checks that every pinned map fits this
+    /// data path, keeps the ids that daemon gave farms and backends (its
+    /// flows and learned sessions name them), reuses its maps, and swaps the
+    /// new programs into its links. Returns the ids in use.
+    /// `instance` comes from [`pins::prepare`], which the caller runs first so a
     /// daemon that may not start is refused before it does anything else.
-    pub fn start(config: &Config, pin_dir: PathBuf) -> Result<Dataplane, LoadError> {
-        let ebpf = load(config).inspect_err(|_| pins::remove(&pin_dir))?;
-        // From here on, Drop detaches and unpins whatever a failed step leaves.
-        let mut dp = Dataplane { ebpf, session_removals: None, pin_dir, attached: Vec::new() };
-        dp.pin_maps()?;
+    pub fn start(config: &Config, instance: pins::Instance) -> Result<(Dataplane, Layout), LoadError> {
+        let adopting = instance.adopting;
+        let prepared = (|| {
+            if !adopting {
+                return Ok((Layout::initial(config), Vec::new(), Vec::new()));
+            }
+            check_pinned_maps(&instance.dir)?;
+            let known = pinned_layout(&instance.dir)?;
+            let layout = Layout::adopt(config, &known.farms, &known.backends)?;
+            let farms: Vec<u32> = known.farms.values().copied().filter(|id| layout.farm_index(*id).is_none()).collect();
+            let backends: Vec<u32> =
+                known.backends.values().copied().filter(|id| layout.backend_index(*id).is_none()).collect();
+            Ok((layout, farms, backends))
+        })();
+        let (layout, removed_farms, removed_backends) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                if !adopting {
+                    pins::remove(&instance.dir);
+                }
+                return Err(e);
+            }
+        };
+        let ebpf = match load_pinned(config, &layout, Some(&instance.dir)) {
+            Ok(ebpf) => ebpf,
+            Err(e) => {
+                if !adopting {
+                    pins::remove(&instance.dir);
+                }
+                return Err(e);
+            }
+        };
+        // From here on, Drop detaches and unpins whatever a failed step
+        // leaves, unless the pins were adopted.
+        let mut dp = Dataplane {
+            ebpf,
+            session_removals: None,
+            links: Vec::new(),
+            instance,
+            keep_pins: adopting,
+            attached: Vec::new(),
+        };
         dp.session_removals = dp.ebpf.take_map(abi::SESSION_REMOVALS_MAP);
+        if adopting {
+            let runtime = farm::Runtime::from_config(config);
+            let forgotten = dp.apply(config, &layout, &runtime, &removed_farms, &removed_backends)?;
+            info!(
+                pins = %dp.instance.dir.display(),
+                removed_backends = removed_backends.len(),
+                removed_farms = removed_farms.len(),
+                forgotten,
+                "adopted the pinned data path of an earlier daemon"
+            );
+        }
         for interface in &config.daemon.interfaces {
             // tc first: once XDP passes a backend's SYN-ACK up, tc must be there to answer it.
-            tc_program(&mut dp.ebpf)?
-                .attach(interface, TcAttachType::Ingress)
-                .map_err(|source| LoadError::TcAttach { interface: interface.clone(), source })?;
-            let mode = attach(xdp_program(&mut dp.ebpf)?, interface, config.daemon.xdp_mode)?;
+            dp.attach_tc(interface)?;
+            let mode = dp.attach_xdp(interface, config.daemon.xdp_mode)?;
             info!(interface, mode, "attached");
             dp.attached.push((interface.clone(), mode));
         }
-        Ok(dp)
+        dp.detach_unconfigured(&config.daemon.interfaces);
+        dp.keep_pins = false;
+        Ok((dp, layout))
+    }
+
+    /// Attaches the tc program to `interface`'s ingress, or swaps it into
+    /// the pinned link an earlier daemon left there.
+    fn attach_tc(&mut self, interface: &str) -> Result<(), LoadError> {
+        let path = pins::link_pin(&self.instance.dir, "tc", interface);
+        let err = |source| LoadError::TcAttach { interface: interface.to_owned(), source };
+        let pin_err = |why: String| LoadError::PinLink { interface: interface.to_owned(), path: path.clone(), why };
+        let program = tc_program(&mut self.ebpf)?;
+        let (id, fresh) = match PinnedLink::from_pin(&path) {
+            Ok(old) => {
+                let link = SchedClassifierLink::try_from(FdLink::from(old)).map_err(|e| pin_err(e.to_string()))?;
+                (program.attach_to_link(link).map_err(err)?, false)
+            }
+            Err(_) => (program.attach(interface, TcAttachType::Ingress).map_err(err)?, true),
+        };
+        let link: FdLink = program
+            .take_link(id)
+            .map_err(err)?
+            .try_into()
+            .map_err(|e: aya::programs::links::LinkError| pin_err(e.to_string()))?;
+        self.keep(link, &path, fresh).map_err(pin_err)
+    }
+
+    /// As `attach_tc`, for the XDP program, in `mode`.
+    fn attach_xdp(&mut self, interface: &str, mode: XdpMode) -> Result<&'static str, LoadError> {
+        let path = pins::link_pin(&self.instance.dir, "xdp", interface);
+        let pin_err = |why: String| LoadError::PinLink { interface: interface.to_owned(), path: path.clone(), why };
+        let program = xdp_program(&mut self.ebpf)?;
+        let (id, name, fresh) = match PinnedLink::from_pin(&path) {
+            Ok(old) => {
+                let link = XdpLink::try_from(FdLink::from(old)).map_err(|e| pin_err(e.to_string()))?;
+                let id = program.attach_to_link(link).map_err(|source| LoadError::Attach {
+                    interface: interface.to_owned(),
+                    mode: "adopted",
+                    source,
+                })?;
+                (id, "adopted", false)
+            }
+            Err(_) => {
+                let (id, name) = attach(program, interface, mode)?;
+                (id, name, true)
+            }
+        };
+        let link: FdLink = program
+            .take_link(id)
+            .map_err(|source| LoadError::Attach { interface: interface.to_owned(), mode: name, source })?
+            .try_into()
+            .map_err(|e: aya::programs::links::LinkError| pin_err(e.to_string()))?;
+        self.keep(link, &path, fresh).map_err(pin_err)?;
+        Ok(name)
+    }
+
+    /// Holds `link`, pinning it at `path` first if it is new.
+    fn keep(&mut self, link: FdLink, path: &std::path::Path, fresh: bool) -> Result<(), String> {
+        let link = if fresh { FdLink::from(link.pin(path).map_err(|e| e.to_string())?) } else { link };
+        self.links.push(link);
+        Ok(())
+    }
+
+    /// Links an earlier daemon pinned for interfaces this configuration no
+    /// longer lists: unpinned, so they detach.
+    fn detach_unconfigured(&mut self, interfaces: &[String]) {
+        let Ok(entries) = std::fs::read_dir(&self.instance.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("link_") else { continue };
+            let interface = rest.split_once('_').map_or("", |(_, i)| i);
+            if !interfaces.iter().any(|i| i == interface) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => info!(interface, "detached from an interface the configuration no longer lists"),
+                    Err(e) => warn!(interface, error = %e, "cannot remove a stale link pin"),
+                }
+            }
+        }
     }
 
     pub fn pin_dir(&self) -> &std::path::Path {
-        &self.pin_dir
+        &self.instance.dir
     }
 
     pub fn counters(&self) -> Result<Counters, LoadError> {
@@ -101,8 +256,62 @@ impl Dataplane {
 
     /// Tells the data path a farm's backends' new states (see
     /// [`write_farm_backends`]).
-    pub fn write_farm(&mut self, config: &Config, runtime: &farm::Runtime, farm_id: usize) -> Result<(), LoadError> {
-        write_farm_backends(&mut self.ebpf, config, runtime, farm_id)
+    pub fn write_farm(
+        &mut self,
+        config: &Config,
+        layout: &Layout,
+        runtime: &farm::Runtime,
+        farm: usize,
+    ) -> Result<(), LoadError> {
+        write_farm_backends(&mut self.ebpf, config, layout, runtime, farm)
+    }
+
+    /// Marks every connection to `backend_id` for reset
+    /// (`flow_flags::RESET`): its backend failed. Returns the connections.
+    pub fn reset_flows_of(&mut self, backend_id: u32) -> Result<usize, LoadError> {
+        let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
+        let entries: Vec<(FlowKey, Flow)> = match self.ebpf.map(abi::FLOWS_MAP) {
+            Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|e| {
+                map_err(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e }))
+            })?,
+            _ => return Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
+        };
+        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(&mut self.ebpf, abi::FLOWS_MAP)?;
+        let mut marked = 0;
+        for (key, mut flow) in entries {
+            if flow.backend_id != backend_id || flow.flags & flow_flags::RESET != 0 {
+                continue;
+            }
+            flow.flags |= flow_flags::RESET;
+            // BPF_EXIST: an entry XDP removed meanwhile stays removed. (A
+            // refresh XDP made since the read is overwritten: it only makes
+            // the connection look older, and it is ending.)
+            match flows.insert(key, flow, BPF_EXIST) {
+                Ok(()) => marked += usize::from(flow.direction == abi::FlowDirection::ToBackend as u8),
+                Err(MapError::KeyNotFound) => {}
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+        Ok(marked)
+    }
+
+    /// The `BINDS` ring buffer, for the one reader the daemon runs.
+    pub fn take_bind_events(&mut self) -> Result<aya::maps::RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(abi::BINDS_MAP).ok_or(LoadError::Missing { what: "map", name: abi::BINDS_MAP })?;
+        map.try_into().map_err(|source| LoadError::Map { map: abi::BINDS_MAP, source })
+    }
+
+    /// Bind events XDP lost to a full `BINDS`.
+    pub fn lost_bind_events(&self) -> Result<u64, LoadError> {
+        let map_err = |source| LoadError::Map { map: abi::BINDS_LOST_MAP, source };
+        let map: Array<&MapData, u64> = self
+            .ebpf
+            .map(abi::BINDS_LOST_MAP)
+            .ok_or(LoadError::Missing { what: "map", name: abi::BINDS_LOST_MAP })?
+            .try_into()
+            .map_err(map_err)?;
+        map.get(&0, 0).map_err(map_err)
     }
 
     /// Connections bound to each backend id since load.
@@ -111,8 +320,12 @@ impl Dataplane {
     }
 
     /// Removes persistence entries past their farm's `session_timeout`.
-    pub fn sweep_sessions(&mut self, config: &Config) -> Result<usize, LoadError> {
-        let timeouts: Vec<std::time::Duration> = config.farms.iter().map(|f| f.session_timeout).collect();
+    pub fn sweep_sessions(&mut self, config: &Config, layout: &Layout) -> Result<usize, LoadError> {
+        // By farm id; an id no farm has (a farm a reload removed) keeps nothing.
+        let mut timeouts = vec![std::time::Duration::ZERO; abi::MAX_FARMS as usize];
+        for (i, farm) in config.farms.iter().enumerate() {
+            timeouts[layout.farm(i) as usize] = farm.session_timeout;
+        }
         let now = monotonic_ns();
         let removals_map = self
             .session_removals
@@ -129,6 +342,63 @@ impl Dataplane {
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
         crate::sessions::sweep(&scanned, &mut sessions, &mut removals, &timeouts, now)
             .map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })
+    }
+
+    /// Applies a reloaded configuration, laid out as `layout`: settings,
+    /// farms, backends and their lists, VIPs (new and changed ones written
+    /// before removed ones go); then the backends and farms it no longer
+    /// has are cleared, with what was learned for them. Flows are not
+    /// touched: a connection to a removed backend runs to its end.
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        layout: &Layout,
+        runtime: &farm::Runtime,
+        removed_farms: &[u32],
+        removed_backends: &[u32],
+    ) -> Result<usize, LoadError> {
+        write_settings(&mut self.ebpf, config)?;
+        write_farms(&mut self.ebpf, config, layout)?;
+        write_backends(&mut self.ebpf, config, layout, runtime)?;
+        write_vips(&mut self.ebpf, config, layout)?;
+        let map_err = |map| move |source| LoadError::Map { map, source };
+        {
+            let mut backends: Array<&mut MapData, BackendInfo> = map_mut(&mut self.ebpf, abi::BACKENDS_MAP)?;
+            let unused = BackendInfo { addr_be: [0; 16], port_be: 0, family: 0, state: 0, farm_id: 0 };
+            for id in removed_backends {
+                backends.set(*id, unused, 0).map_err(map_err(abi::BACKENDS_MAP))?;
+            }
+        }
+        {
+            let mut farms: Array<&mut MapData, FarmInfo> = map_mut(&mut self.ebpf, abi::FARMS_MAP)?;
+            for id in removed_farms {
+                farms.set(*id, FarmInfo::default(), 0).map_err(map_err(abi::FARMS_MAP))?;
+            }
+            let mut names: Array<&mut MapData, [u8; abi::FARM_NAME_MAX]> =
+                map_mut(&mut self.ebpf, abi::FARM_NAMES_MAP)?;
+            for id in removed_farms {
+                names.set(*id, [0; abi::FARM_NAME_MAX], 0).map_err(map_err(abi::FARM_NAMES_MAP))?;
+            }
+        }
+        let scanned = match self.ebpf.map(abi::SESSIONS_MAP) {
+            Some(aya::maps::Map::LruHashMap(data)) => {
+                crate::sessions::entries(data).map_err(map_err(abi::SESSIONS_MAP))?
+            }
+            _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
+        };
+        let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
+            map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
+        let mut forgotten = 0;
+        for (key, entry) in scanned {
+            if removed_farms.contains(&key.farm_id) || removed_backends.contains(&entry.backend_id) {
+                match sessions.remove(&key) {
+                    Ok(()) => forgotten += 1,
+                    Err(MapError::KeyNotFound) => {}
+                    Err(e) => return Err(map_err(abi::SESSIONS_MAP)(e)),
+                }
+            }
+        }
+        Ok(forgotten)
     }
 
     /// `ticket-key`: the tickets of `backend_id` (of `farm_id`) carry key
@@ -159,29 +429,16 @@ impl Dataplane {
         crate::pending::expire(&mut self.ebpf, monotonic_ns(), connect)
             .map_err(|source| LoadError::Map { map: abi::PENDING_MAP, source })
     }
-
-    /// Pins what other processes read: the counters (`tether status`) and the
-    /// flow table (`tether` tools and tests).
-    fn pin_maps(&mut self) -> Result<(), LoadError> {
-        for (name, pin) in [
-            (abi::STATS_MAP, STATS_PIN),
-            (abi::FLOWS_MAP, FLOWS_PIN),
-            (abi::SESSIONS_MAP, SESSIONS_PIN),
-            (abi::PERSIST_STATS_MAP, crate::sessions::PERSIST_STATS_PIN),
-            (abi::SESSION_REMOVALS_MAP, crate::sessions::SESSION_REMOVALS_PIN),
-        ] {
-            let path = self.pin_dir.join(pin);
-            let map = self.ebpf.map(name).ok_or(LoadError::Missing { what: "map", name })?;
-            map.pin(&path).map_err(|source| LoadError::PinMap { map: name, path, source })?;
-        }
-        Ok(())
-    }
 }
 
 impl Drop for Dataplane {
     fn drop(&mut self) {
-        // Links detach when `ebpf` drops; the pins would keep maps alive, so they go.
-        pins::remove(&self.pin_dir);
+        if self.keep_pins {
+            warn!(pins = %self.instance.dir.display(), "start failed; the adopted data path keeps running as it was");
+            return;
+        }
+        // The pins go first; the links detach when `links` closes them.
+        pins::remove(&self.instance.dir);
         for (interface, _) in &self.attached {
             info!(interface, "detached");
         }
@@ -191,12 +448,25 @@ impl Drop for Dataplane {
 /// The object with its maps filled from `config` and its programs (XDP and
 /// tc) loaded (verified), attached nowhere.
 pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
-    let mut ebpf =
-        aya::EbpfLoader::new().map_max_entries(abi::SESSIONS_MAP, session_table_size(config)).load(EBPF_OBJECT)?;
+    load_pinned(config, &Layout::initial(config), None)
+}
+
+/// As [`load`], with the ids of `layout`, and with the maps of
+/// `abi::PINNED_MAPS` pinned in `pin_dir` by name (reused where a pin is
+/// there already).
+pub fn load_pinned(config: &Config, layout: &Layout, pin_dir: Option<&std::path::Path>) -> Result<Ebpf, LoadError> {
+    let mut loader = aya::EbpfLoader::new();
+    loader.map_max_entries(abi::SESSIONS_MAP, session_table_size(config));
+    if let Some(dir) = pin_dir {
+        for name in abi::PINNED_MAPS {
+            loader.map_pin_path(name, dir.join(name));
+        }
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT)?;
     write_settings(&mut ebpf, config)?;
-    write_farms(&mut ebpf, config)?;
-    write_backends(&mut ebpf, config, &farm::Runtime::from_config(config))?;
-    write_vips(&mut ebpf, config)?;
+    write_farms(&mut ebpf, config, layout)?;
+    write_backends(&mut ebpf, config, layout, &farm::Runtime::from_config(config))?;
+    write_vips(&mut ebpf, config, layout)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
     tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
     for (slot, name) in [(abi::JUMP_VIP, abi::XDP_VIP_PROGRAM), (abi::JUMP_LEARN, abi::XDP_LEARN_PROGRAM)] {
@@ -255,53 +525,55 @@ fn write_settings(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
 /// Backends of all farms, numbered in config order, with the state the
 /// data path is to treat them by, and each farm's selection lists over the
 /// backends that take new connections.
-fn write_backends(ebpf: &mut Ebpf, config: &Config, runtime: &farm::Runtime) -> Result<(), LoadError> {
-    for farm_id in 0..config.farms.len() {
-        write_farm_backends(ebpf, config, runtime, farm_id)?;
+fn write_backends(ebpf: &mut Ebpf, config: &Config, layout: &Layout, runtime: &farm::Runtime) -> Result<(), LoadError> {
+    for farm in 0..config.farms.len() {
+        write_farm_backends(ebpf, config, layout, runtime, farm)?;
     }
     Ok(())
 }
 
 /// One farm's backends (`BACKENDS`, `BACKEND_LOAD` weights), `FARM_RR`
 /// slice and length, and `MAGLEV` table, from its run-time state: at load,
-/// and again whenever a backend's state or health changes.
+/// and again whenever a backend's state or health changes. `farm` is the
+/// farm's index in `config`; `layout` gives the ids.
 pub fn write_farm_backends(
     ebpf: &mut Ebpf,
     config: &Config,
+    layout: &Layout,
     runtime: &farm::Runtime,
-    farm_id: usize,
+    farm: usize,
 ) -> Result<(), LoadError> {
     let map_err = |map| move |source| LoadError::Map { map, source };
-    let farm = &config.farms[farm_id];
-    let runs = &runtime.farms[farm_id];
-    let first_id = backend_ids(config)[farm_id];
+    let farm_id = layout.farm(farm);
+    let runs = &runtime.farms[farm];
+    let ids: Vec<u32> = (0..config.farms[farm].backends.len()).map(|j| layout.backend(farm, j)).collect();
+    let farm = &config.farms[farm];
     {
         let mut backends: Array<&mut MapData, BackendInfo> = map_mut(ebpf, abi::BACKENDS_MAP)?;
-        for (j, (b, run)) in farm.backends.iter().zip(runs).enumerate() {
+        for ((b, run), id) in farm.backends.iter().zip(runs).zip(&ids) {
             let info = BackendInfo {
                 addr_be: addr_bytes(b.address.ip()),
                 port_be: b.address.port().to_be(),
                 family: family(b.address.ip()) as u8,
                 state: farm::data_path_state(*run) as u8,
-                farm_id: farm_id as u32,
+                farm_id,
             };
-            backends.set(first_id + j as u32, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
+            backends.set(*id, info, 0).map_err(map_err(abi::BACKENDS_MAP))?;
         }
     }
     {
         // Weights only: the counts are the sweep's to write (`write_loads`).
         let mut loads: Array<&mut MapData, abi::BackendLoad> = map_mut(ebpf, abi::BACKEND_LOAD_MAP)?;
-        for (j, b) in farm.backends.iter().enumerate() {
-            let id = first_id + j as u32;
+        for (b, &id) in farm.backends.iter().zip(&ids) {
             let mut load = loads.get(&id, 0).map_err(map_err(abi::BACKEND_LOAD_MAP))?;
             load.weight = u64::from(b.weight.max(1));
             loads.set(id, load, 0).map_err(map_err(abi::BACKEND_LOAD_MAP))?;
         }
     }
-    let selection = farm::selection(farm, runs, first_id);
+    let selection = farm::selection(farm, runs, &ids);
     {
         let mut rings: Array<&mut MapData, u32> = map_mut(ebpf, abi::MAGLEV_MAP)?;
-        let base = farm_id as u32 * abi::MAGLEV_RING;
+        let base = farm_id * abi::MAGLEV_RING;
         for (slot, id) in selection.ring.iter().enumerate() {
             rings.set(base + slot as u32, *id, 0).map_err(map_err(abi::MAGLEV_MAP))?;
         }
@@ -311,22 +583,21 @@ pub fn write_farm_backends(
         // meanwhile finds backends that were valid a moment ago.
         let mut order: Array<&mut MapData, u32> = map_mut(ebpf, abi::FARM_RR_MAP)?;
         for (slot, id) in selection.rotation.iter().enumerate() {
-            let index = farm_id as u32 * abi::FARM_RR_SLOTS + slot as u32;
+            let index = farm_id * abi::FARM_RR_SLOTS + slot as u32;
             order.set(index, *id, 0).map_err(map_err(abi::FARM_RR_MAP))?;
         }
     }
     let mut farms: Array<&mut MapData, FarmInfo> = map_mut(ebpf, abi::FARMS_MAP)?;
-    let mut info = farms.get(&(farm_id as u32), 0).map_err(map_err(abi::FARMS_MAP))?;
+    let mut info = farms.get(&farm_id, 0).map_err(map_err(abi::FARMS_MAP))?;
     info.rr_len = selection.rotation.len() as u32;
-    farms.set(farm_id as u32, info, 0).map_err(map_err(abi::FARMS_MAP))
+    farms.set(farm_id, info, 0).map_err(map_err(abi::FARMS_MAP))
 }
 
 /// Each farm's settings (`FARMS`) and its backends' session ID prefixes
 /// (`SESSION_PREFIXES`). `rr_len` is `write_farm_backends`'s.
-fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
-    let ids = backend_ids(config);
+fn write_farms(ebpf: &mut Ebpf, config: &Config, layout: &Layout) -> Result<(), LoadError> {
     let mut farms: Array<&mut MapData, FarmInfo> = map_mut(ebpf, abi::FARMS_MAP)?;
-    for (farm_id, farm) in config.farms.iter().enumerate() {
+    for (i, farm) in config.farms.iter().enumerate() {
         let mut persistence = [0u8; abi::MAX_PERSIST_KINDS];
         for (slot, kind) in persistence.iter_mut().zip(&farm.persistence) {
             *slot = crate::sessions::kind_of(*kind) as u8;
@@ -338,12 +609,15 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
             config::OnBackendFailure::Reset => abi::OnFailure::Reset,
             config::OnBackendFailure::Drop => abi::OnFailure::Drop,
         };
+        // A farm that stays through a reload keeps its rotation's length and
+        // place (`write_farm_backends` sets the length).
+        let old = farms.get(&layout.farm(i), 0).unwrap_or_default();
         let info = FarmInfo {
             algorithm: farm::data_path_algorithm(farm.algorithm) as u8,
             persistence,
             session_id_prefix_len,
-            rr_len: 0,
-            rr_next: 0,
+            rr_len: old.rr_len,
+            rr_next: old.rr_next,
             session_timeout_s: farm.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32,
             source_prefix_v4: farm.source_prefix_v4,
             source_prefix_v6: farm.source_prefix_v6,
@@ -353,17 +627,30 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
                 .fold(0, |mask, kind| mask | 1 << crate::sessions::kind_of(*kind) as u8),
             on_failure: on_failure as u8,
         };
-        farms.set(farm_id as u32, info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
+        farms.set(layout.farm(i), info, 0).map_err(|source| LoadError::Map { map: abi::FARMS_MAP, source })?;
     }
+    let mut names: Array<&mut MapData, [u8; abi::FARM_NAME_MAX]> = map_mut(ebpf, abi::FARM_NAMES_MAP)?;
+    for (i, farm) in config.farms.iter().enumerate() {
+        let mut name = [0u8; abi::FARM_NAME_MAX];
+        let len = farm.name.len().min(abi::FARM_NAME_MAX);
+        name[..len].copy_from_slice(&farm.name.as_bytes()[..len]);
+        names.set(layout.farm(i), name, 0).map_err(|source| LoadError::Map { map: abi::FARM_NAMES_MAP, source })?;
+    }
+    // Prefixes: the new ones first, then those no backend has any more.
+    let map_err = |source| LoadError::Map { map: abi::SESSION_PREFIXES_MAP, source };
     let mut prefixes: HashMap<&mut MapData, SessionKey, u32> = map_mut(ebpf, abi::SESSION_PREFIXES_MAP)?;
-    for (farm_id, farm) in config.farms.iter().enumerate() {
+    let mut wanted = std::collections::HashSet::new();
+    for (i, farm) in config.farms.iter().enumerate() {
         for (j, backend) in farm.backends.iter().enumerate() {
             let Some(prefix) = &backend.session_id_prefix else { continue };
-            let key = session_prefix_key(farm_id as u32, prefix);
-            prefixes
-                .insert(key, ids[farm_id] + j as u32, 0)
-                .map_err(|source| LoadError::Map { map: abi::SESSION_PREFIXES_MAP, source })?;
+            let key = session_prefix_key(layout.farm(i), prefix);
+            prefixes.insert(key, layout.backend(i, j), 0).map_err(map_err)?;
+            wanted.insert(key);
         }
+    }
+    let stale: Vec<SessionKey> = prefixes.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+    for key in stale {
+        prefixes.remove(&key).map_err(map_err)?;
     }
     Ok(())
 }
@@ -412,14 +699,19 @@ where
         .map_err(|source| LoadError::Map { map: name, source })
 }
 
-fn write_vips(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
+/// `VIPS` and `OWNED_ADDRS` for `config`: every VIP written (new or
+/// changed), then what the configuration no longer has removed, so a reload
+/// never leaves a moment without a VIP that stays.
+fn write_vips(ebpf: &mut Ebpf, config: &Config, layout: &Layout) -> Result<(), LoadError> {
     let map_err = |source| LoadError::Map { map: abi::VIPS_MAP, source };
     let mut vips: HashMap<&mut MapData, VipKey, VipInfo> = map_mut(ebpf, abi::VIPS_MAP)?;
+    let mut wanted = std::collections::HashSet::new();
     for (id, vip) in config.vips.iter().enumerate() {
         let key = vip_key(vip.address, vip.port);
+        wanted.insert(key);
         let info = VipInfo {
             vip_id: id as u32,
-            farm_id: vip.farm as u32,
+            farm_id: layout.farm(vip.farm),
             snat_be: addr_bytes(vip.snat),
             protocol: match vip.protocol {
                 VipProtocol::Tls => abi::Protocol::Tls as u8,
@@ -430,23 +722,34 @@ fn write_vips(ebpf: &mut Ebpf, config: &Config) -> Result<(), LoadError> {
         vips.insert(key, info, 0).map_err(map_err)?;
         info!(vip = vip.name, address = %vip.address, port = vip.port, "serving VIP");
     }
+    let stale: Vec<VipKey> = vips.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+    for key in stale {
+        vips.remove(&key).map_err(map_err)?;
+    }
     let mut kinds: std::collections::HashMap<IpAddr, u32> = std::collections::HashMap::new();
     for vip in &config.vips {
         *kinds.entry(vip.address).or_default() |= abi::owned::VIP;
         *kinds.entry(vip.snat).or_default() |= abi::owned::SNAT;
     }
+    let map_err = |source| LoadError::Map { map: abi::OWNED_ADDRS_MAP, source };
     let mut owned: HashMap<&mut MapData, AddrKey, u32> = map_mut(ebpf, abi::OWNED_ADDRS_MAP)?;
+    let mut wanted = std::collections::HashSet::new();
     for (addr, kind) in kinds {
         let key = AddrKey { addr_be: addr_bytes(addr), family: family(addr) as u8, _pad: [0; 3] };
-        owned.insert(key, kind, 0).map_err(|source| LoadError::Map { map: abi::OWNED_ADDRS_MAP, source })?;
+        owned.insert(key, kind, 0).map_err(map_err)?;
+        wanted.insert(key);
+    }
+    let stale: Vec<AddrKey> = owned.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+    for key in stale {
+        owned.remove(&key).map_err(map_err)?;
     }
     Ok(())
 }
 
-fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static str, LoadError> {
+fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<(XdpLinkId, &'static str), LoadError> {
     use aya::programs::XdpMode as Flags;
     let try_mode = |program: &mut Xdp, flags, name: &'static str| {
-        program.attach(interface, flags).map(|_| name).map_err(|source| LoadError::Attach {
+        program.attach(interface, flags).map(|id| (id, name)).map_err(|source| LoadError::Attach {
             interface: interface.to_owned(),
             mode: name,
             source,
@@ -461,6 +764,10 @@ fn attach(program: &mut Xdp, interface: &str, mode: XdpMode) -> Result<&'static 
         }),
     }
 }
+
+/// `bpf_map_update_elem`'s flag: update an entry only if it exists
+/// (linux/bpf.h).
+const BPF_EXIST: u64 = 2;
 
 /// What one sweep of the flow table did and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -497,10 +804,10 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
         if flow_expired(flow, reply, now, timeouts) {
             expired.push(*key);
             expired.push(reply_key);
-        } else if flow.direction == abi::FlowDirection::ToBackend as u8 {
-            if let Some(count) = active.get_mut(flow.backend_id as usize) {
-                *count += 1;
-            }
+        } else if flow.direction == abi::FlowDirection::ToBackend as u8
+            && let Some(count) = active.get_mut(flow.backend_id as usize)
+        {
+            *count += 1;
         }
     }
     let mut removed = 0usize;
@@ -548,25 +855,97 @@ fn write_loads(ebpf: &mut Ebpf, active: &[u64], new_flows: &[u64]) -> Result<(),
     Ok(())
 }
 
+/// Compares every map an earlier daemon pinned in `dir` with this data
+/// path's definition of it (key and value sizes, size; the session table may
+/// differ in size: its capacity was configured). aya would reuse a pinned
+/// map whatever its layout, so this is what keeps an incompatible one from
+/// being read as if it were this version's.
+fn check_pinned_maps(dir: &std::path::Path) -> Result<(), LoadError> {
+    let object = aya_obj::Object::parse(EBPF_OBJECT).map_err(|e| LoadError::Incompatible {
+        dir: dir.to_owned(),
+        problems: vec![format!("this tether's own data path does not parse: {e}")],
+    })?;
+    let mut problems = Vec::new();
+    for name in abi::PINNED_MAPS {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let Some(ours) = object.maps.get(name) else {
+            problems.push(format!("`{name}`: this data path has no such map"));
+            continue;
+        };
+        let info = match MapData::from_pin(&path).and_then(|m| m.info()) {
+            Ok(info) => info,
+            Err(e) => {
+                problems.push(format!("`{name}`: cannot read the pinned map: {e}"));
+                continue;
+            }
+        };
+        let mut differ = |what: &str, pinned: u32, wanted: u32| {
+            if pinned != wanted {
+                problems.push(format!("`{name}`: the pinned map's {what} is {pinned}, this data path's is {wanted}"));
+            }
+        };
+        differ("key size", info.key_size(), ours.key_size());
+        differ("value size", info.value_size(), ours.value_size());
+        if name != abi::SESSIONS_MAP {
+            differ("size", info.max_entries(), ours.max_entries());
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(LoadError::Incompatible { dir: dir.to_owned(), problems }) }
+}
+
+/// The ids an earlier daemon gave farms (by name, from `FARM_NAMES`) and
+/// backends (by farm name and address, from `BACKENDS`).
+pub struct PinnedLayout {
+    pub farms: std::collections::HashMap<String, u32>,
+    pub backends: std::collections::HashMap<(String, std::net::SocketAddr), u32>,
+}
+
+fn pinned_layout(dir: &std::path::Path) -> Result<PinnedLayout, LoadError> {
+    let open = |name: &'static str| {
+        MapData::from_pin(dir.join(name))
+            .and_then(aya::maps::Map::from_map_data)
+            .map_err(|source| LoadError::Map { map: name, source })
+    };
+    let names_map = open(abi::FARM_NAMES_MAP)?;
+    let names: Array<&MapData, [u8; abi::FARM_NAME_MAX]> =
+        (&names_map).try_into().map_err(|source| LoadError::Map { map: abi::FARM_NAMES_MAP, source })?;
+    let mut farms = std::collections::HashMap::new();
+    let mut farm_names = std::collections::HashMap::new();
+    for (id, name) in names.iter().enumerate() {
+        let name = name.map_err(|source| LoadError::Map { map: abi::FARM_NAMES_MAP, source })?;
+        let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        if len > 0 {
+            let name = String::from_utf8_lossy(&name[..len]).into_owned();
+            farms.insert(name.clone(), id as u32);
+            farm_names.insert(id as u32, name);
+        }
+    }
+    let backends_map = open(abi::BACKENDS_MAP)?;
+    let infos: Array<&MapData, BackendInfo> =
+        (&backends_map).try_into().map_err(|source| LoadError::Map { map: abi::BACKENDS_MAP, source })?;
+    let mut backends = std::collections::HashMap::new();
+    for (id, info) in infos.iter().enumerate() {
+        let info = info.map_err(|source| LoadError::Map { map: abi::BACKENDS_MAP, source })?;
+        let Some(farm) = farm_names.get(&info.farm_id) else { continue };
+        let ip: IpAddr = match abi::Family::try_from(info.family) {
+            Ok(abi::Family::Ipv4) => IpAddr::from([info.addr_be[0], info.addr_be[1], info.addr_be[2], info.addr_be[3]]),
+            Ok(abi::Family::Ipv6) => IpAddr::from(info.addr_be),
+            Err(_) => continue,
+        };
+        backends.insert((farm.clone(), std::net::SocketAddr::new(ip, u16::from_be(info.port_be))), id as u32);
+    }
+    Ok(PinnedLayout { farms, backends })
+}
+
 /// Entries of the persistence table: the farms' `session_capacity` added up
 /// (one LRU table serves all farms; a farm's capacity is its share of it).
 /// LRU maps are preallocated, about 110 bytes an entry.
 pub fn session_table_size(config: &Config) -> u32 {
     let total: u64 = config.farms.iter().map(|f| u64::from(f.session_capacity)).sum();
     total.clamp(1, config::MAX_SESSION_CAPACITY) as u32
-}
-
-/// The first backend id of each farm: backends are numbered in config order.
-pub fn backend_ids(config: &Config) -> Vec<u32> {
-    config
-        .farms
-        .iter()
-        .scan(0u32, |next, farm| {
-            let first = *next;
-            *next += farm.backends.len() as u32;
-            Some(first)
-        })
-        .collect()
 }
 
 /// Whether a connection (this entry and its other direction) is over.

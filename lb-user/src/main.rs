@@ -25,6 +25,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { files } => check_config(&files),
         Command::Status { config } => status(&config),
         Command::Backend { config, action, farm, backend } => self::backend(&config, action, farm, backend),
+        Command::Reload { config } => reload(&config),
         Command::Sessions { config, instance, action } => lb_user::sessions_cli::run(&config, &instance, action),
     };
     match result {
@@ -94,6 +95,18 @@ fn status(config: &std::path::Path) -> anyhow::Result<()> {
     println!("{:<24} {:>14}", "reason", "packets");
     for (reason, packets) in &s.counters {
         println!("{reason:<24} {packets:>14}");
+    }
+    Ok(())
+}
+
+fn reload(config: &std::path::Path) -> anyhow::Result<()> {
+    // Checked here first: an invalid file names no socket to ask, and the
+    // daemon would refuse it all the same.
+    if let Err(e) = Config::load(config) {
+        anyhow::bail!("{e}\nnot reloaded: the running configuration stays");
+    }
+    if let Reply::Done { message } = ask(config, &Request::Reload)? {
+        println!("{message}");
     }
     Ok(())
 }

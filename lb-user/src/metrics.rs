@@ -10,7 +10,7 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::{config::Config, control::StatusReport, loader::Dataplane, sessions};
+use crate::{config::Config, control::StatusReport, layout::Layout, loader::Dataplane, sessions};
 
 /// The longest request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -98,7 +98,7 @@ async fn reply(stream: &mut TcpStream, status: &str, content_type: &str, body: &
 
 /// The page: packet counters by reason, backends (health, state, active and
 /// new connections), persistence per farm and kind, the session table.
-pub fn render(status: &StatusReport, dataplane: &Dataplane, config: &Config) -> String {
+pub fn render(status: &StatusReport, dataplane: &Dataplane, config: &Config, layout: &Layout) -> String {
     let mut page = Page::default();
     page.family("tether_packets_total", "counter", "Packets the XDP program handled, by the reason it gives.");
     for (reason, packets) in &status.counters {
@@ -134,7 +134,7 @@ pub fn render(status: &StatusReport, dataplane: &Dataplane, config: &Config) -> 
     for (farm, b) in backends(status) {
         page.sample("tether_backend_connections_total", &[("farm", farm), ("backend", &b.name)], b.new_flows as f64);
     }
-    persistence(&mut page, dataplane, config);
+    persistence(&mut page, dataplane, config, layout);
     page.text
 }
 
@@ -142,7 +142,7 @@ fn backends(status: &StatusReport) -> impl Iterator<Item = (&str, &crate::contro
     status.farms.iter().flat_map(|f| f.backends.iter().map(move |b| (f.name.as_str(), b)))
 }
 
-fn persistence(page: &mut Page, dataplane: &Dataplane, config: &Config) {
+fn persistence(page: &mut Page, dataplane: &Dataplane, config: &Config, layout: &Layout) {
     let Ok(pinned) = sessions::Pinned::open(dataplane.pin_dir()) else { return };
     let (Ok(entries), Ok(capacity)) = (pinned.entries(), pinned.capacity()) else { return };
     let now = crate::loader::monotonic_ns();
@@ -167,11 +167,12 @@ fn persistence(page: &mut Page, dataplane: &Dataplane, config: &Config) {
         ("tether_persistence_evictions_total", "Entries the full table pushed out."),
     ];
     let mut rows = Vec::new();
-    for (farm_id, farm) in config.farms.iter().enumerate() {
+    for (i, farm) in config.farms.iter().enumerate() {
+        let farm_id = layout.farm(i);
         for kind in &farm.persistence {
             let kind = sessions::kind_of(*kind);
-            let Ok(c) = pinned.counters(farm_id as u32, kind) else { continue };
-            let live = entries.iter().filter(|(k, _)| k.farm_id == farm_id as u32 && k.kind == kind as u8).count();
+            let Ok(c) = pinned.counters(farm_id, kind) else { continue };
+            let live = entries.iter().filter(|(k, _)| k.farm_id == farm_id && k.kind == kind as u8).count();
             let values = [c.xdp.lookups, c.xdp.hits, c.misses(), c.xdp.learns, c.expiries(), c.evictions(live as u64)];
             rows.push((farm.name.as_str(), sessions::kind_name(kind as u8), values));
         }

@@ -20,8 +20,20 @@ pub enum PinError {
     Mount { source: io::Error },
     #[error("cannot create pin directory {}: {source}", path.display())]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("instance `{instance}` already has pinned state in {}: another tether may be running; stop it, or remove the directory if it is stale", dir.display())]
+    #[error("instance `{instance}` is in use: a running tether holds {}; stop it first, or start this one with another --instance", dir.display())]
     InUse { instance: String, dir: PathBuf },
+    #[error("cannot lock {}: {source}", dir.display())]
+    Lock { dir: PathBuf, source: io::Error },
+}
+
+/// An instance directory this process holds: an exclusive `flock` on the
+/// directory, which the kernel drops when the process ends however it
+/// ends, so a daemon killed with SIGKILL leaves its pins adoptable.
+pub struct Instance {
+    pub dir: PathBuf,
+    /// Pins from a daemon that ended without cleaning up: to be adopted.
+    pub adopting: bool,
+    _lock: std::fs::File,
 }
 
 /// `{pin_path}/{instance}`: one directory per daemon instance.
@@ -30,8 +42,9 @@ pub fn instance_dir(pin_path: &Path, instance: &str) -> PathBuf {
 }
 
 /// Makes sure `pin_path` lies on bpffs (mounting it on /sys/fs/bpf when that is
-/// where it should be and nothing is mounted yet) and creates the instance dir.
-pub fn prepare(pin_path: &Path, instance: &str) -> Result<PathBuf, PinError> {
+/// where it should be and nothing is mounted yet), creates the instance dir
+/// and locks it; refused while another daemon holds it.
+pub fn prepare(pin_path: &Path, instance: &str) -> Result<Instance, PinError> {
     let existing = nearest_existing(pin_path);
     if !is_bpffs(&existing) {
         if pin_path.starts_with(DEFAULT_BPFFS)
@@ -45,11 +58,24 @@ pub fn prepare(pin_path: &Path, instance: &str) -> Result<PathBuf, PinError> {
         }
     }
     let dir = instance_dir(pin_path, instance);
-    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
-        return Err(PinError::InUse { instance: instance.to_owned(), dir });
-    }
     std::fs::create_dir_all(&dir).map_err(|source| PinError::CreateDir { path: dir.clone(), source })?;
-    Ok(dir)
+    let lock = std::fs::File::open(&dir).map_err(|source| PinError::Lock { dir: dir.clone(), source })?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let source = io::Error::last_os_error();
+        return Err(if source.kind() == io::ErrorKind::WouldBlock {
+            PinError::InUse { instance: instance.to_owned(), dir }
+        } else {
+            PinError::Lock { dir, source }
+        });
+    }
+    let adopting = std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false);
+    Ok(Instance { dir, adopting, _lock: lock })
+}
+
+/// The pin of the link that attaches `program` (`xdp`, `tc`) to `interface`.
+pub fn link_pin(dir: &Path, program: &str, interface: &str) -> PathBuf {
+    dir.join(format!("link_{program}_{interface}"))
 }
 
 /// Removes the instance directory and what is pinned in it.

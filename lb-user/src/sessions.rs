@@ -7,20 +7,21 @@ use anyhow::{Context as _, bail};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use lb_common::{
     maps::{
-        MAX_FARMS, MAX_PERSIST_KINDS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind, REMOVALS_FLUSHED,
+        MAX_PERSIST_KINDS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind, REMOVALS_FLUSHED,
         SESSION_KEY_MAX, SessionEntry, SessionKey,
     },
     persist,
 };
 
 use crate::{
-    config::{Config, PersistenceKind},
+    config::{Farm, PersistenceKind},
+    control::LayoutReport,
     stats::SESSIONS_PIN,
 };
 
 /// Pins, beside `stats::SESSIONS_PIN`.
-pub const PERSIST_STATS_PIN: &str = "persist_stats";
-pub const SESSION_REMOVALS_PIN: &str = "session_removals";
+pub const PERSIST_STATS_PIN: &str = lb_common::maps::PERSIST_STATS_MAP;
+pub const SESSION_REMOVALS_PIN: &str = lb_common::maps::SESSION_REMOVALS_MAP;
 
 /// The kinds in `PersistKind` order, with their configuration names.
 pub const KINDS: [(PersistKind, &str); MAX_PERSIST_KINDS] = [
@@ -232,8 +233,7 @@ fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
 /// (the whole ID), `ticket` (the ticket, or its first 32 bytes) and
 /// `ticket-key` (16 bytes), the server name for `sni`, the client address
 /// for `source-ip` (the farm's prefix length is applied).
-pub fn key_for(config: &Config, farm_id: u32, kind: PersistKind, value: &str) -> anyhow::Result<SessionKey> {
-    let farm = config.farms.get(farm_id as usize).context("no such farm")?;
+pub fn key_for(farm: &Farm, farm_id: u32, kind: PersistKind, value: &str) -> anyhow::Result<SessionKey> {
     let mut key = SessionKey { farm_id, kind: kind as u8, len: 0, _pad: [0, 0], bytes: [0; SESSION_KEY_MAX] };
     let mut put = |bytes: &[u8]| {
         key.len = bytes.len() as u8;
@@ -277,21 +277,14 @@ pub fn key_for(config: &Config, farm_id: u32, kind: PersistKind, value: &str) ->
     Ok(key)
 }
 
-/// The ids of the configured farms that the data path counts for (below `MAX_FARMS`).
-pub fn farm_ids(config: &Config) -> impl Iterator<Item = u32> + '_ {
-    (0..config.farms.len() as u32).filter(|id| *id < MAX_FARMS)
-}
-
-/// `NO_BACKEND` is a ticket key several backends share.
-pub fn backend_label(config: &Config, backend_id: u32) -> String {
+/// A backend's name for listings; `NO_BACKEND` is a ticket key several
+/// backends share.
+pub fn backend_label(layout: &LayoutReport, backend_id: u32) -> String {
     if backend_id == NO_BACKEND {
         return "(shared key)".to_owned();
     }
-    let ids = crate::loader::backend_ids(config);
-    for (farm, first) in config.farms.iter().zip(ids) {
-        if let Some(b) = backend_id.checked_sub(first).and_then(|j| farm.backends.get(j as usize)) {
-            return b.name.clone();
-        }
+    match layout.backend_name(backend_id) {
+        Some(name) => name.to_owned(),
+        None => format!("#{backend_id} (not in the configuration)"),
     }
-    format!("#{backend_id} (not in the configuration)")
 }

@@ -8,7 +8,8 @@ use lb_common::maps::{PersistKind, SessionEntry, SessionKey};
 
 use crate::{
     cli::SessionsAction,
-    config::Config,
+    config::{Config, Farm},
+    control::{self, LayoutReport, Reply, Request},
     loader::monotonic_ns,
     pins,
     sessions::{self, Pinned},
@@ -18,29 +19,37 @@ pub fn run(config_path: &Path, instance: &str, action: SessionsAction) -> anyhow
     let config = Config::load(config_path)?;
     let dir = pins::instance_dir(&config.daemon.pin_path, instance);
     let mut pinned = Pinned::open(&dir).with_context(|| format!("instance `{instance}`"))?;
+    // The ids the daemon gave farms and backends (after a reload they need
+    // not follow the file's order).
+    let layout = match control::request(&config.daemon.control_socket, &Request::Layout)? {
+        Reply::Layout(layout) => layout,
+        Reply::Error { message } => bail!("{message}"),
+        other => bail!("the daemon answered {other:?} to a layout request"),
+    };
     match action {
         SessionsAction::List { farm, kind, page, page_size } => {
-            let farm = farm.map(|f| farm_id(&config, &f)).transpose()?;
+            let farm = farm.map(|f| farm_id(&layout, &f)).transpose()?;
             let kind = kind.map(|k| kind_by_name(&k)).transpose()?;
-            list(&config, &pinned, farm, kind, page, page_size)
+            list(&layout, &pinned, farm, kind, page, page_size)
         }
         SessionsAction::Lookup { farm, kind, key } => {
-            let key = sessions::key_for(&config, farm_id(&config, &farm)?, kind_by_name(&kind)?, &key)?;
+            let key =
+                sessions::key_for(farm_config(&config, &farm)?, farm_id(&layout, &farm)?, kind_by_name(&kind)?, &key)?;
             match pinned.get(&key)? {
                 Some(entry) => {
                     print_header();
-                    print_entry(&config, &(key, entry), monotonic_ns());
+                    print_entry(&layout, &(key, entry), monotonic_ns());
                     Ok(())
                 }
                 None => bail!("no entry for {} key {} in farm `{farm}`", kind, sessions::format_key(&key)),
             }
         }
         SessionsAction::Flush { farm, kind, key } => {
-            let farm_id = farm_id(&config, &farm)?;
+            let farm_id = farm_id(&layout, &farm)?;
             let kind = kind.map(|k| kind_by_name(&k)).transpose()?;
             let removed = match (kind, key) {
                 (Some(kind), Some(value)) => {
-                    let key = sessions::key_for(&config, farm_id, kind, &value)?;
+                    let key = sessions::key_for(farm_config(&config, &farm)?, farm_id, kind, &value)?;
                     if !pinned.remove(&key)? {
                         bail!("no entry for that key in farm `{farm}`");
                     }
@@ -63,15 +72,19 @@ pub fn run(config_path: &Path, instance: &str, action: SessionsAction) -> anyhow
             println!("removed {removed} entries from farm `{farm}`");
             Ok(())
         }
-        SessionsAction::Stats => stats(&config, &pinned),
+        SessionsAction::Stats => stats(&config, &layout, &pinned),
     }
 }
 
-fn farm_id(config: &Config, name: &str) -> anyhow::Result<u32> {
-    config.farms.iter().position(|f| f.name == name).map(|i| i as u32).with_context(|| {
-        let names: Vec<&str> = config.farms.iter().map(|f| f.name.as_str()).collect();
-        format!("no farm `{name}` in the configuration (farms: {})", names.join(", "))
+fn farm_id(layout: &LayoutReport, name: &str) -> anyhow::Result<u32> {
+    layout.farm_id(name).with_context(|| {
+        let names: Vec<&str> = layout.farms.iter().map(|f| f.name.as_str()).collect();
+        format!("the daemon has no farm `{name}` (farms: {})", names.join(", "))
     })
+}
+
+fn farm_config<'a>(config: &'a Config, name: &str) -> anyhow::Result<&'a Farm> {
+    config.farms.iter().find(|f| f.name == name).with_context(|| format!("no farm `{name}` in the configuration"))
 }
 
 fn kind_by_name(name: &str) -> anyhow::Result<PersistKind> {
@@ -82,7 +95,7 @@ fn kind_by_name(name: &str) -> anyhow::Result<PersistKind> {
 }
 
 fn list(
-    config: &Config,
+    layout: &LayoutReport,
     pinned: &Pinned,
     farm: Option<u32>,
     kind: Option<PersistKind>,
@@ -103,7 +116,7 @@ fn list(
     print_header();
     let now = monotonic_ns();
     for entry in entries.iter().skip((page - 1) * page_size).take(page_size) {
-        print_entry(config, entry, now);
+        print_entry(layout, entry, now);
     }
     Ok(())
 }
@@ -112,21 +125,21 @@ fn print_header() {
     println!("{:<12} {:<18} {:<66} {:<16} {:>9} {:>9}", "farm", "kind", "key", "backend", "age_s", "idle_s");
 }
 
-fn print_entry(config: &Config, (key, entry): &(SessionKey, SessionEntry), now: u64) {
-    let farm = config.farms.get(key.farm_id as usize).map_or("?", |f| f.name.as_str());
+fn print_entry(layout: &LayoutReport, (key, entry): &(SessionKey, SessionEntry), now: u64) {
+    let farm = layout.farm_name(key.farm_id).unwrap_or("?");
     let secs = |t: u64| now.saturating_sub(t) / 1_000_000_000;
     println!(
         "{:<12} {:<18} {:<66} {:<16} {:>9} {:>9}",
         farm,
         sessions::kind_name(key.kind),
         sessions::format_key(key),
-        sessions::backend_label(config, entry.backend_id),
+        sessions::backend_label(layout, entry.backend_id),
         secs(entry.created_ns),
         secs(entry.last_used_ns)
     );
 }
 
-fn stats(config: &Config, pinned: &Pinned) -> anyhow::Result<()> {
+fn stats(config: &Config, layout: &LayoutReport, pinned: &Pinned) -> anyhow::Result<()> {
     let entries = pinned.entries()?;
     let now = monotonic_ns();
     let capacity = pinned.capacity()?;
@@ -143,8 +156,8 @@ fn stats(config: &Config, pinned: &Pinned) -> anyhow::Result<()> {
         "{:<12} {:<18} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "farm", "kind", "entries", "lookups", "hits", "misses", "learns", "expiries", "evictions", "unusable"
     );
-    for farm_id in sessions::farm_ids(config) {
-        let farm = &config.farms[farm_id as usize];
+    for farm in &config.farms {
+        let Some(farm_id) = layout.farm_id(&farm.name) else { continue };
         for kind in farm.persistence.iter().map(|k| sessions::kind_of(*k)) {
             let c = pinned.counters(farm_id, kind)?;
             let live = entries.iter().filter(|(k, _)| k.farm_id == farm_id && k.kind == kind as u8).count() as u64;

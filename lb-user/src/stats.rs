@@ -5,10 +5,11 @@ use std::path::Path;
 use aya::maps::{Map, MapData, MapError, PerCpuArray};
 use lb_common::reason;
 
-/// Names of the pins inside an instance directory.
-pub const STATS_PIN: &str = "stats";
-pub const FLOWS_PIN: &str = "flows";
-pub const SESSIONS_PIN: &str = "sessions";
+/// Names of the pins inside an instance directory: maps are pinned by
+/// their names (`lb_common::maps::PINNED_MAPS`).
+pub const STATS_PIN: &str = lb_common::maps::STATS_MAP;
+pub const FLOWS_PIN: &str = lb_common::maps::FLOWS_MAP;
+pub const SESSIONS_PIN: &str = lb_common::maps::SESSIONS_MAP;
 
 /// Packets per reason, summed over CPUs, indexed by `lb_common::reason`.
 #[derive(Debug, Clone, PartialEq, Eq)]

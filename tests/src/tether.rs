@@ -34,22 +34,28 @@ impl Tether {
     pub fn start(ns: &Netns, config: &str) -> Tether {
         let config_dir = tempfile::tempdir().expect("tempdir");
         let path = config_dir.path().join("tether.toml");
-        // Tests run side by side: each daemon gets its own control socket.
-        let config = if config.contains("control_socket") {
-            config.to_owned()
-        } else {
-            let socket = config_dir.path().join("control.sock");
-            config.replacen("[daemon]\n", &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()), 1)
-        };
-        std::fs::write(&path, &config).expect("write config");
+        std::fs::write(&path, with_control_socket(config, config_dir.path())).expect("write config");
         let parsed = lb_user::config::Config::load(&path).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let pin_root = parsed.daemon.pin_path.clone();
-        let mut cmd = ns.command(tether_bin());
-        cmd.args(["run", "--config"]).arg(&path).env("TETHER_LOG", "info");
-        let mut proc = Proc::spawn("tether", cmd);
-        proc.wait_for_output(" ready ", Duration::from_secs(30));
+        let proc = spawn_ready(ns, &path);
         let instance_dir = lb_user::pins::instance_dir(&pin_root, "default");
         Tether { proc, instance_dir, pin_root, config_dir }
+    }
+
+    /// SIGKILL: the daemon dies without cleaning up; its pins (maps and
+    /// links) stay, and the data path keeps forwarding.
+    pub fn kill(&mut self) {
+        let status = self.proc.stop_with(libc::SIGKILL, Duration::from_secs(5));
+        assert!(!status.success(), "killed: {status}");
+    }
+
+    /// Starts `tether run` again with the same configuration in `ns` (after
+    /// `kill`), and waits until it reports ready. Returns the earlier
+    /// process's log.
+    pub fn restart(&mut self, ns: &Netns) -> String {
+        let before = self.proc.output();
+        self.proc = spawn_ready(ns, &self.config_path());
+        before
     }
 
     pub fn counters(&self) -> Counters {
@@ -112,6 +118,33 @@ impl Tether {
         }
     }
 
+    /// Replaces the daemon's configuration file (for `reload`), with the
+    /// same control socket as at start.
+    pub fn rewrite_config(&self, config: &str) {
+        std::fs::write(self.config_path(), with_control_socket(config, self.config_dir.path())).expect("write config");
+    }
+
+    /// Runs `tether reload` against this daemon: its stdout, or its stderr.
+    pub fn reload_cli(&self) -> Result<String, String> {
+        let out = std::process::Command::new(tether_bin())
+            .args(["reload", "--config"])
+            .arg(self.config_path())
+            .output()
+            .expect("run tether reload");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of the process this harness started.
+        let rc = unsafe { libc::kill(self.proc.pid() as i32, signal) };
+        assert_eq!(rc, 0, "kill {}: {}", self.proc.pid(), std::io::Error::last_os_error());
+    }
+
     /// The configuration file the daemon runs with.
     pub fn config_path(&self) -> PathBuf {
         self.config_dir.path().join("tether.toml")
@@ -145,6 +178,24 @@ impl Tether {
     pub fn stop(&mut self) -> ExitStatus {
         self.proc.stop()
     }
+}
+
+fn spawn_ready(ns: &Netns, config: &Path) -> Proc {
+    let mut cmd = ns.command(tether_bin());
+    cmd.args(["run", "--config"]).arg(config).env("TETHER_LOG", "info");
+    let mut proc = Proc::spawn("tether", cmd);
+    proc.wait_for_output(" ready ", Duration::from_secs(30));
+    proc
+}
+
+/// Tests run side by side: each daemon gets its own control socket, in
+/// its scratch directory, unless the config names one.
+fn with_control_socket(config: &str, dir: &Path) -> String {
+    if config.contains("control_socket") {
+        return config.to_owned();
+    }
+    let socket = dir.join("control.sock");
+    config.replacen("[daemon]\n", &format!("[daemon]\ncontrol_socket = \"{}\"\n", socket.display()), 1)
 }
 
 impl Drop for Tether {

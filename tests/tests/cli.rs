@@ -79,3 +79,24 @@ fn status_without_a_daemon_says_so() {
         );
     }
 }
+
+#[test]
+fn the_systemd_unit_runs_commands_tether_has() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist/tether.service")).unwrap();
+    let commands: Vec<&str> =
+        unit.lines().filter_map(|l| l.strip_prefix("ExecStartPre=").or_else(|| l.strip_prefix("ExecStart="))).collect();
+    assert_eq!(commands.len(), 2, "{unit}");
+    for command in commands {
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("/usr/local/bin/tether"));
+        let args: Vec<&str> = words.collect();
+        // The subcommand exists, and its help lists every flag the unit gives.
+        let out = Command::new(tether_bin()).args([args[0], "--help"]).output().unwrap();
+        assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            assert!(help.contains(flag), "`tether {}` has no {flag}:\n{help}", args[0]);
+        }
+    }
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"), "reload is SIGHUP");
+}

@@ -158,7 +158,8 @@ fn a_second_daemon_for_the_same_instance_is_refused_and_disturbs_nothing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a second daemon must not start");
     assert!(
-        stderr.contains("already has pinned state") && stderr.contains(&first.instance_dir().display().to_string()),
+        stderr.contains("is in use: a running tether holds")
+            && stderr.contains(&first.instance_dir().display().to_string()),
         "{stderr}"
     );
     // The first daemon is untouched: still attached, counters still readable.

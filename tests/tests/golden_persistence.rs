@@ -364,7 +364,8 @@ fn offer_to_a_failed_backend(on_failure: &str, expected: u32) -> (Vec<u8>, Vec<u
         let parsed = lb_user::config::Config::parse(std::path::Path::new("golden.toml"), &text).expect("config");
         let mut runtime = lb_user::farm::Runtime::from_config(&parsed);
         runtime.farms[0][0].health = lb_user::farm::Health::Down;
-        lb_user::loader::write_farm_backends(&mut dp.ebpf, &parsed, &runtime, 0).expect("mark b0 failed");
+        let layout = lb_user::layout::Layout::initial(&parsed);
+        lb_user::loader::write_farm_backends(&mut dp.ebpf, &parsed, &layout, &runtime, 0).expect("mark b0 failed");
 
         let syn = segment(40_001, PORT, 5_000, 0, TCP_SYN);
         let (_, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &syn), reason::VIP_SYN);
@@ -415,4 +416,35 @@ fn rebalance_binds_the_client_of_a_failed_backend_elsewhere_and_forgets_the_entr
 /// Whether the flow table has an entry from the client port `port`.
 fn has_client_port(dp: &TestDataplane, port: u16) -> bool {
     dp.flows().iter().any(|(k, _)| k.sport_be == port.to_be())
+}
+
+#[test]
+fn a_connection_marked_for_reset_answers_the_client_with_an_rst_and_drops_the_backend() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(1_000));
+        let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+        // As the daemon marks a failed backend's connections.
+        {
+            let mut flows: HashMap<&mut MapData, FlowKey, Flow> =
+                dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash map");
+            let entries: Vec<(FlowKey, Flow)> = flows.iter().map(|r| r.expect("entry")).collect();
+            assert_eq!(entries.len(), 2);
+            for (key, mut flow) in entries {
+                flow.flags |= flow_flags::RESET;
+                flows.insert(key, flow, 0).expect("mark");
+            }
+        }
+        dp.expect(&from_backend(&net, &c, 0, b"late"), reason::DROP_BACKEND_FAILED);
+        assert_eq!(dp.flows().len(), 2, "a backend segment changes nothing");
+        // The client's next segment: an RST of its own leg, from the VIP.
+        let (seq, ack) = (1_001 + 300, 77_777);
+        let data = TcpSeg { payload: b"more".to_vec(), ..segment(40_000, PORT, seq, ack, TCP_ACK | TCP_PSH) };
+        let (action, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &data), reason::RESET_BACKEND_FAILED);
+        assert_eq!(action, tether_tests::dataplane::XDP_TX);
+        let rst = TcpSeg { window: 0, payload: Vec::new(), ..segment(PORT, 40_000, ack, seq + 4, TCP_RST | TCP_ACK) };
+        assert_eq!(out, frame(CLIENT_MAC, VIP_MAC, VIP, CLIENT, &rst), "the RST, byte for byte");
+        assert!(checksums_ok_v4(&out, 14));
+        assert!(dp.flows().is_empty(), "the connection is forgotten: {:?}", dp.flows());
+    });
 }

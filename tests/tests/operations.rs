@@ -200,18 +200,41 @@ fn drop_holds_a_failed_backends_client_until_it_returns() {
     assert_eq!(backend, "b0");
 }
 
+/// Two nginx backends (session cache, no tickets), round-robin with
+/// `session-id`, and the TLS 1.2 session the first connection got on b0.
+struct SessionOnB0 {
+    topo: Topology,
+    backends: Vec<BackendServer>,
+    tether: Tether,
+    session: tempfile::TempDir,
+}
+
+impl SessionOnB0 {
+    fn new() -> SessionOnB0 {
+        let topo = Topology::two_armed(1, 2);
+        let backends: Vec<BackendServer> = (0..2)
+            .map(|i| BackendServer::nginx(&topo.backends[i].ns, addr(&topo, i), &format!("b{i}"), true))
+            .collect();
+        let farm = "algorithm = \"round-robin\"\npersistence = [\"session-id\"]";
+        let tether = Tether::start(&topo.lb, &config(&topo, farm, &topo.backends_toml(PORT)));
+        let s = SessionOnB0 { topo, backends, tether, session: tempfile::tempdir().unwrap() };
+        let (_, first) = s.connect(SessionFile::Save);
+        assert_eq!(first, "b0");
+        s
+    }
+
+    /// Offers the session (or saves a new one): whether it resumed, and where.
+    fn connect(&self, how: SessionFile) -> (bool, String) {
+        let file = self.session.path().join("session.pem");
+        peers::openssl_session(&self.topo.clients[0].ns, vip(), SESSION_CLIENT, &file, how).expect("a connection")
+    }
+}
+
 #[test]
 fn draining_keeps_persisted_clients_and_disabling_lets_a_transfer_finish() {
-    let topo = Topology::two_armed(1, 2);
-    let backends: Vec<BackendServer> =
-        (0..2).map(|i| BackendServer::nginx(&topo.backends[i].ns, addr(&topo, i), &format!("b{i}"), true)).collect();
-    let farm = "algorithm = \"round-robin\"\npersistence = [\"session-id\"]";
-    let tether = Tether::start(&topo.lb, &config(&topo, farm, &topo.backends_toml(PORT)));
-    let session = tempfile::tempdir().unwrap();
+    let SessionOnB0 { topo, backends, tether, session } = SessionOnB0::new();
     let file = session.path().join("session.pem");
     let client = &topo.clients[0].ns;
-    let (_, first) = peers::openssl_session(client, vip(), SESSION_CLIENT, &file, SessionFile::Save).unwrap();
-    assert_eq!(first, "b0");
 
     let said = tether.backend_cli(&["drain", "web", "b0"]).expect("tether backend drain");
     assert!(said.contains("draining (was active)"), "{said}");
@@ -282,8 +305,27 @@ fn weighted_round_robin_and_random_follow_the_weights() {
 /// A TLS connection to a `tether-testsrv` backend in echo mode, held open.
 struct Held {
     backend: String,
-    _stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    _runtime: tokio::runtime::Runtime,
+    stream: tokio::io::BufReader<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Held {
+    /// Sends a line and reads its echo (waiting up to 5 s).
+    fn exchange(&mut self) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let stream = &mut self.stream;
+        self.runtime.block_on(async {
+            stream.get_mut().write_all(b"ping\n").await?;
+            let mut line = String::new();
+            match tokio::time::timeout(Duration::from_secs(5), stream.read_line(&mut line)).await {
+                Ok(Ok(0)) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(_)) if line == "ping\n" => Ok(()),
+                Ok(Ok(_)) => Err(std::io::Error::other(format!("echo was {line:?}"))),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        })
+    }
 }
 
 fn hold(topo: &Topology) -> Held {
@@ -300,9 +342,12 @@ fn hold(topo: &Topology) -> Held {
             let mut reader = tokio::io::BufReader::new(tls);
             let mut line = String::new();
             reader.read_line(&mut line).await.unwrap();
-            (line.trim().to_owned(), reader.into_inner())
+            // The echo of the greeting.
+            let mut echo = String::new();
+            reader.read_line(&mut echo).await.unwrap();
+            (line.trim().to_owned(), reader)
         });
-        Held { backend, _stream: stream, _runtime: runtime }
+        Held { backend, stream, runtime }
     })
 }
 
@@ -394,4 +439,95 @@ fn the_metrics_endpoint_parses_with_prometheus_client_and_matches_what_happened(
     assert_eq!(get("tether_persistence_evictions_total", kind), 0.0);
     assert_eq!(get("tether_session_table_entries", "{}"), 1.0);
     assert!(get("tether_session_table_capacity", "{}") >= 1.0);
+}
+
+#[test]
+fn each_new_session_is_logged_with_the_favoured_required_and_used_backend() {
+    let run = SessionOnB0::new();
+    // Round-robin would give the next client b1; the session requires b0.
+    let (reused, second) = run.connect(SessionFile::Offer);
+    let (topo, tether) = (&run.topo, &run.tether);
+    assert!(reused && second == "b0");
+    let lines = |needle: &str| -> usize {
+        tether.log().lines().filter(|l| l.contains("tether::session: new session") && l.contains(needle)).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines("") < 2 {
+        assert!(Instant::now() < deadline, "two new sessions logged:\n{}", tether.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lines(""), 2, "one line per new session:\n{}", tether.log());
+    assert_eq!(lines("farm=\"web\""), 2, "{}", tether.log());
+    assert_eq!(lines("favoured=\"b0\" required=\"-\" used=\"b0\" by=\"algorithm\""), 1, "{}", tether.log());
+    assert_eq!(lines("favoured=\"b1\" required=\"b0\" used=\"b0\" by=\"session-id\""), 1, "{}", tether.log());
+    let client_addr = format!("client={}:", topo.clients[0].addr);
+    assert_eq!(lines(&client_addr), 2, "{}", tether.log());
+}
+
+#[test]
+fn the_tls_check_learns_each_backends_ticket_key_before_any_client_resumes() {
+    let topo = Topology::two_armed(1, 3);
+    // nginx without a session cache: each process resumes by its own ticket key only.
+    let _backends: Vec<BackendServer> =
+        (0..3).map(|i| BackendServer::nginx(&topo.backends[i].ns, addr(&topo, i), &format!("b{i}"), false)).collect();
+    let farm = format!("algorithm = \"round-robin\"\npersistence = [\"ticket-key\"]\n{}", health("tls"));
+    let tether = Tether::start(&topo.lb, &config(&topo, &farm, &topo.backends_toml(PORT)));
+    // Two checks per backend: the first gets a ticket, the second offers it.
+    let key_names = || -> Vec<u32> {
+        let mut owners: Vec<u32> = tether
+            .sessions()
+            .iter()
+            .filter(|(k, _)| k.kind == lb_common::maps::PersistKind::TicketKey as u8)
+            .map(|(_, e)| e.backend_id)
+            .collect();
+        owners.sort();
+        owners
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while key_names() != [0, 1, 2] {
+        assert!(
+            Instant::now() < deadline,
+            "each backend's key name, from its checks: {:?}\n{}",
+            key_names(),
+            tether.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(tether.log().matches("ticket key name learned from the health check").count(), 3, "{}", tether.log());
+    assert_eq!(tether.counters().get(reason::TLS_BIND), 0, "no client has connected yet");
+    // A TLS 1.3 client: every resumption, from the first, on the issuing backend.
+    let session = tempfile::tempdir().unwrap();
+    let file = session.path().join("session.pem");
+    let client = &topo.clients[0].ns;
+    let (_, first) = peers::openssl_session(client, vip(), &["-tls1_3"], &file, SessionFile::Save).unwrap();
+    for i in 0..10 {
+        let (reused, who) = peers::openssl_session(client, vip(), &["-tls1_3"], &file, SessionFile::Offer).unwrap();
+        assert!(reused && who == first, "offer {i}: resumed on {first}: {reused} {who}");
+    }
+}
+
+#[test]
+fn open_connections_to_a_failed_backend_are_reset_so_clients_reconnect() {
+    let topo = Topology::two_armed(1, 2);
+    let _backends: Vec<BackendServer> = (0..2).map(|i| rustls_backend(&topo, i)).collect();
+    let farm =
+        format!("algorithm = \"round-robin\"\npersistence = []\non_backend_failure = \"reset\"\n{}", health("tcp"));
+    let tether = Tether::start(&topo.lb, &config(&topo, &farm, &topo.backends_toml(PORT)));
+    let mut held = hold(&topo);
+    assert_eq!(held.backend, "b0");
+    assert!(held.exchange().is_ok(), "the connection works while b0 is up");
+    // b0's answers to the balancer go nowhere: its checks fail, and so would
+    // the connection, silently, without a reset.
+    topo.backends[0].ns.ip(&format!("route add blackhole {LB_BACKEND_ADDR}/32"));
+    wait_for_health(&tether, "b0", "down", flip_deadline() + Duration::from_secs(1));
+    let outcome = held.exchange();
+    assert!(
+        matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the client is reset: {outcome:?}\n{}",
+        tether.log()
+    );
+    assert!(tether.counters().get(reason::RESET_BACKEND_FAILED) >= 1, "{:?}", tether.counters());
+    assert!(tether.log().contains("connections of a failed backend to be reset"), "{}", tether.log());
+    // And it reconnects to the healthy backend.
+    assert_eq!(peers::rustls_whoami(&topo.clients[0].ns, vip()).unwrap(), "b1");
 }

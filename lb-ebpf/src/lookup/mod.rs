@@ -1,5 +1,6 @@
 //! Map lookups and flow-table updates. Nothing here reads or writes the packet.
 
+pub mod binds;
 pub mod flow;
 pub mod pending;
 pub mod select;

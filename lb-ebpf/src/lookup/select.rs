@@ -51,6 +51,13 @@ static BACKEND_NEW_FLOWS: Array<u64> = Array::with_max_entries(MAX_BACKENDS, 0);
 #[map(name = "BACKEND_LOAD")]
 static BACKEND_LOAD: Array<BackendLoad> = Array::with_max_entries(MAX_BACKENDS, 0);
 
+/// Each farm id's name (`lb_common::maps::FARM_NAME_MAX` bytes,
+/// zero-padded). Written by the daemon and never read here: kept beside
+/// `BACKENDS` so that a restarted daemon can tell which ids it gave which
+/// farms.
+#[map(name = "FARM_NAMES")]
+static FARM_NAMES: Array<[u8; lb_common::maps::FARM_NAME_MAX]> = Array::with_max_entries(MAX_FARMS, 0);
+
 /// Counts a connection bound to `backend_id`.
 #[inline(always)]
 pub fn count_new_flow(backend_id: u32) {
@@ -83,6 +90,21 @@ pub fn by_algorithm(farm_id: u32, client_be: &[u8; 16]) -> Option<(u32, &'static
         a if a == Algorithm::LeastConnections as u8 => least_connections(farm_id, farm),
         _ => maglev(farm_id, client_be),
     }
+}
+
+/// The backend the farm's algorithm would give `client_be` now, without
+/// taking it (round-robin does not move on): for the log when persistence
+/// decided. `NO_BACKEND` for `random` and `least-connections`.
+#[inline(always)]
+pub fn favoured(farm_id: u32, client_be: &[u8; 16]) -> u32 {
+    let Some(farm) = FARMS.get(farm_id) else { return NO_BACKEND };
+    if farm.algorithm == Algorithm::Maglev as u8 {
+        return maglev(farm_id, client_be).map_or(NO_BACKEND, |(id, _)| id);
+    }
+    if farm.algorithm != Algorithm::RoundRobin as u8 || farm.rr_len == 0 || farm.rr_len > FARM_RR_SLOTS {
+        return NO_BACKEND;
+    }
+    FARM_RR.get(farm_id * FARM_RR_SLOTS + farm.rr_next % farm.rr_len).copied().unwrap_or(NO_BACKEND)
 }
 
 #[inline(always)]
