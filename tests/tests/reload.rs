@@ -113,9 +113,15 @@ fn learned_sessions_keep_their_backend_when_a_reload_renumbers_everything() {
     let (_, first) = peers::openssl_session(client, vip(), &tls12, &file, SessionFile::Save).unwrap();
     assert_eq!(first, "b1");
 
-    // Another farm before `web`, b0 before b1: in config order every id would move.
-    let other =
-        format!("[[farm]]\nname = \"other\"\n[[farm.backend]]\nname = \"x\"\naddress = \"{}\"\n", addr(&topo, 0));
+    // Another farm before `web`, with a VIP of its own; b0 before b1: in
+    // config order every id would move.
+    let api = SocketAddr::new(std::net::Ipv4Addr::new(198, 18, 100, 101).into(), PORT);
+    let other = format!(
+        "[[farm]]\nname = \"other\"\n[[farm.backend]]\nname = \"x\"\naddress = \"{}\"\n\n\
+         [[vip]]\nname = \"api\"\naddress = \"{}\"\nport = {PORT}\nfarm = \"other\"\nsnat = \"{LB_BACKEND_ADDR}\"\n",
+        addr(&topo, 0),
+        api.ip()
+    );
     tether.rewrite_config(&config(&topo, farm, &[(0, 1), (1, 1), (2, 1)], &other));
     tether.reload_cli().expect("reload");
     for _ in 0..5 {
@@ -124,6 +130,15 @@ fn learned_sessions_keep_their_backend_when_a_reload_renumbers_everything() {
     }
     let listed = tether.sessions_cli(&["list"]).unwrap();
     assert!(listed.lines().any(|l| l.starts_with("web") && l.contains("b1")), "{listed}");
+    assert_eq!(peers::openssl_whoami(client, api).unwrap(), "b0", "the VIP the reload added serves its farm");
+
+    // The farm and its VIP go again: the session stays, the VIP stops.
+    tether.rewrite_config(&config(&topo, farm, &[(0, 1), (1, 1), (2, 1)], ""));
+    tether.reload_cli().expect("reload");
+    let (reused, who) = peers::openssl_session(client, vip(), &tls12, &file, SessionFile::Offer).unwrap();
+    assert!(reused && who == "b1", "{reused} {who}");
+    assert!(peers::openssl_whoami(client, api).is_err(), "the removed VIP answers no more");
+    assert!(!tether.status().contains("vip api"), "{}", tether.status());
 }
 
 #[test]
