@@ -206,19 +206,22 @@ fn main() -> anyhow::Result<()> {
         offer(k, SessionFile::Offer);
     }
 
-    let config_path = std::env::temp_dir().join(format!("{}-demo.toml", topo.prefix));
-    std::fs::write(&config_path, &config)?;
-    println!("\n$ tether sessions list");
-    let list = std::process::Command::new(tether_bin())
-        .args(["sessions", "--config"])
-        .arg(&config_path)
-        .arg("list")
-        .output()?;
-    print!("{}", indent(&String::from_utf8_lossy(&list.stdout)));
-    println!("\n$ tether status");
-    let status = std::process::Command::new(tether_bin()).args(["status", "--config"]).arg(&config_path).output()?;
-    let _ = std::fs::remove_file(&config_path);
-    print!("{}", indent(&String::from_utf8_lossy(&status.stdout)));
+    // The daemon's own file: it names the control socket the CLI asks.
+    let config_path = tether.config_path();
+    for args in [&["sessions", "list"][..], &["status"][..]] {
+        println!("\n$ tether {}", args.join(" "));
+        // `--config` belongs to the command (`sessions`, `status`), before its action.
+        let out = std::process::Command::new(tether_bin())
+            .arg(args[0])
+            .arg("--config")
+            .arg(&config_path)
+            .args(&args[1..])
+            .output()?;
+        print!("{}", indent(&String::from_utf8_lossy(&out.stdout)));
+        if !out.status.success() {
+            anyhow::bail!("tether {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+    }
     drop(tether);
     drop(servers);
     println!("\nstopping tether and removing {} namespaces", topo.namespaces().len());
