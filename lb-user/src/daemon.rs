@@ -54,14 +54,24 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     };
     // Before attaching: attaching XDP to some drivers (veth among them) briefly
     // loses packets, and a lost ARP reply would leave a backend unresolved.
+    // The metrics port too, before the data path: a start that fails after
+    // it would detach what it adopted.
+    let metrics = match config.daemon.metrics {
+        Some(address) => match crate::metrics::Endpoint::bind(address).await {
+            Ok(endpoint) => Some(endpoint),
+            Err(e) => {
+                if !pins.adopting {
+                    crate::pins::remove(&pins.dir);
+                }
+                return Err(anyhow::Error::from(e).context(starting()));
+            }
+        },
+        None => None,
+    };
     crate::neighbors::warm(&all_backends(&config), config.daemon.snat_ports, 0).await;
     let (mut dataplane, layout) = Dataplane::start(&config, pins).with_context(starting)?;
     let (bind_tx, mut binds) = mpsc::channel::<BindEvent>(BIND_QUEUE);
     let bind_reader = tokio::spawn(read_bind_events(dataplane.take_bind_events()?, bind_tx));
-    let metrics = match config.daemon.metrics {
-        Some(address) => Some(crate::metrics::Endpoint::bind(address).await.with_context(starting)?),
-        None => None,
-    };
     info!(
         instance,
         pins = %dataplane.pin_dir().display(),
