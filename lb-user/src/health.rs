@@ -162,7 +162,8 @@ impl Watch {
         for round in 0u32.. {
             tick.tick().await;
             let port = crate::neighbors::own_port(self.snat_ports, self.port_seed.wrapping_add(round));
-            let outcome = match tokio::time::timeout(self.check.timeout, self.probe(port)).await {
+            let deadline = tokio::time::Instant::now() + self.check.timeout;
+            let outcome = match tokio::time::timeout_at(deadline, self.probe(port, deadline)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(format!("no answer within {:?}", self.check.timeout)),
             };
@@ -191,15 +192,17 @@ impl Watch {
 
     /// One check: Ok (with the key name of the ticket this handshake
     /// offered, if any) or what went wrong.
-    async fn probe(&self, port: u16) -> Result<Option<[u8; 16]>, String> {
+    async fn probe(&self, port: u16, deadline: tokio::time::Instant) -> Result<Option<[u8; 16]>, String> {
         let stream = connect(self.address, port).await.map_err(|e| format!("connect: {e}"))?;
         match self.check.kind {
             HealthKind::Tcp => Ok(None),
-            HealthKind::Tls => self.handshake(stream).await,
+            HealthKind::Tls => self.handshake(stream, deadline).await,
         }
     }
 
-    async fn handshake(&self, stream: TcpStream) -> Result<Option<[u8; 16]>, String> {
+    /// A TLS handshake (the verdict), then a wait for TLS 1.3 tickets that
+    /// stays inside the check's `deadline`, so it never fails a check.
+    async fn handshake(&self, stream: TcpStream, deadline: tokio::time::Instant) -> Result<Option<[u8; 16]>, String> {
         let name = match &self.check.sni {
             Some(sni) => ServerName::try_from(sni.clone()).map_err(|e| format!("sni `{sni}`: {e}"))?,
             None => ServerName::IpAddress(self.address.ip().into()),
@@ -209,9 +212,13 @@ impl Watch {
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let mut tls = connector.connect(name, tap).await.map_err(|e| format!("tls handshake: {e}"))?;
         // TLS 1.3 tickets follow the handshake: read until they are in, the
-        // backend closes, or the wait is over.
-        let mut buf = [0u8; 1024];
-        let _ = tokio::time::timeout(TICKET_WAIT.min(self.check.timeout / 2), tls.read(&mut buf)).await;
+        // backend closes, or the wait (at most half the time left) is over.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wait = TICKET_WAIT.min(left / 2);
+        if !wait.is_zero() {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(wait, tls.read(&mut buf)).await;
+        }
         let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
         Ok(offered_key_name(&sent))
     }
