@@ -223,7 +223,7 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         return Verdict::drop(reason::DROP_FLOW_TABLE);
     }
     let (favoured, required, kind) = match chosen_by {
-        Some(kind) => (lookup::select::favoured(vip.farm_id, &pkt.key.saddr_be), backend_id, kind as u8),
+        Some(kind) => (lookup::select::favoured(vip.farm_id, farm, &pkt.key.saddr_be), backend_id, kind as u8),
         None => (backend_id, NO_BACKEND, 0),
     };
     lookup::binds::report(pkt, vip.farm_id, favoured, required, kind, backend_id);

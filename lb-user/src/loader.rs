@@ -270,12 +270,7 @@ impl Dataplane {
     /// (`flow_flags::RESET`): its backend failed. Returns the connections.
     pub fn reset_flows_of(&mut self, backend_id: u32) -> Result<usize, LoadError> {
         let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
-        let entries: Vec<(FlowKey, Flow)> = match self.ebpf.map(abi::FLOWS_MAP) {
-            Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|e| {
-                map_err(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e }))
-            })?,
-            _ => return Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
-        };
+        let entries = read_flows(&self.ebpf)?;
         let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(&mut self.ebpf, abi::FLOWS_MAP)?;
         let mut marked = 0;
         for (key, mut flow) in entries {
@@ -788,12 +783,7 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
     let now = monotonic_ns();
     let new_flows = read_new_flows(ebpf)?;
     let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
-    let entries: Vec<(FlowKey, Flow)> = match ebpf.map(abi::FLOWS_MAP) {
-        Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|e| {
-            map_err(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error: e }))
-        })?,
-        _ => return Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
-    };
+    let entries = read_flows(ebpf)?;
     let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
     let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
     let mut expired = Vec::new();
@@ -826,6 +816,17 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
     // which sends the next clients to a backend that is busier than it looks.
     write_loads(ebpf, &active, &new_flows)?;
     Ok(Sweep { removed, active })
+}
+
+/// Every flow-table entry, in one batched read.
+fn read_flows(ebpf: &Ebpf) -> Result<Vec<(FlowKey, Flow)>, LoadError> {
+    match ebpf.map(abi::FLOWS_MAP) {
+        Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|io_error| LoadError::Map {
+            map: abi::FLOWS_MAP,
+            source: MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }),
+        }),
+        _ => Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
+    }
 }
 
 /// `BACKEND_NEW_FLOWS`: connections bound to each backend id since load.

@@ -77,13 +77,7 @@ impl Tether {
 
     /// What `tether status` prints for this daemon.
     pub fn status(&self) -> String {
-        let out = std::process::Command::new(tether_bin())
-            .args(["status", "--config"])
-            .arg(self.config_dir.path().join("tether.toml"))
-            .output()
-            .expect("run tether status");
-        assert!(out.status.success(), "tether status failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.cli("status", &[]).unwrap_or_else(|e| panic!("tether status failed: {e}"))
     }
 
     /// The daemon's status, asked over its control socket.
@@ -105,17 +99,7 @@ impl Tether {
     /// Runs `tether backend ARGS` against this daemon: its stdout, or its
     /// stderr as the error.
     pub fn backend_cli(&self, args: &[&str]) -> Result<String, String> {
-        let out = std::process::Command::new(tether_bin())
-            .args(["backend", "--config"])
-            .arg(self.config_path())
-            .args(args)
-            .output()
-            .expect("run tether backend");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.cli("backend", args)
     }
 
     /// Replaces the daemon's configuration file (for `reload`), with the
@@ -126,16 +110,7 @@ impl Tether {
 
     /// Runs `tether reload` against this daemon: its stdout, or its stderr.
     pub fn reload_cli(&self) -> Result<String, String> {
-        let out = std::process::Command::new(tether_bin())
-            .args(["reload", "--config"])
-            .arg(self.config_path())
-            .output()
-            .expect("run tether reload");
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        self.cli("reload", &[])
     }
 
     /// Sends `signal` to the daemon.
@@ -153,12 +128,17 @@ impl Tether {
     /// Runs `tether sessions ARGS` against this daemon: its stdout, or its
     /// stderr as the error.
     pub fn sessions_cli(&self, args: &[&str]) -> Result<String, String> {
+        self.cli("sessions", args)
+    }
+
+    /// Runs `tether COMMAND --config FILE ARGS` against this daemon.
+    fn cli(&self, command: &str, args: &[&str]) -> Result<String, String> {
         let out = std::process::Command::new(tether_bin())
-            .args(["sessions", "--config"])
-            .arg(self.config_dir.path().join("tether.toml"))
+            .args([command, "--config"])
+            .arg(self.config_path())
             .args(args)
             .output()
-            .expect("run tether sessions");
+            .unwrap_or_else(|e| panic!("run tether {command}: {e}"));
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

@@ -96,8 +96,7 @@ pub fn by_algorithm(farm_id: u32, client_be: &[u8; 16]) -> Option<(u32, &'static
 /// taking it (round-robin does not move on): for the log when persistence
 /// decided. `NO_BACKEND` for `random` and `least-connections`.
 #[inline(always)]
-pub fn favoured(farm_id: u32, client_be: &[u8; 16]) -> u32 {
-    let Some(farm) = FARMS.get(farm_id) else { return NO_BACKEND };
+pub fn favoured(farm_id: u32, farm: &FarmInfo, client_be: &[u8; 16]) -> u32 {
     if farm.algorithm == Algorithm::Maglev as u8 {
         return maglev(farm_id, client_be).map_or(NO_BACKEND, |(id, _)| id);
     }
