@@ -91,10 +91,14 @@ pub const XDP_PROGRAM: &str = "tether_xdp";
 pub const XDP_VIP_PROGRAM: &str = "tether_xdp_vip";
 /// Backend segments persistence learns from, tail-called likewise.
 pub const XDP_LEARN_PROGRAM: &str = "tether_xdp_learn";
+/// Delayed binding once the ClientHello is whole, tail-called from
+/// `tether_xdp_vip`.
+pub const XDP_BIND_PROGRAM: &str = "tether_xdp_bind";
 pub const JUMPS_MAP: &str = "JUMPS";
 /// `JUMPS` slots.
 pub const JUMP_VIP: u32 = 0;
 pub const JUMP_LEARN: u32 = 1;
+pub const JUMP_BIND: u32 = 2;
 /// The tc ingress program that finishes delayed binding: it turns a backend's
 /// SYN-ACK into the ACK that carries the stashed ClientHello (DESIGN.md §2 step 4).
 pub const TC_PROGRAM: &str = "tether_tc";
@@ -116,12 +120,15 @@ pub const MAX_BACKENDS: u32 = 4096;
 pub const MAGLEV_RING: u32 = 65_537;
 /// Flow-table entries; each connection takes two (one per direction).
 pub const MAX_FLOWS: u32 = 1 << 20;
-/// Connections waiting for their backend's SYN-ACK, each holding its first
-/// client segment (`Pending`). Bounded because every entry is a few KiB.
+/// Connections waiting for their backend's SYN-ACK, each holding its
+/// ClientHello (`Pending`). Bounded because every entry is a few KiB.
 pub const MAX_PENDING: u32 = 8192;
-/// The largest first client segment (usually the ClientHello) tether stashes
-/// while it opens the backend connection: more than a 1500-byte MTU allows.
+/// The largest ClientHello (or other first client data) tether stashes while
+/// it opens the backend connection: a post-quantum hello over two segments.
 pub const STASH_MAX: usize = 2048;
+/// The most segments a stashed ClientHello may arrive in: a post-quantum
+/// hello of 1.6-1.9 KB takes two; more than this is the slow path's.
+pub const STASH_SEGMENTS: usize = 8;
 /// Learned persistence entries (`SESSIONS`), over all farms, as the object
 /// declares them; the loader sizes the table from the farms'
 /// `session_capacity` instead. LRU maps are preallocated (about 110 bytes an
@@ -629,9 +636,12 @@ pub enum Algorithm {
 
 /// Value of `PENDING` (keyed by the client -> VIP `FlowKey`): a `tls`
 /// connection between its first client data and the backend's acknowledgement
-/// of it. XDP writes it when it sends the backend SYN; tc reads it to build
-/// the ACK that carries `data`; XDP removes it once the backend has
-/// acknowledged the data; the sweeper removes what is left of dead connections.
+/// of it. XDP writes it with the hello's first segment and, while
+/// `assembling`, adds each segment that continues it (DESIGN.md §2 step 3b);
+/// it sends the backend SYN once the hello is whole; tc reads it to send the
+/// stashed segments with the ACK of the backend's SYN-ACK; XDP removes it once
+/// the backend has acknowledged the data; the sweeper removes what is left of
+/// dead connections.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pending {
@@ -639,7 +649,7 @@ pub struct Pending {
     pub client_isn: u32,
     /// Our initial sequence number towards the client: the SYN cookie.
     pub cookie_isn: u32,
-    /// The timestamp option of the client's segment (TSval, TSecr), if
+    /// The timestamp option of the client's first segment (TSval, TSecr), if
     /// `has_timestamp`. TSecr echoes our SYN-ACK's TSval.
     pub client_tsval: u32,
     pub client_tsecr: u32,
@@ -651,11 +661,14 @@ pub struct Pending {
     /// from another host's clock, would not guarantee.
     pub leg_isn: u32,
     pub leg_tsval: u32,
-    /// Ones'-complement sum of `data[..len]`, recovered from the client's
-    /// checksum, so the ACK's checksum costs no pass over the data.
-    pub data_sum: u32,
+    /// Per stashed segment, in order: the ones'-complement sum of its data,
+    /// recovered from the client's checksum, so the segments tc sends cost no
+    /// pass over the data. tc sends the data cut where the client cut it.
+    pub segment_sum: [u32; STASH_SEGMENTS],
+    pub segment_len: [u16; STASH_SEGMENTS],
     /// The client's window field (already scaled by its window scale).
     pub window: u16,
+    /// Bytes in `data`: the sum of `segment_len[..segments]`.
     pub len: u16,
     /// What the client's SYN offered, as carried by the cookie: MSS (after
     /// clamping), window scale (`tcpopt::NO_WSCALE` if none), SACK permitted.
@@ -663,11 +676,14 @@ pub struct Pending {
     pub wscale: u8,
     pub sack_permitted: u8,
     pub has_timestamp: u8,
-    pub _pad: [u8; 11],
+    pub segments: u8,
+    /// 1 while the ClientHello is incomplete: no backend yet, no flow entries.
+    pub assembling: u8,
+    pub _pad: [u8; 5],
     pub created_ns: u64,
     pub data: [u8; STASH_MAX],
 }
-const _: () = assert!(size_of::<Pending>() == 56 + STASH_MAX);
+const _: () = assert!(size_of::<Pending>() == 96 + STASH_MAX);
 
 /// The single entry of the `SETTINGS` array: instance-wide data-path knobs.
 /// Written by the daemon before it attaches; read by XDP.

@@ -99,8 +99,22 @@ pub const RESET_BACKEND_FAILED: u32 = 34;
 /// entry expires).
 pub const DROP_BACKEND_FAILED: u32 = 35;
 
+/// A segment of a ClientHello that spans segments, held in the stash until
+/// the rest of the hello arrives (DESIGN.md §2 step 3b): dropped, the data
+/// kept. The hello's last segment is counted as the binding.
+pub const TLS_HELLO_PART: u32 = 36;
+/// A segment of a ClientHello being assembled that does not continue what is
+/// held (a retransmission of it, or one after a segment that has not
+/// arrived): dropped; the client sends it again.
+pub const DROP_HELLO_OUT_OF_ORDER: u32 = 37;
+/// A ClientHello longer than the stash holds (`STASH_MAX` bytes in at most
+/// `STASH_SEGMENTS` segments): bound on the part held, which persistence reads
+/// as a truncated hello; the rest reaches the backend once the connection is
+/// spliced, when the client sends it again.
+pub const TLS_HELLO_TOO_LONG: u32 = 38;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 36;
+pub const COUNT: u32 = 39;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -141,6 +155,9 @@ pub const fn name(reason: u32) -> &'static str {
         TLS_BIND_PERSISTED => "tls_bind_persisted",
         RESET_BACKEND_FAILED => "reset_backend_failed",
         DROP_BACKEND_FAILED => "drop_backend_failed",
+        TLS_HELLO_PART => "tls_hello_part",
+        DROP_HELLO_OUT_OF_ORDER => "drop_hello_out_of_order",
+        TLS_HELLO_TOO_LONG => "tls_hello_too_long",
         _ => "unknown",
     }
 }

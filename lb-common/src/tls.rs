@@ -293,7 +293,8 @@ impl Extensions {
 /// whole message must be there (else `Incomplete`).
 pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
     let mut hello = ClientHello::default();
-    let mut extensions = client_hello_head(buf, &mut hello)?;
+    let mut extensions = Extensions::default();
+    client_hello_head(buf, &mut hello, &mut extensions)?;
     // VERIFIER: a constant trip count.
     for _ in 0..MAX_EXTENSIONS {
         if extensions.done() {
@@ -305,10 +306,14 @@ pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
 }
 
 /// Reads the fixed part of a ClientHello (everything before the extensions)
-/// into `hello`, which must be all defaults, and returns where its
-/// extensions lie. `buf` must hold the whole message. (The caller provides
-/// `hello`: a default one built here would be a `memset` in XDP.)
-pub fn client_hello_head(buf: &[u8], hello: &mut ClientHello) -> Result<Extensions> {
+/// into `hello`, which must be all defaults, and where its extensions lie
+/// into `walk`. `buf` must hold the whole message. (The caller provides
+/// `hello`: a default one built here would be a `memset` in XDP. `walk` is
+/// an out-parameter, not part of the result, for the verifier: LLVM packed
+/// a `Result<Extensions>` into one register, filling the error case's
+/// undefined half from a register that held a pointer, and the verifier
+/// refuses to shift a pointer.)
+pub fn client_hello_head(buf: &[u8], hello: &mut ClientHello, walk: &mut Extensions) -> Result<()> {
     let mut body = handshake_body(buf, CLIENT_HELLO)?;
     hello.legacy_version = body.u16()?;
     body.skip(32)?; // random
@@ -318,7 +323,8 @@ pub fn client_hello_head(buf: &[u8], hello: &mut ClientHello) -> Result<Extensio
     let compressions = body.byte()? as usize;
     body.skip(compressions)?;
     let extensions = extensions_block(&mut body)?;
-    Ok(Extensions::of(&extensions))
+    *walk = Extensions::of(&extensions);
+    Ok(())
 }
 
 /// Reads the ClientHello extension at `at.pos` into `hello` and moves `at`

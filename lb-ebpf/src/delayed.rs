@@ -3,14 +3,19 @@
 //! SYN that opens the backend leg, carrying the options the client's SYN
 //! offered. tc (step 4) finishes the job when the backend answers.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{iphdr, tcphdr},
-    helpers::{bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_load_bytes, bpf_xdp_store_bytes},
+    helpers::{
+        bpf_ktime_get_ns, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        generated::bpf_probe_read_kernel,
+    },
     programs::XdpContext,
 };
 use lb_common::{
     Flow, FlowKey, Pending, csum,
-    maps::{STASH_MAX, flow_flags},
+    maps::{STASH_MAX, STASH_SEGMENTS, flow_flags},
     reason,
     tcpopt::{self, COOKIE_MSS, HeaderBuf, NO_WSCALE},
 };
@@ -24,8 +29,42 @@ use crate::{
 const IPPROTO_TCP: u8 = 6;
 /// The first byte of a TLS handshake record (RFC 8446 §5.1, ContentType 22).
 pub const TLS_HANDSHAKE: u8 = 22;
+const RECORD_HEADER: usize = 5;
 /// The SYN tether sends a backend has at most 40 bytes of header.
 const SYN_MAX_HLEN: usize = 40;
+
+/// What the stash holds of the client's first data, after a segment.
+pub enum Hello {
+    /// All of it (the whole first TLS record, or data that is no TLS record):
+    /// bind now.
+    Complete,
+    /// A ClientHello with more to come: keep the segment, wait for the next.
+    Incomplete,
+    /// A ClientHello longer than the stash holds: bind on what it has.
+    TooLong,
+}
+
+/// Where the stash stands: the first record's header says how long the
+/// ClientHello is (RFC 8446 §5.1). A hello fragmented over several records
+/// is read from its first record only.
+#[inline(always)]
+pub fn hello_state(p: &Pending) -> Hello {
+    if p.data[0] != TLS_HANDSHAKE {
+        return Hello::Complete;
+    }
+    let held = p.len as usize;
+    if held < RECORD_HEADER {
+        return if (p.segments as usize) < STASH_SEGMENTS { Hello::Incomplete } else { Hello::TooLong };
+    }
+    let record = RECORD_HEADER + u16::from_be_bytes([p.data[3], p.data[4]]) as usize;
+    if held >= record {
+        Hello::Complete
+    } else if record > STASH_MAX || p.segments as usize >= STASH_SEGMENTS {
+        Hello::TooLong
+    } else {
+        Hello::Incomplete
+    }
+}
 
 /// Reads the client's first data segment into the per-CPU `Pending`
 /// (`pending::scratch`): the data itself, the sequence numbers of both sides,
@@ -39,14 +78,7 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
     let (Some(p), Some(buf)) = (pending::scratch(), handshake::header_scratch()) else {
         return Err(reason::DROP_FLOW_TABLE);
     };
-    let header_len = handshake::load_header(ctx, pkt, buf).ok_or(reason::PASS_TRUNCATED)?;
-    let ip = bytes_at::<20>(ctx, pkt.l3_off).ok_or(reason::PASS_TRUNCATED)?;
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    let headers = (pkt.l4_off - pkt.l3_off) + header_len;
-    if total < headers + 1 {
-        return Err(reason::DROP_STASH_SIZE);
-    }
-    let computed = total - headers;
+    let (header_len, computed, data_sum) = segment_data(ctx, pkt, buf)?;
     // VERIFIER: opaque to LLVM, so the range check below is made on the
     // register bpf_xdp_load_bytes receives.
     // SAFETY: reading a local.
@@ -54,15 +86,12 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
     if len == 0 || len > STASH_MAX {
         return Err(reason::DROP_STASH_SIZE);
     }
-
-    // The data's checksum contribution, from the client's checksum: the
-    // pseudo-header and the header are all the sum needs.
-    let mut sum = tcpopt::sum_words(buf, header_len);
-    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
-    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
-    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32
-        + u16::from_ne_bytes(((total - (pkt.l4_off - pkt.l3_off)) as u16).to_be_bytes()) as u32;
-    p.data_sum = csum::data_sum(sum) as u32;
+    p.segment_sum = [0; STASH_SEGMENTS];
+    p.segment_len = [0; STASH_SEGMENTS];
+    p.segment_sum[0] = data_sum;
+    p.segment_len[0] = len as u16;
+    p.segments = 1;
+    p.assembling = 0;
 
     let timestamps = tcpopt::data_timestamps(buf, header_len);
     p.client_isn = pkt.seq.wrapping_sub(1);
@@ -88,11 +117,6 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
         p.sack_permitted = 0;
         mss_from_cookie(ctx, pkt, buf, p.client_isn, p.cookie_isn)
     };
-    // The packet becomes the SYN in place, so it must be at least as long.
-    let syn_len = tcpopt::syn_len(p.wscale, p.sack_permitted != 0, p.has_timestamp != 0);
-    if header_len + len < syn_len {
-        return Err(reason::DROP_STASH_SIZE);
-    }
     let clamp = flow::settings().map(|s| s.mss_clamp).unwrap_or(0);
     p.mss = if clamp != 0 && (mss as u32) > clamp { clamp as u16 } else { mss };
 
@@ -115,6 +139,96 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
     p.leg_isn = (now / 4_000) as u32;
     p.leg_tsval = (now / 1_000_000) as u32;
     Ok(())
+}
+
+/// What `append_v4` did with a segment.
+pub enum Appended {
+    /// Its data follows the stash's.
+    Held,
+    /// It does not fit (`STASH_MAX`, `STASH_SEGMENTS`): the stash is all XDP
+    /// can hold of this hello.
+    Full,
+}
+
+/// Adds a client segment to the ClientHello `held` for its connection
+/// (DESIGN.md §2 step 3b): the per-CPU `Pending` becomes `held` with the
+/// segment's data after the stash's. Only the segment that continues the
+/// stash is taken; anything else (a retransmission of what is held, a
+/// segment after a lost one) is dropped and comes again.
+// VERIFIER: not inlined, as `capture_v4`.
+#[inline(never)]
+pub fn append_v4(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Result<Appended, u32> {
+    let (Some(p), Some(buf)) = (pending::scratch(), handshake::header_scratch()) else {
+        return Err(reason::DROP_FLOW_TABLE);
+    };
+    // A map value copied into per-CPU memory: a plain assignment of 2 KiB
+    // would be a `memcpy` call, which BPF does not have.
+    // SAFETY: both point at a whole `Pending`.
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            p as *mut Pending as *mut c_void,
+            core::mem::size_of::<Pending>() as u32,
+            held as *const c_void,
+        )
+    };
+    if rc != 0 {
+        return Err(reason::DROP_FLOW_TABLE);
+    }
+    let at = pkt.seq.wrapping_sub(p.client_isn.wrapping_add(1));
+    if at != p.len as u32 {
+        return Err(reason::DROP_HELLO_OUT_OF_ORDER);
+    }
+    let (header_len, computed, data_sum) = segment_data(ctx, pkt, buf)?;
+    let segment = p.segments as usize;
+    if segment >= STASH_SEGMENTS || at as usize + computed > STASH_MAX {
+        return Ok(Appended::Full);
+    }
+    // SAFETY: reading a local; VERIFIER: as in `capture_v4`.
+    let len = unsafe { core::ptr::read_volatile(&computed) };
+    if len == 0 || len > STASH_MAX {
+        return Err(reason::DROP_STASH_SIZE);
+    }
+    // VERIFIER: the offset masked into the stash; the per-CPU `Pending` is
+    // followed by STASH_MAX bytes of slack (`pending::Scratch`), so any
+    // offset plus any length stays in the map value.
+    let offset = at as usize & (STASH_MAX - 1);
+    // SAFETY: offset < STASH_MAX, len <= STASH_MAX, and the slack follows `data`.
+    let rc = unsafe {
+        bpf_xdp_load_bytes(
+            ctx.ctx as *mut _,
+            (pkt.l4_off + header_len) as u32,
+            p.data.as_mut_ptr().add(offset) as *mut _,
+            len as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(reason::PASS_TRUNCATED);
+    }
+    p.segment_sum[segment & (STASH_SEGMENTS - 1)] = data_sum;
+    p.segment_len[segment & (STASH_SEGMENTS - 1)] = len as u16;
+    p.segments += 1;
+    p.len += len as u16;
+    Ok(Appended::Held)
+}
+
+/// A data segment's TCP header length (its header read into `buf`), its data
+/// length, and the ones'-complement sum of its data, recovered from the
+/// client's checksum: the pseudo-header and the header are all the sum needs.
+#[inline(always)]
+fn segment_data(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Result<(usize, usize, u32), u32> {
+    let header_len = handshake::load_header(ctx, pkt, buf).ok_or(reason::PASS_TRUNCATED)?;
+    let ip = bytes_at::<20>(ctx, pkt.l3_off).ok_or(reason::PASS_TRUNCATED)?;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let headers = (pkt.l4_off - pkt.l3_off) + header_len;
+    if total < headers + 1 {
+        return Err(reason::DROP_STASH_SIZE);
+    }
+    let mut sum = tcpopt::sum_words(buf, header_len);
+    sum += u16::from_ne_bytes([ip[12], ip[13]]) as u32 + u16::from_ne_bytes([ip[14], ip[15]]) as u32;
+    sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32
+        + u16::from_ne_bytes(((total - (pkt.l4_off - pkt.l3_off)) as u16).to_be_bytes()) as u32;
+    Ok((header_len, total - headers, csum::data_sum(sum) as u32))
 }
 
 /// The MSS a client without timestamps offered, recovered from its cookie.
@@ -153,8 +267,9 @@ fn mss_from_cookie(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf, client_isn:
 #[inline(never)]
 pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
     let buf = handshake::header_scratch()?;
-    let ports = bytes_at::<4>(ctx, pkt.l4_off)?;
-    buf[0..4].copy_from_slice(ports);
+    // From the key, not the packet: `grow_front` may have moved the header.
+    buf[0..2].copy_from_slice(&pkt.key.sport_be.to_ne_bytes());
+    buf[2..4].copy_from_slice(&pkt.key.dport_be.to_ne_bytes());
     buf[4..8].copy_from_slice(&p.leg_isn.to_be_bytes());
     buf[8..12].copy_from_slice(&[0; 4]);
     let tsval = if p.has_timestamp != 0 { Some(p.leg_tsval) } else { None };
@@ -172,10 +287,15 @@ pub fn rewrite_as_syn(ctx: &XdpContext, pkt: &Tcp, p: &Pending) -> Option<()> {
     buf[14..16].copy_from_slice(&window.to_be_bytes());
     buf[16..20].copy_from_slice(&[0; 4]);
 
-    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
     let ip_hlen = pkt.l4_off - pkt.l3_off;
-    let old_total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     let new_total = ip_hlen + header_len;
+    let old_total = u16::from_be_bytes(*bytes_at::<2>(ctx, pkt.l3_off + 2)?) as usize;
+    if new_total > old_total {
+        // A short last segment of a hello: too small to hold the SYN's header.
+        handshake::grow_front(ctx, pkt, new_total - old_total)?;
+    }
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
+    let old_total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
     if new_total > old_total {
         return None;
     }

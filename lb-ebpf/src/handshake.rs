@@ -6,8 +6,8 @@
 use aya_ebpf::{
     bindings::{iphdr, tcphdr, xdp_action},
     helpers::{
-        bpf_ktime_get_ns, bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail,
-        bpf_xdp_load_bytes, bpf_xdp_store_bytes,
+        bpf_ktime_get_ns, bpf_tcp_raw_check_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_head,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes, bpf_xdp_store_bytes,
     },
     macros::map,
     maps::PerCpuArray,
@@ -249,6 +249,51 @@ pub fn shrink(ctx: &XdpContext, old_total: usize, new_total: usize) -> Option<()
             return None;
         }
     }
+    Some(())
+}
+
+/// Per-CPU room for the link and IP headers `grow_front` moves.
+#[map(name = "MOVE_SCRATCH")]
+static MOVE_SCRATCH: PerCpuArray<[u8; MOVE_MAX]> = PerCpuArray::with_max_entries(1, 0);
+/// Ethernet, a VLAN tag and an IPv4 header with options.
+const MOVE_MAX: usize = 128;
+
+/// Makes the IPv4 packet `delta` bytes longer at the front of its TCP
+/// segment: the frame grows into its headroom and the link and IP headers
+/// move to the new start, so the TCP header starts where it did with
+/// `delta` more bytes after it (the first `delta` are stale), and the IP
+/// total length says so. Frames on veth have headroom but no tailroom
+/// (DESIGN.md §5).
+#[inline(always)]
+pub fn grow_front(ctx: &XdpContext, pkt: &Tcp, delta: usize) -> Option<()> {
+    let buf = MOVE_SCRATCH.get_ptr_mut(0)?;
+    let computed = pkt.l4_off;
+    // SAFETY: reading a local. VERIFIER: both lengths opaque, so the range
+    // checks hold on the registers the helpers receive.
+    let headers = unsafe { core::ptr::read_volatile(&computed) };
+    let computed = delta;
+    let delta = unsafe { core::ptr::read_volatile(&computed) };
+    if headers == 0 || headers > MOVE_MAX || delta == 0 || delta > 64 {
+        return None;
+    }
+    // SAFETY: growing into the headroom; the helpers bound every access.
+    unsafe {
+        if bpf_xdp_adjust_head(ctx.ctx, -(delta as i32)) != 0 {
+            return None;
+        }
+        if bpf_xdp_load_bytes(ctx.ctx as *mut _, delta as u32, buf as *mut _, headers as u32) != 0 {
+            return None;
+        }
+        if bpf_xdp_store_bytes(ctx.ctx as *mut _, 0, buf as *mut _, headers as u32) != 0 {
+            return None;
+        }
+    }
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
+    let old = u16::from_be_bytes([ip[2], ip[3]]);
+    let new = old.wrapping_add(delta as u16);
+    let check = csum::update16(u16::from_ne_bytes([ip[10], ip[11]]), old.to_be(), new.to_be());
+    ip[2..4].copy_from_slice(&new.to_be_bytes());
+    ip[10..12].copy_from_slice(&check.to_ne_bytes());
     Some(())
 }
 

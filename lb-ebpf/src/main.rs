@@ -28,7 +28,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    Flow, FlowKey, Protocol, VipInfo,
+    Flow, FlowKey, Pending, Protocol, VipInfo,
     maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags},
     reason,
 };
@@ -45,10 +45,10 @@ pub fn tether_xdp(ctx: XdpContext) -> u32 {
     verdict::finish(process(&ctx))
 }
 
-/// `JUMP_VIP`: `tether_xdp_vip`; `JUMP_LEARN`: `tether_xdp_learn`. Written
-/// by the loader.
+/// `JUMP_VIP`: `tether_xdp_vip`; `JUMP_LEARN`: `tether_xdp_learn`;
+/// `JUMP_BIND`: `tether_xdp_bind`. Written by the loader.
 #[map(name = "JUMPS")]
-static JUMPS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+static JUMPS: ProgramArray = ProgramArray::with_max_entries(3, 0);
 
 /// New connections to a VIP, reached by a tail call from `tether_xdp` when a
 /// packet to an owned address belongs to no flow. VERIFIER: a program of its
@@ -69,6 +69,31 @@ pub fn tether_xdp_vip(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn tether_xdp_learn(ctx: XdpContext) -> u32 {
     verdict::finish(learn_then_forward(&ctx))
+}
+
+/// Delayed binding of a `tls` connection whose ClientHello `tether_xdp_vip`
+/// has put whole in the per-CPU stash (`pending::scratch`), reached by a
+/// tail call from it. VERIFIER: a program of its own: with hello assembly
+/// and binding in one, `tether_xdp_vip` passed the one-million-instruction
+/// limit.
+#[xdp]
+pub fn tether_xdp_bind(ctx: XdpContext) -> u32 {
+    verdict::finish(bind(&ctx))
+}
+
+#[inline(always)]
+fn bind(ctx: &XdpContext) -> Verdict {
+    let pkt = match parse::headers(ctx) {
+        Ok(pkt) => pkt,
+        Err(reason) => return Verdict::pass(reason),
+    };
+    let Some(vip) = lookup::vip(&pkt.vip_key()) else { return Verdict::pass(reason::PASS_NOT_VIP) };
+    let bound_on_part = match pending::bound_on_part() {
+        Some(&mut 0) => None,
+        Some(note) => Some(*note),
+        None => return Verdict::drop(reason::DROP_FLOW_TABLE),
+    };
+    bind_first_data(ctx, &pkt, vip, bound_on_part)
 }
 
 #[inline(always)]
@@ -95,7 +120,7 @@ fn new_connection(ctx: &XdpContext) -> Verdict {
     };
     match Protocol::try_from(vip.protocol) {
         Ok(Protocol::Tcp) => new_tcp_connection(ctx, &pkt, vip),
-        Ok(Protocol::Tls) => tls_handshake(ctx, &pkt, vip),
+        Ok(Protocol::Tls) => tls_handshake(ctx, &pkt),
         // Only the daemon writes VIPS; a value it never writes is not guessed at.
         Err(_) => Verdict::pass(reason::PASS_NOT_VIP),
     }
@@ -162,37 +187,121 @@ fn reset_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
 
 /// A `tls` VIP binds on the ClientHello, so until then XDP itself is the
 /// server: a SYN gets a SYN cookie, the handshake's ACK is checked, and the
-/// first data (with a valid cookie) opens the backend leg.
+/// first data (with a valid cookie) is stashed; once the stash holds the
+/// whole ClientHello, which may take several segments, it opens the backend
+/// leg.
 #[inline(always)]
-fn tls_handshake(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
+fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
     if pkt.family != Family::Ipv4 {
         return Verdict::pass(reason::PASS_TLS_IPV6);
     }
     if pkt.is_syn() {
         return handshake::syn_ack_v4(ctx, pkt);
     }
+    let held = pending::get_ptr(&pkt.key);
     // A cookie can only be checked on segments at the client's ISN + 1: its
-    // handshake ACK and first data. A FIN or RST before any binding is stray.
+    // handshake ACK and first data. A FIN or RST before any binding is stray,
+    // though a client's RST ends the wait for the rest of its hello.
     if pkt.flags & (parse::ACK | parse::RST | parse::SYN | parse::FIN) != parse::ACK {
+        if pkt.flags & parse::RST != 0 && held.is_some() {
+            forget_hello(&pkt.key, pkt.seq);
+        }
         return Verdict::drop(reason::VIP_OTHER);
     }
-    if !handshake::cookie_valid_v4(ctx, pkt) {
-        return Verdict::drop(reason::DROP_BAD_COOKIE);
-    }
-    if handshake::has_payload(ctx, pkt) { bind_first_data(ctx, pkt, vip) } else { Verdict::drop(reason::COOKIE_ACK) }
+    let next = match held {
+        // SAFETY: a map value valid for this run.
+        Some(held) if unsafe { (*held).assembling } != 0 => more_of_the_hello(ctx, pkt, held),
+        _ => first_data(ctx, pkt),
+    };
+    let bound_on_part = match next {
+        Ok(bound_on_part) => bound_on_part,
+        Err(done) => return done,
+    };
+    let Some(note) = pending::bound_on_part() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    *note = bound_on_part.unwrap_or(0);
+    // SAFETY: a tail call replaces this program run; it returns only if the
+    // slot is empty, which the loader never leaves it.
+    unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_BIND) };
+    Verdict::drop(reason::DROP_NO_VIP_PROGRAM)
 }
 
-/// Delayed binding (DESIGN.md §2 step 3): the first data is stashed, a
-/// backend chosen, both flow entries created pending, and the packet sent on
-/// as the SYN to the backend.
+/// What a segment of the client's first data leads to: binding (with the
+/// reason to count if the hello is bound on part of it), or a verdict now.
+type HelloStep = Result<Option<u32>, Verdict>;
+
+/// The segment at the client's ISN + 1, its cookie checked.
 #[inline(always)]
-fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
-    if let Err(why) = delayed::capture_v4(ctx, pkt) {
-        return Verdict::drop(why);
+fn first_data(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
+    if !handshake::cookie_valid_v4(ctx, pkt) {
+        return Err(Verdict::drop(reason::DROP_BAD_COOKIE));
     }
+    if !handshake::has_payload(ctx, pkt) {
+        return Err(Verdict::drop(reason::COOKIE_ACK));
+    }
+    delayed::capture_v4(ctx, pkt).map_err(Verdict::drop)?;
+    hello_so_far(pkt)
+}
+
+/// A segment of a connection whose ClientHello is being assembled. Its
+/// acknowledgement number, the cookie + 1, was checked with the first
+/// segment; a segment that does not carry it belongs to no connection we
+/// answered.
+#[inline(always)]
+fn more_of_the_hello(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> HelloStep {
+    // SAFETY: a map value valid for this run.
+    if pkt.ack != unsafe { (*held).cookie_isn }.wrapping_add(1) {
+        return Err(Verdict::drop(reason::DROP_BAD_COOKIE));
+    }
+    if !handshake::has_payload(ctx, pkt) {
+        return Err(Verdict::drop(reason::COOKIE_ACK));
+    }
+    match delayed::append_v4(ctx, pkt, held).map_err(Verdict::drop)? {
+        delayed::Appended::Held => hello_so_far(pkt),
+        delayed::Appended::Full => Ok(Some(reason::TLS_HELLO_TOO_LONG)),
+    }
+}
+
+/// After a segment of the client's first data went into the per-CPU stash:
+/// bind if the ClientHello is whole (or the stash full), else keep what
+/// arrived and wait for the rest. No ACK goes back: the client's initial
+/// window covers a hello of `STASH_MAX`, and the backend acknowledges it all.
+#[inline(always)]
+fn hello_so_far(pkt: &Tcp) -> HelloStep {
+    let Some(p) = pending::scratch() else { return Err(Verdict::drop(reason::DROP_FLOW_TABLE)) };
+    match delayed::hello_state(p) {
+        delayed::Hello::Complete => Ok(None),
+        delayed::Hello::TooLong => Ok(Some(reason::TLS_HELLO_TOO_LONG)),
+        delayed::Hello::Incomplete => {
+            p.assembling = 1;
+            if !pending::insert(&pkt.key, p) {
+                return Err(Verdict::drop(reason::DROP_FLOW_TABLE));
+            }
+            Err(Verdict::drop(reason::TLS_HELLO_PART))
+        }
+    }
+}
+
+/// A client's RST while its hello is incomplete: at the sequence number that
+/// continues the stash (RFC 5961 §3.2 asks for no less), the stash goes.
+#[inline(always)]
+fn forget_hello(client_key: &FlowKey, seq: u32) {
+    if let Some(p) = pending::get(client_key) {
+        if p.assembling != 0 && seq == p.client_isn.wrapping_add(1).wrapping_add(p.len as u32) {
+            pending::remove(client_key);
+        }
+    }
+}
+
+/// Delayed binding (DESIGN.md §2 step 3): with the ClientHello in the
+/// per-CPU stash, a backend is chosen, both flow entries created pending,
+/// the stash kept for tc, and the packet (the hello's last segment) sent on
+/// as the SYN to the backend. `bound_on_part` counts a hello bound on part of it.
+#[inline(always)]
+fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo, bound_on_part: Option<u32>) -> Verdict {
     let Some(first) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    first.assembling = 0;
     let mut why = if first.data[0] == delayed::TLS_HANDSHAKE { reason::TLS_BIND } else { reason::TLS_NOT_HANDSHAKE };
-    let Some(farm) = lookup::select::farm(vip.farm_id) else { return Verdict::drop(reason::DROP_NO_BACKEND) };
+    let Some(farm) = lookup::select::farm(vip.farm_id) else { return unbound(pkt, reason::DROP_NO_BACKEND) };
     // Persistence first: the backend that holds the client's session; then
     // the farm's algorithm.
     let (backend_id, chosen_by) = match lookup::session::choose(vip.farm_id, farm, pkt, first.len) {
@@ -201,17 +310,18 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
             (id, Some(kind))
         }
         Persisted::Failed(action) if action == OnFailure::Reset as u8 => {
+            pending::remove(&pkt.key);
             return handshake::reset_v4(ctx, pkt, reason::RESET_BACKEND_FAILED);
         }
-        Persisted::Failed(_) => return Verdict::drop(reason::DROP_BACKEND_FAILED),
+        Persisted::Failed(_) => return unbound(pkt, reason::DROP_BACKEND_FAILED),
         Persisted::Miss => match lookup::select::by_algorithm(vip.farm_id, &pkt.key.saddr_be) {
             Some((id, _)) => (id, None),
-            None => return Verdict::drop(reason::DROP_NO_BACKEND),
+            None => return unbound(pkt, reason::DROP_NO_BACKEND),
         },
     };
     let flow = match lookup::flow::bind(pkt, vip, backend_id, Binding::Splice) {
         Ok(flow) => flow,
-        Err(why) => return Verdict::drop(why),
+        Err(why) => return unbound(pkt, why),
     };
     lookup::session::remember_client(farm, backend_id, chosen_by);
     if let Some(to_client) = lookup::flow::get(&FlowKey::reply(flow, pkt.key.family)) {
@@ -227,7 +337,15 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo) -> Verdict {
         None => (backend_id, NO_BACKEND, 0),
     };
     lookup::binds::report(pkt, vip.farm_id, favoured, required, kind, backend_id);
-    forward(ctx, pkt, flow, why)
+    forward(ctx, pkt, flow, bound_on_part.unwrap_or(why))
+}
+
+/// A hello that found no backend: what was held of it goes too, so the
+/// client's retransmission starts afresh.
+#[inline(always)]
+fn unbound(pkt: &Tcp, why: u32) -> Verdict {
+    pending::remove(&pkt.key);
+    Verdict::drop(why)
 }
 
 /// A packet of a connection the flow table knows.

@@ -9,16 +9,21 @@
 //! fields (sequence, timestamp and window translation) and become
 //! established; a retransmitted SYN-ACK only gets the ACK and data again.
 
+use core::ffi::c_void;
+
 use aya_ebpf::{
     bindings::{TC_ACT_OK, TC_ACT_SHOT},
-    helpers::{bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes},
+    helpers::{
+        bpf_clone_redirect, bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes, bpf_skb_store_bytes,
+        generated::bpf_probe_read_kernel,
+    },
     macros::{classifier, map},
     maps::PerCpuArray,
     programs::TcContext,
 };
 use lb_common::{
     Flow, FlowKey, Pending, csum,
-    maps::{FlowDirection, FlowState, STASH_MAX},
+    maps::{FlowDirection, FlowState, STASH_MAX, STASH_SEGMENTS},
     reason,
     tcpopt::{self, HeaderBuf, NO_WSCALE, OUR_WSCALE, SynOptions},
 };
@@ -33,6 +38,17 @@ use crate::{
 static TC_HEADER: PerCpuArray<HeaderBuf> = PerCpuArray::with_max_entries(2, 0);
 const SYN_ACK_HEADER: u32 = 0;
 const OUT_HEADERS: u32 = 1;
+
+/// Per-CPU copy of the connection's `PENDING` value, with room after its
+/// stash: a segment is sent from any offset into the stash, which the
+/// verifier accepts only with a stash's worth of slack after it.
+#[repr(C)]
+pub struct Stash {
+    pending: Pending,
+    _slack: [u8; STASH_MAX],
+}
+#[map(name = "TC_STASH")]
+static TC_STASH: PerCpuArray<Stash> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU room for the SYN-ACK's options (see `handshake::SYN_OPTIONS`).
 #[map(name = "TC_OPTIONS")]
@@ -137,7 +153,8 @@ fn parse(ctx: &TcContext) -> Option<SynAck> {
 
 /// Records the backend's side of the splice (first SYN-ACK only), then
 /// rewrites the SYN-ACK into our ACK with the stashed data and sends it back
-/// out of the interface it came in on. Returns the tc action.
+/// out of the interface it came in on: a copy per stashed segment but the
+/// last, then the packet itself. Returns the tc action.
 // VERIFIER: not inlined: its own frame for the header work.
 #[inline(never)]
 fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) -> Option<i32> {
@@ -184,37 +201,123 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
 
     // Our ACK: from the SNAT address and port to the backend, acknowledging
     // its SYN, carrying the client's first data at the backend leg's sequence
-    // numbers, with the client's window and the leg's timestamp.
+    // numbers, with the client's window and the leg's timestamp; one segment
+    // per segment the client sent it in.
     let tcp_hlen: usize = if timestamps { 32 } else { 20 };
     let ip: [u8; 20] = ctx.load(ETH_HLEN).ok()?;
-    let total = 20 + tcp_hlen + p.len as usize;
     out[0] = 0x45;
     out[1] = 0;
-    out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
     out[4..6].copy_from_slice(&[0, 0]);
     out[6..8].copy_from_slice(&[0x40, 0]); // don't fragment
     out[8] = OUR_TTL;
     out[9] = IPPROTO_TCP;
-    out[10..12].copy_from_slice(&[0, 0]);
     out[12..16].copy_from_slice(&ip[16..20]);
     out[16..20].copy_from_slice(&ip[12..16]);
-    let ip_csum = !csum::fold(tcpopt::sum_words(out, 20));
-    out[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
-
     out[20..22].copy_from_slice(&syn_ack[2..4]);
     out[22..24].copy_from_slice(&syn_ack[0..2]);
-    out[24..28].copy_from_slice(&p.leg_isn.wrapping_add(1).to_be_bytes());
     out[28..32].copy_from_slice(&seg.seq.wrapping_add(1).to_be_bytes());
     out[32] = ((tcp_hlen / 4) as u8) << 4;
-    out[33] = ACK | PSH;
     out[34..36].copy_from_slice(&tcpopt::rescale_window(p.window, wscale_in, wscale_out).to_be_bytes());
-    out[36..40].copy_from_slice(&[0; 4]);
     if timestamps {
         out[40..44].copy_from_slice(&[1, 1, 8, 10]);
         out[44..48].copy_from_slice(&p.leg_tsval.to_be_bytes());
         out[48..52].copy_from_slice(&opts.tsval.to_be_bytes());
     }
-    let mut sum = p.data_sum;
+
+    // Back out the way the SYN-ACK came: the MACs swap. Growing or cutting
+    // the tail leaves them be.
+    let eth: [u8; 12] = ctx.load(0).ok()?;
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&eth[6..12]);
+    macs[6..].copy_from_slice(&eth[..6]);
+    let skb = ctx.skb.skb;
+    // SAFETY: skb is this program's context; 12 bytes from a local.
+    if unsafe { bpf_skb_store_bytes(skb as *mut _, 0, macs.as_ptr() as *const _, 12, 0) } != 0 {
+        return None;
+    }
+    // SAFETY: the PENDING value copied whole into per-CPU memory with a
+    // stash's worth of room after it (see `Stash`).
+    let stash = unsafe { &mut *TC_STASH.get_ptr_mut(0)? };
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            &mut stash.pending as *mut Pending as *mut c_void,
+            core::mem::size_of::<Pending>() as u32,
+            p as *const Pending as *const c_void,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let p = &stash.pending;
+    let segments = p.segments as usize;
+    let mut offset = 0usize;
+    // VERIFIER: a constant bound; the helpers inside need a loop the
+    // verifier walks, not a bpf_loop callback.
+    for i in 0..STASH_SEGMENTS {
+        let last = i + 1 >= segments;
+        let len = p.segment_len[i] as usize;
+        let seq = p.leg_isn.wrapping_add(1).wrapping_add(offset as u32);
+        let headers = fill_segment(out, tcp_hlen, seq, len, p.segment_sum[i], last)?;
+        // VERIFIER: opaque, so the range checks below hold on the registers
+        // the helpers receive.
+        let computed = len;
+        // SAFETY: reading locals.
+        let len = unsafe { core::ptr::read_volatile(&computed) };
+        let computed = offset & (STASH_MAX - 1);
+        let at = unsafe { core::ptr::read_volatile(&computed) };
+        if !(40..=52).contains(&headers) || len == 0 || len > STASH_MAX {
+            return None;
+        }
+        // SAFETY: `out` holds `headers` bytes; `stash.pending.data` has
+        // STASH_MAX bytes and the slack after it, so `at + len` stays inside
+        // the map value; the packet has been sized to fit both.
+        unsafe {
+            if bpf_skb_change_tail(skb, (ETH_HLEN + headers + len) as u32, 0) != 0 {
+                return None;
+            }
+            if bpf_skb_store_bytes(skb as *mut _, ETH_HLEN as u32, out.as_ptr() as *const _, headers as u32, 0) != 0 {
+                return None;
+            }
+            let data = stash.pending.data.as_ptr().add(at);
+            if bpf_skb_store_bytes(skb as *mut _, (ETH_HLEN + headers) as u32, data as *const _, len as u32, 0) != 0 {
+                return None;
+            }
+            let ifindex = (*skb).ifindex;
+            if last {
+                return Some(bpf_redirect(ifindex, 0) as i32);
+            }
+            // A copy goes now; the packet itself becomes the next segment.
+            if bpf_clone_redirect(skb, ifindex, 0) != 0 {
+                return None;
+            }
+        }
+        offset += len;
+    }
+    None
+}
+
+/// Writes the IP total length and checksum, sequence number, flags and TCP
+/// checksum of one stashed segment into `out`, whose other fields are set;
+/// returns the length of the headers.
+#[inline(always)]
+fn fill_segment(
+    out: &mut HeaderBuf,
+    tcp_hlen: usize,
+    seq: u32,
+    len: usize,
+    data_sum: u32,
+    last: bool,
+) -> Option<usize> {
+    let total = 20 + tcp_hlen + len;
+    out[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    out[10..12].copy_from_slice(&[0, 0]);
+    let ip_csum = !csum::fold(tcpopt::sum_words(out, 20));
+    out[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
+    out[24..28].copy_from_slice(&seq.to_be_bytes());
+    // PSH on the last: the client's data is all there.
+    out[33] = if last { ACK | PSH } else { ACK };
+    out[36..40].copy_from_slice(&[0; 4]);
+    let mut sum = data_sum;
     let mut i = 20;
     // VERIFIER: a constant bound; at most 16 words of TCP header.
     for _ in 0..16 {
@@ -228,44 +331,10 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
         sum += u16::from_ne_bytes([out[w], out[w + 1]]) as u32;
     }
     sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32
-        + u16::from_ne_bytes(((tcp_hlen + p.len as usize) as u16).to_be_bytes()) as u32;
+        + u16::from_ne_bytes(((tcp_hlen + len) as u16).to_be_bytes()) as u32;
     let tcp_csum = !csum::fold(csum::fold(sum) as u32);
     out[36..38].copy_from_slice(&tcp_csum.to_ne_bytes());
-
-    // VERIFIER: both lengths opaque, so their range checks hold on the
-    // registers the helpers receive.
-    let computed = 20 + tcp_hlen;
-    // SAFETY: reading locals.
-    let headers = unsafe { core::ptr::read_volatile(&computed) };
-    let computed = p.len as usize;
-    let len = unsafe { core::ptr::read_volatile(&computed) };
-    if !(40..=52).contains(&headers) || len == 0 || len > STASH_MAX {
-        return None;
-    }
-    let eth: [u8; 12] = ctx.load(0).ok()?;
-    let skb = ctx.skb.skb;
-    // SAFETY: skb is this program's context; `out` holds `headers` bytes and
-    // `p.data` holds `len`; the packet has been grown to fit both.
-    unsafe {
-        if bpf_skb_change_tail(skb, (ETH_HLEN + headers + len) as u32, 0) != 0 {
-            return None;
-        }
-        if bpf_skb_store_bytes(skb as *mut _, ETH_HLEN as u32, out.as_ptr() as *const _, headers as u32, 0) != 0 {
-            return None;
-        }
-        let data_off = (ETH_HLEN + headers) as u32;
-        if bpf_skb_store_bytes(skb as *mut _, data_off, p.data.as_ptr() as *const _, len as u32, 0) != 0 {
-            return None;
-        }
-        // Back out the way the SYN-ACK came: the MACs swap.
-        let mut macs = [0u8; 12];
-        macs[..6].copy_from_slice(&eth[6..12]);
-        macs[6..].copy_from_slice(&eth[..6]);
-        if bpf_skb_store_bytes(skb as *mut _, 0, macs.as_ptr() as *const _, 12, 0) != 0 {
-            return None;
-        }
-        Some(bpf_redirect((*skb).ifindex, 0) as i32)
-    }
+    Some(20 + tcp_hlen)
 }
 
 /// Fills both flow entries' splice fields from the pending connection and

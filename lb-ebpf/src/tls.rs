@@ -79,8 +79,8 @@ pub fn read_client_hello(len: u16, walk_extensions: bool, hash_name: bool) -> Op
         read.hello.session_id = tls::hello_session_id(buf, tls::CLIENT_HELLO).unwrap_or(Span::EMPTY);
         return Some(read);
     }
-    match tls::client_hello_head(buf, &mut read.hello) {
-        Ok(walk) => read.walk = walk,
+    match tls::client_hello_head(buf, &mut read.hello, &mut read.walk) {
+        Ok(()) => {}
         Err(_) => {
             let hello = &mut read.hello;
             // SAFETY: spans, integers and a bool, for which zero is valid.

@@ -464,7 +464,11 @@ pub fn load_pinned(config: &Config, layout: &Layout, pin_dir: Option<&std::path:
     write_vips(&mut ebpf, config, layout)?;
     xdp_program(&mut ebpf)?.load().map_err(LoadError::Verifier)?;
     tc_program(&mut ebpf)?.load().map_err(LoadError::TcVerifier)?;
-    for (slot, name) in [(abi::JUMP_VIP, abi::XDP_VIP_PROGRAM), (abi::JUMP_LEARN, abi::XDP_LEARN_PROGRAM)] {
+    for (slot, name) in [
+        (abi::JUMP_VIP, abi::XDP_VIP_PROGRAM),
+        (abi::JUMP_LEARN, abi::XDP_LEARN_PROGRAM),
+        (abi::JUMP_BIND, abi::XDP_BIND_PROGRAM),
+    ] {
         let fd = load_jump_target(&mut ebpf, name)?;
         let mut jumps: aya::maps::ProgramArray<&mut MapData> = map_mut(&mut ebpf, abi::JUMPS_MAP)?;
         jumps.set(slot, &fd, 0).map_err(|source| LoadError::Map { map: abi::JUMPS_MAP, source })?;

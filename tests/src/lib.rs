@@ -12,6 +12,7 @@ pub mod packet;
 pub mod peers;
 pub mod process;
 pub mod tether;
+pub mod tls_msg;
 pub mod topology;
 
 use std::path::PathBuf;

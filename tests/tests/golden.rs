@@ -192,14 +192,14 @@ fn a_syn_to_a_tls_vip_is_answered_with_a_syn_cookie() {
     ack.ack = cookie.wrapping_add(1);
     let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &ack), reason::COOKIE_ACK);
     assert_eq!(action, XDP_DROP);
-    // First data too short to be rewritten into the backend SYN in place
-    // (header and data shorter than the SYN's header) is refused, before any
-    // state is made.
+    // First data that is the start of a TLS record header: held until the
+    // rest of the hello comes (no backend, no flow yet).
     let mut hello = ack.clone();
     hello.flags = TCP_ACK | TCP_PSH;
     hello.payload = vec![0x16, 0x03];
-    let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &hello), reason::DROP_STASH_SIZE);
+    let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &hello), reason::TLS_HELLO_PART);
     assert_eq!(action, XDP_DROP);
+    assert_eq!((h.pending(), h.flows().len()), (1, 0));
     // A forged acknowledgement number.
     ack.ack = cookie.wrapping_add(2);
     let (action, _) = h.expect(&tcp_v4(CLIENT, VIP, &ack), reason::DROP_BAD_COOKIE);

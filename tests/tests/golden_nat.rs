@@ -121,11 +121,6 @@ fn client_segment(src_port: u16, flags: u8) -> TcpSeg {
     seg
 }
 
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
-    let ip = V4::new(src, dst, IPPROTO_TCP);
-    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
-}
-
 fn from_client(seg: &TcpSeg, vip: Ipv4Addr) -> Vec<u8> {
     frame([0x02, 0, 0, 0, 0, 0x01], CLIENT_MAC, CLIENT, vip, seg)
 }

@@ -17,6 +17,7 @@ use tether_tests::{
     dataplane::{TestDataplane, XDP_REDIRECT},
     fibnet::{BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, Net, SNAT},
     packet::*,
+    tls_msg::{client_hello, handshake, new_session_ticket, record, server_hello},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
@@ -38,75 +39,10 @@ fn config(capacity: u32) -> String {
     )
 }
 
-// --- TLS messages, built by hand ---------------------------------------
-
-fn record(content: u8, payload: &[u8]) -> Vec<u8> {
-    [&[content, 3, 3][..], &(payload.len() as u16).to_be_bytes(), payload].concat()
-}
-
-fn handshake(msg_type: u8, body: &[u8]) -> Vec<u8> {
-    let len = (body.len() as u32).to_be_bytes();
-    [&[msg_type, len[1], len[2], len[3]][..], body].concat()
-}
-
-fn ext(kind: u16, data: &[u8]) -> Vec<u8> {
-    [&kind.to_be_bytes()[..], &(data.len() as u16).to_be_bytes(), data].concat()
-}
-
-/// A ClientHello offering `session_id`, and a SessionTicket extension with
-/// `ticket` if given (empty: asking for one).
-fn client_hello(session_id: &[u8], ticket: Option<&[u8]>) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend([0x11; 32]);
-    body.push(session_id.len() as u8);
-    body.extend(session_id);
-    body.extend([0, 4, 0x13, 0x01, 0xC0, 0x2F, 1, 0]);
-    let mut extensions = ext(0x000A, &[0, 2, 0, 0x1D]);
-    if let Some(ticket) = ticket {
-        extensions.extend(ext(35, ticket));
-    }
-    body.extend((extensions.len() as u16).to_be_bytes());
-    body.extend(extensions);
-    record(22, &handshake(1, &body))
-}
-
-/// A ServerHello with `session_id`; TLS 1.3 (`supported_versions`) or 1.2.
-fn server_hello(session_id: &[u8], tls13: bool) -> Vec<u8> {
-    let mut body = vec![3, 3];
-    body.extend([0x22; 32]);
-    body.push(session_id.len() as u8);
-    body.extend(session_id);
-    body.extend([0x13, 0x01, 0]);
-    let mut extensions = Vec::new();
-    if tls13 {
-        extensions.extend(ext(43, &[3, 4]));
-        extensions.extend(ext(51, &[[0, 0x1D, 0, 32].as_slice(), &[0x33; 32]].concat()));
-    } else {
-        extensions.extend(ext(0xFF01, &[0]));
-    }
-    body.extend((extensions.len() as u16).to_be_bytes());
-    body.extend(extensions);
-    record(22, &handshake(2, &body))
-}
-
-fn new_session_ticket(ticket: &[u8]) -> Vec<u8> {
-    let body = [&7200u32.to_be_bytes()[..], &(ticket.len() as u16).to_be_bytes(), ticket].concat();
-    record(22, &handshake(4, &body))
-}
-
 // --- Packets -----------------------------------------------------------
-
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
-    let ip = V4::new(src, dst, IPPROTO_TCP);
-    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
-}
 
 fn segment(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: u8) -> TcpSeg {
     TcpSeg { seq, ack, window: 502, ..TcpSeg::syn(src_port, dst_port).with_flags(flags) }
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// A connection bound to a backend, its backend leg answered.

@@ -36,11 +36,6 @@ fn config() -> String {
     )
 }
 
-fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
-    let ip = V4::new(src, dst, IPPROTO_TCP);
-    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
-}
-
 fn from_client(seg: &TcpSeg) -> Vec<u8> {
     frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, seg)
 }
@@ -81,20 +76,6 @@ fn timestamps(tcp: &[u8]) -> (u32, u32) {
         }
     }
     panic!("no timestamp option")
-}
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// The frame with IPv4 identification 0, as tether builds its own packets,
-/// the header checksum recomputed in full.
-fn with_ip_id_zero(mut frame: Vec<u8>) -> Vec<u8> {
-    frame[18..20].copy_from_slice(&[0, 0]);
-    frame[24..26].copy_from_slice(&[0, 0]);
-    let check = checksum(0, &frame[14..34]);
-    frame[24..26].copy_from_slice(&check.to_be_bytes());
-    frame
 }
 
 fn entry(dp: &TestDataplane, direction: FlowDirection) -> Flow {

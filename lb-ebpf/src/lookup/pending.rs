@@ -23,13 +23,20 @@ static PENDING: LruHashMap<FlowKey, Pending> = LruHashMap::with_max_entries(MAX_
 #[map(name = "PENDING_SCRATCH")]
 static PENDING_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
-/// A `Pending` and the room after its data that `mem::copy_span` needs to
-/// read persistence keys from the stashed ClientHello.
+/// A `Pending` and room after its data: `mem::copy_span` reads persistence
+/// keys from the stashed ClientHello up to `SPAN_SLACK` bytes past a span's
+/// start, and `delayed::append_v4` writes a segment at any offset into the
+/// stash, which the verifier can only accept with a stash's worth after it.
 #[repr(C)]
 pub struct Scratch {
+    /// Why a hello is bound on part of it, from `tether_xdp_vip` to
+    /// `tether_xdp_bind`; 0 if it is whole.
+    bound_on_part: u32,
+    _align: u32,
     pending: Pending,
-    _slack: [u8; crate::mem::SPAN_SLACK],
+    _slack: [u8; STASH_MAX],
 }
+const _: () = assert!(STASH_MAX >= crate::mem::SPAN_SLACK);
 
 const _: () = assert!(STASH_MAX.is_power_of_two());
 // `data` ends the `Pending`, so the slack follows it.
@@ -41,10 +48,24 @@ pub fn scratch() -> Option<&'static mut Pending> {
     PENDING_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut (*p).pending })
 }
 
+/// The reason `tether_xdp_vip` leaves `tether_xdp_bind` in the scratch (see
+/// `Scratch::bound_on_part`).
+#[inline(always)]
+pub fn bound_on_part() -> Option<&'static mut u32> {
+    // SAFETY: as `scratch`.
+    PENDING_SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut (*p).bound_on_part })
+}
+
 #[inline(always)]
 pub fn get(client_key: &FlowKey) -> Option<&'static Pending> {
     // SAFETY: values are written whole (by insert) and never modified in place.
     unsafe { PENDING.get(client_key) }
+}
+
+/// As `get`, as the map value's address, for helpers that copy it.
+#[inline(always)]
+pub fn get_ptr(client_key: &FlowKey) -> Option<*const Pending> {
+    PENDING.get_ptr(client_key)
 }
 
 #[inline(always)]
