@@ -262,6 +262,27 @@ pub fn tcp_v4(src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
     ethernet(ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
 }
 
+/// An Ethernet frame between two MACs carrying IPv4 and `seg`, checksums
+/// computed in full.
+pub fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
+    let ip = V4::new(src, dst, IPPROTO_TCP);
+    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
+}
+
+/// The IPv4 frame (no VLAN, no IP options) with identification 0, as
+/// tether builds its own packets, the header checksum recomputed in full.
+pub fn with_ip_id_zero(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[18..20].copy_from_slice(&[0, 0]);
+    frame[24..26].copy_from_slice(&[0, 0]);
+    let check = checksum(0, &frame[14..34]);
+    frame[24..26].copy_from_slice(&check.to_be_bytes());
+    frame
+}
+
+pub fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,25 +304,4 @@ mod tests {
         let l4 = &frame[34..];
         assert_eq!(checksum(Pseudo::V4(s, d).sum(IPPROTO_TCP, l4.len()), l4), 0, "TCP checksum");
     }
-}
-
-/// An Ethernet frame between two MACs carrying IPv4 and `seg`, checksums
-/// computed in full.
-pub fn frame(dst_mac: [u8; 6], src_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, seg: &TcpSeg) -> Vec<u8> {
-    let ip = V4::new(src, dst, IPPROTO_TCP);
-    ethernet_between(dst_mac, src_mac, ETH_P_IPV4, None, &ipv4(&ip, &tcp(seg, ip.pseudo())))
-}
-
-/// The IPv4 frame (no VLAN, no IP options) with identification 0, as
-/// tether builds its own packets, the header checksum recomputed in full.
-pub fn with_ip_id_zero(mut frame: Vec<u8>) -> Vec<u8> {
-    frame[18..20].copy_from_slice(&[0, 0]);
-    frame[24..26].copy_from_slice(&[0, 0]);
-    let check = checksum(0, &frame[14..34]);
-    frame[24..26].copy_from_slice(&check.to_be_bytes());
-    frame
-}
-
-pub fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }

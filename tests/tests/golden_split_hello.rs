@@ -119,7 +119,7 @@ impl Leg {
         with_ip_id_zero(frame(BACKEND_MAC, net.backend_side_mac, SNAT, BACKEND, &seg))
     }
 
-    fn from_backend(&self, net: &Net, offset: usize, payload: &[u8]) -> Vec<u8> {
+    fn backend_data(&self, net: &Net, offset: usize, payload: &[u8]) -> Vec<u8> {
         let seg = TcpSeg {
             payload: payload.to_vec(),
             ..segment(self.backend_port, self.sp, BACKEND_ISN + 1 + offset as u32, self.leg_isn + 1, TCP_ACK | TCP_PSH)
@@ -192,7 +192,7 @@ impl Loopback {
             if n < 0 {
                 return frames;
             }
-            if from.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
                 buf.truncate(n as usize);
                 frames.push(buf);
             }
@@ -223,9 +223,9 @@ fn learn_key_name_on_b0(net: &Net, dp: &TestDataplane) {
     dp.expect_pass(&leg.syn_ack(net), reason::BACKEND_SYN_ACK);
     dp.expect_tc(&leg.syn_ack(net), reason::TC_STASH_SENT);
     let first_flight = [server_hello(&[], false), record(22, &handshake(CERTIFICATE, &[0; 300]))].concat();
-    dp.expect(&leg.from_backend(net, 0, &first_flight), reason::FWD_TO_CLIENT);
+    dp.expect(&leg.backend_data(net, 0, &first_flight), reason::FWD_TO_CLIENT);
     let second_flight = [new_session_ticket(&ticket(0xAB)), record(CONTENT_CHANGE_CIPHER_SPEC, &[1])].concat();
-    dp.expect(&leg.from_backend(net, first_flight.len(), &second_flight), reason::FWD_TO_CLIENT);
+    dp.expect(&leg.backend_data(net, first_flight.len(), &second_flight), reason::FWD_TO_CLIENT);
 }
 
 #[test]

@@ -473,6 +473,26 @@ fn nginx_tls13_ticket_key_names_bring_resumptions_to_their_backend() {
     assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
 }
 
+/// TLS 1.3 tickets from nginx, offered in a ClientHello inflated past one
+/// segment by a long ALPN list, which OpenSSL sends before the PSK: the key
+/// name that decides sits in the hello's second segment (DESIGN.md §2 step
+/// 3b).
+#[test]
+fn nginx_tls13_resumptions_in_a_hello_over_two_segments_reach_their_backend() {
+    // Six 200-byte protocol names, then the one nginx speaks: a hello of
+    // about 1.8 KB with its ticket.
+    let alpn = (0..6).map(|i| format!("{i}").repeat(200)).chain(["http/1.1".to_owned()]).collect::<Vec<_>>().join(",");
+    let run =
+        resume(Run { warm_up: true, ..Run::new(Software::Nginx, &["-tls1_3", "-alpn", &alpn], "\"ticket-key\"") });
+    run.assert_all_resumed_on_the_first_backend();
+    let counters = run.tether.counters();
+    assert!(
+        counters.get(reason::TLS_HELLO_PART) >= RESUMPTIONS as u64,
+        "every hello was held over segments: {counters:?}"
+    );
+    assert_eq!(counters.get(reason::TLS_HELLO_TOO_LONG), 0, "{counters:?}");
+}
+
 /// The nginx control: without persistence, one in four.
 #[test]
 fn nginx_tickets_without_persistence_resume_one_in_four() {

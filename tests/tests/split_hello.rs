@@ -1,0 +1,169 @@
+//! ClientHellos that span segments, end to end (DESIGN.md §2 step 3b): a
+//! client that writes a recorded Chromium ClientHello (1,952 bytes, its
+//! server name 564 bytes in) in two to five segments, cut anywhere, through
+//! a `tls` VIP whose farm keeps clients by server name. Every connection
+//! must reach the name's backend (which only the whole hello can tell),
+//! the backend must receive the exact bytes, and no segment may wait for a
+//! retransmission: the client's socket reports none.
+
+use std::{
+    io::{BufRead as _, Read as _, Write as _},
+    net::{SocketAddr, TcpStream},
+    time::Duration,
+};
+
+use lb_common::reason;
+use tether_tests::{
+    peers::BackendServer,
+    tether::Tether,
+    topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology, VIP},
+};
+
+const PORT: u16 = 443;
+const BACKENDS: usize = 3;
+
+fn config(topo: &Topology) -> String {
+    format!(
+        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+         [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+         [[farm]]\nname = \"web\"\nalgorithm = \"round-robin\"\npersistence = [\"sni\"]\n{}",
+        topo.pin_path(),
+        topo.backends_toml(PORT)
+    )
+}
+
+fn recorded_hello() -> Vec<u8> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/chromium-nginx-1.client");
+    let hello = std::fs::read(path).expect("the recorded Chromium ClientHello");
+    assert_eq!(hello.len(), 5 + usize::from(u16::from_be_bytes([hello[3], hello[4]])), "one whole record");
+    hello
+}
+
+/// What one connection saw.
+struct Answer {
+    /// The backend's name, from its greeting.
+    backend: String,
+    /// The bytes the backend echoed: all it received.
+    echoed: Vec<u8>,
+    /// Segments the client's kernel sent again (`tcpi_total_retrans`).
+    retransmitted: u32,
+    /// Segments the hello went in: a write longer than the connection's MSS
+    /// is cut by the kernel too.
+    segments: usize,
+}
+
+/// Connects to the VIP and writes `hello` cut at `cuts`, one segment a
+/// write (no Nagle, a pause between writes so that none coalesce); then
+/// reads the plain backend's greeting and its echo of the hello.
+fn send_cut(hello: &[u8], cuts: &[usize]) -> std::io::Result<Answer> {
+    let mut stream = TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), PORT), Duration::from_secs(3))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mss = tcp_info(&stream)?.tcpi_snd_mss as usize;
+    let (mut start, mut segments) = (0, 0);
+    for &cut in cuts.iter().chain([hello.len()].iter()) {
+        stream.write_all(&hello[start..cut])?;
+        segments += (cut - start).div_ceil(mss);
+        start = cut;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut greeting = String::new();
+    reader.read_line(&mut greeting)?;
+    let mut echoed = vec![0u8; hello.len()];
+    reader.read_exact(&mut echoed)?;
+    let backend = greeting.split_whitespace().next().unwrap_or_default().to_owned();
+    Ok(Answer { backend, echoed, retransmitted: tcp_info(&stream)?.tcpi_total_retrans, segments })
+}
+
+fn tcp_info(stream: &TcpStream) -> std::io::Result<libc::tcp_info> {
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: tcp_info is plain data; getsockopt fills at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as u32;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(info)
+}
+
+/// A small deterministic generator (xorshift64*), so a failing cut can be
+/// reproduced from the test's output.
+struct Cuts(u64);
+
+impl Cuts {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % below
+    }
+
+    /// 1-4 distinct ascending cuts inside `len`: 2-5 segments.
+    fn random(&mut self, len: usize) -> Vec<usize> {
+        let want = 1 + self.next(4);
+        let mut cuts: Vec<usize> = Vec::new();
+        while cuts.len() < want {
+            let cut = 1 + self.next(len - 1);
+            if !cuts.contains(&cut) {
+                cuts.push(cut);
+            }
+        }
+        cuts.sort_unstable();
+        cuts
+    }
+}
+
+#[test]
+fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_retransmission() {
+    let topo = Topology::two_armed(1, BACKENDS);
+    let _servers: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect();
+    let tether = Tether::start(&topo.lb, &config(&topo));
+    let hello = recorded_hello();
+    let client = &topo.clients[0].ns;
+
+    // The first connection, the hello in one write (two segments at the
+    // client's MSS): round-robin picks the backend, and `sni` remembers it.
+    let first = client.enter(|| send_cut(&hello, &[])).unwrap_or_else(|e| panic!("first: {e}\n{}", tether.log()));
+    assert_eq!(first.echoed, hello);
+
+    // Cut at every offset from 1 to 60 (the record header itself at 1-4),
+    // then at random offsets into two to five segments.
+    let mut plans: Vec<Vec<usize>> = (1..=60).map(|cut| vec![cut]).collect();
+    let mut random = Cuts(0x7e7e_7e7e_2026_1201);
+    plans.extend((0..30).map(|_| random.random(hello.len())));
+    let before = tether.counters();
+    let mut held = 0;
+    for cuts in &plans {
+        let answer = client.enter(|| send_cut(&hello, cuts)).unwrap_or_else(|e| {
+            panic!("cuts {cuts:?}: {e}\n{:?}\n{}", tether.counters(), tether.log());
+        });
+        assert_eq!(answer.backend, first.backend, "cuts {cuts:?}: the server name's backend");
+        assert!(answer.echoed == hello, "cuts {cuts:?}: the backend received other bytes");
+        assert_eq!(answer.retransmitted, 0, "cuts {cuts:?}: a segment waited for a retransmission");
+        held += answer.segments - 1;
+    }
+    let after = tether.counters();
+    let moved = |r: u32| after.get(r) - before.get(r);
+    assert_eq!(moved(reason::TLS_HELLO_PART), held as u64, "every segment but a hello's last was held: {after:?}");
+    assert_eq!(moved(reason::TLS_BIND_PERSISTED), plans.len() as u64, "{after:?}");
+    assert_eq!(
+        (moved(reason::DROP_HELLO_OUT_OF_ORDER), moved(reason::TLS_HELLO_TOO_LONG), moved(reason::BACKEND_SYN_RESENT)),
+        (0, 0, 0),
+        "{after:?}"
+    );
+}
