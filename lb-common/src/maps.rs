@@ -124,10 +124,12 @@ pub const MAX_FLOWS: u32 = 1 << 20;
 /// ClientHello (`Pending`). Bounded because every entry is a few KiB.
 pub const MAX_PENDING: u32 = 8192;
 /// The largest ClientHello (or other first client data) tether stashes while
-/// it opens the backend connection: a post-quantum hello over two segments.
-pub const STASH_MAX: usize = 2048;
-/// The most segments a stashed ClientHello may arrive in: a post-quantum
-/// hello of 1.6-1.9 KB takes two; more than this is the slow path's.
+/// it opens the backend connection. A browser's post-quantum hello is 1.6-1.9
+/// KB, and resuming adds its ticket: Chromium 156's resumptions from nginx
+/// were over 2 KB (seen in `split_hello.rs`). Three segments' worth.
+pub const STASH_MAX: usize = 4096;
+/// The most segments a stashed ClientHello may arrive in; more than this is
+/// the slow path's.
 pub const STASH_SEGMENTS: usize = 8;
 /// Learned persistence entries (`SESSIONS`), over all farms, as the object
 /// declares them; the loader sizes the table from the farms'

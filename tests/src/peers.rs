@@ -87,18 +87,55 @@ impl BackendServer {
     /// its own random ticket key, TLS 1.2 and 1.3. `session_cache` off: only
     /// tickets resume.
     pub fn nginx(ns: &Netns, addr: SocketAddr, name: &str, session_cache: bool) -> BackendServer {
+        BackendServer::nginx_with(ns, addr, name, session_cache, "access_log off;", "")
+    }
+
+    /// As `nginx` (tickets only), serving `page` as `text/html` at `/` as
+    /// well, closing every connection after one response (so each request
+    /// of a browser is a new connection and a new TLS handshake), and
+    /// logging "SESSION_REUSED URI" per request (`access_log`).
+    pub fn nginx_page(ns: &Netns, addr: SocketAddr, name: &str, page: &str) -> BackendServer {
+        // nginx would read a `$` as a variable.
+        assert!(!page.contains('$'), "an nginx_page has no `$`");
+        let escaped = page.replace('\\', "\\\\").replace('"', "\\\"");
+        BackendServer::nginx_with(
+            ns,
+            addr,
+            name,
+            false,
+            "log_format reuse '$ssl_session_reused $request_uri';\n access_log ACCESS_LOG reuse;\n \
+             keepalive_timeout 0;",
+            &format!("location = / {{ default_type text/html; return 200 \"{escaped}\"; }}\n  "),
+        )
+    }
+
+    /// The lines of the `access_log` of an `nginx_page` server.
+    pub fn access_log(&self) -> Vec<String> {
+        let path = self._dir.path().join("access.log");
+        std::fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+    }
+
+    fn nginx_with(
+        ns: &Netns,
+        addr: SocketAddr,
+        name: &str,
+        session_cache: bool,
+        http_extra: &str,
+        locations: &str,
+    ) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert, key) = self_signed(name);
         std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), key).expect("write key");
         let d = dir.path().display();
         let cache = if session_cache { "shared:S:1m" } else { "off" };
+        let http_extra = http_extra.replace("ACCESS_LOG", &format!("{d}/access.log"));
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log stderr notice;\nevents {{}}\nhttp {{\n \
-             access_log off;\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n \
+             {http_extra}\n client_body_temp_path {d};\n proxy_temp_path {d};\n fastcgi_temp_path {d};\n \
              uwsgi_temp_path {d};\n scgi_temp_path {d};\n server {{\n  listen {addr} ssl;\n  \
              ssl_certificate {d}/cert.pem;\n  ssl_certificate_key {d}/key.pem;\n  ssl_protocols TLSv1.2 TLSv1.3;\n  \
-             ssl_session_cache {cache};\n  ssl_session_tickets on;\n  \
+             ssl_session_cache {cache};\n  ssl_session_tickets on;\n  {locations}\
              location /whoami {{ default_type text/plain; return 200 \"{name}\\n\"; }}\n }}\n}}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");

@@ -307,8 +307,8 @@ fn a_hello_longer_than_the_stash_binds_on_its_first_segment() {
     let net = Net::new();
     net.ns.enter(|| {
         let dp = TestDataplane::new(&config());
-        // A record of 3,000 bytes: more than the stash holds.
-        let hello = padded_client_hello(&[], 2_900, None);
+        // A record of 5,000 bytes: more than the stash holds.
+        let hello = padded_client_hello(&[], 4_900, None);
         assert!(hello.len() > abi::STASH_MAX);
         let client = Client::handshake(&dp, 40_000);
         let (action, _) = dp.expect(&client.data(0, &hello[..1_400]), reason::TLS_HELLO_TOO_LONG);

@@ -167,3 +167,87 @@ fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_re
         "{after:?}"
     );
 }
+
+/// Five requests after the page, each on a new connection (the backends
+/// close every connection after one response): the browser resumes its
+/// TLS session for each, and each answer names its backend.
+const PAGE: &str = "<html><body><pre id=out>NAME</pre><script>\n\
+    (async function () {\n\
+      var out = document.getElementById('out');\n\
+      for (var i = 1; i <= 5; i++) {\n\
+        var r = await fetch('/whoami?' + i, { cache: 'no-store' });\n\
+        out.textContent += ' ' + (await r.text()).trim();\n\
+      }\n\
+      out.textContent += ' done';\n\
+    })();\n\
+    </script></body></html>";
+
+/// Headless Chromium (Debian's, whose ClientHellos carry a post-quantum key
+/// share: about 1.8 KB, two segments) loads a page through tether from
+/// three nginx backends, then makes five more requests on new connections;
+/// the resumptions among them land on the backend that issued their ticket,
+/// whose key name tether learned from its TLS health checks.
+#[test]
+fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
+    let topo = Topology::two_armed(1, BACKENDS);
+    let servers: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let name = format!("b{i}");
+            BackendServer::nginx_page(&b.ns, SocketAddr::new(b.addr.into(), PORT), &name, &PAGE.replace("NAME", &name))
+        })
+        .collect();
+    let check = "health = { kind = \"tls\", interval = \"1s\", timeout = \"900ms\", rise = 2, fall = 3 }";
+    let config = config(&topo).replace("persistence = [\"sni\"]", &format!("persistence = [\"ticket-key\"]\n{check}"));
+    let tether = Tether::start(&topo.lb, &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tether.log().matches("ticket key name learned from the health check").count() < BACKENDS {
+        assert!(std::time::Instant::now() < deadline, "the checks learned no key names\n{}", tether.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let profile = tempfile::tempdir().expect("tempdir");
+    let before = tether.counters();
+    let out = topo.clients[0]
+        .ns
+        .command("timeout")
+        .args(["60", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args(["--disable-background-networking", "--disable-component-update", "--ignore-certificate-errors"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=20000", "--dump-dom", &format!("https://{VIP}/")])
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let answers: Vec<&str> = dom
+        .split("<pre id=\"out\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</pre>").next())
+        .unwrap_or_else(|| {
+            panic!("no answers in the page ({}): {dom}\n{}", out.status, String::from_utf8_lossy(&out.stderr))
+        })
+        .split_whitespace()
+        .collect();
+    assert_eq!(answers.len(), 7, "the page and five requests, then done: {answers:?}");
+    assert_eq!(answers[6], "done");
+    // The first request on a new connection may be a full handshake (in
+    // these runs Chromium did not offer the page's session for it); the
+    // four after it resume the session it got, on the backend that issued
+    // the ticket, which nginx shows by resuming them (`r`).
+    let issuer = answers[1];
+    let logs: Vec<Vec<String>> = servers.iter().map(BackendServer::access_log).collect();
+    assert!(
+        answers[2..6].iter().all(|a| *a == issuer),
+        "every resumption on the issuing backend: {answers:?}\naccess logs: {logs:?}\n{:?}",
+        tether.counters()
+    );
+    let log = servers.iter().find(|s| s.name == issuer).expect("a backend answered").access_log();
+    for i in 2..=5 {
+        assert!(log.contains(&format!("r /whoami?{i}")), "request {i} resumed: {logs:?}");
+    }
+    let after = tether.counters();
+    let moved = |r: u32| after.get(r) - before.get(r);
+    assert!(moved(reason::TLS_BIND_PERSISTED) >= 4, "{after:?}");
+    assert!(moved(reason::TLS_HELLO_PART) >= 6, "Chromium's hellos spanned segments: {after:?}");
+    assert_eq!(moved(reason::TLS_HELLO_TOO_LONG), 0, "{after:?}");
+}

@@ -32,6 +32,7 @@ const PACKAGES: &[&str] = &[
     "haproxy",      // the comparison balancer in `cargo xtask bench`
     "nginx",        // ticket-issuing backends in the persistence tests
     "apache2",      // mod_ssl session-cache backends in the persistence tests
+    "chromium",     // a browser's post-quantum ClientHellos through tether
 ];
 
 pub fn setup() -> anyhow::Result<()> {
