@@ -87,7 +87,18 @@ impl BackendServer {
     /// its own random ticket key, TLS 1.2 and 1.3. `session_cache` off: only
     /// tickets resume.
     pub fn nginx(ns: &Netns, addr: SocketAddr, name: &str, session_cache: bool) -> BackendServer {
-        BackendServer::nginx_with(ns, addr, name, session_cache, "access_log off;", "")
+        BackendServer::nginx_with(ns, addr, name, self_signed(name), session_cache, "access_log off;", "")
+    }
+
+    /// As `nginx`, with a certificate of over 8 KB (hundreds of subject
+    /// alternative names): the server's first flight takes many segments.
+    pub fn nginx_big_certificate(ns: &Netns, addr: SocketAddr, name: &str) -> BackendServer {
+        let names: Vec<String> =
+            std::iter::once(name.to_owned()).chain((0..400).map(|i| format!("host-{i:03}.{name}.example"))).collect();
+        let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
+        assert!(ck.cert.der().len() > 8 * 1024, "certificate of {} bytes", ck.cert.der().len());
+        let pair = (ck.cert.pem(), ck.signing_key.serialize_pem());
+        BackendServer::nginx_with(ns, addr, name, pair, false, "access_log off;", "")
     }
 
     /// As `nginx` (tickets only), serving `page` as `text/html` at `/` as
@@ -102,6 +113,7 @@ impl BackendServer {
             ns,
             addr,
             name,
+            self_signed(name),
             false,
             "log_format reuse '$ssl_session_reused $request_uri';\n access_log ACCESS_LOG reuse;\n \
              keepalive_timeout 0;",
@@ -119,12 +131,12 @@ impl BackendServer {
         ns: &Netns,
         addr: SocketAddr,
         name: &str,
+        (cert, key): (String, String),
         session_cache: bool,
         http_extra: &str,
         locations: &str,
     ) -> BackendServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (cert, key) = self_signed(name);
         std::fs::write(dir.path().join("cert.pem"), cert).expect("write cert");
         std::fs::write(dir.path().join("key.pem"), key).expect("write key");
         let d = dir.path().display();

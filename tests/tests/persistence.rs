@@ -56,6 +56,8 @@ enum Software {
     /// nginx without a session cache: it resumes by ticket only, each
     /// process under its own random ticket key.
     Nginx,
+    /// As `Nginx`, with a certificate of over 8 KB.
+    NginxBigCertificate,
     /// Apache httpd with mod_ssl: TLS 1.2, a shmcb session cache, no tickets.
     Apache,
 }
@@ -109,6 +111,7 @@ fn resume(run: Run<'_>) -> Outcome {
             match run.software {
                 Software::OpenSsl => BackendServer::openssl_with(&b.ns, addr, &name, &args),
                 Software::Nginx => BackendServer::nginx(&b.ns, addr, &name, false),
+                Software::NginxBigCertificate => BackendServer::nginx_big_certificate(&b.ns, addr, &name),
                 Software::Apache => BackendServer::apache(&b.ns, addr, &name),
             }
         })
@@ -462,6 +465,16 @@ fn nginx_tls12_tickets_bring_resumptions_to_their_backend() {
         run.assert_all_resumed_on_the_first_backend();
         assert!(!run.tether.sessions().is_empty(), "{persistence}: nothing learned");
     }
+}
+
+/// A certificate of over 8 KB puts many segments of the server's first
+/// flight between the ServerHello and the NewSessionTicket of its second:
+/// the ticket is still learned, and brings the resumptions back.
+#[test]
+fn tls12_tickets_after_a_certificate_over_8_kb_are_learned() {
+    let run = resume(Run::new(Software::NginxBigCertificate, &["-tls1_2"], "\"ticket\""));
+    run.assert_all_resumed_on_the_first_backend();
+    assert_eq!(run.sessions_of(PersistKind::Ticket), 1, "{:?}", run.tether.sessions());
 }
 
 /// TLS 1.3 tickets from nginx: the key name learned from the first accepted
