@@ -68,15 +68,15 @@ fn config() -> String {
     )
 }
 
-/// With no argument every section runs; `steady`, `first`, `sweep`, `bulk`
-/// or `resume` runs one (for profiling a single path).
+/// With no argument every section runs; `steady`, `first`, `sweep`, `bulk`,
+/// `resume` or `ttfb` runs one (for profiling a single path).
 fn main() -> anyhow::Result<()> {
     let only = std::env::args().nth(1);
     let wanted = |section: &str| only.as_deref().is_none_or(|o| o == section);
     if let Some(o) = only.as_deref() {
         anyhow::ensure!(
-            ["steady", "first", "sweep", "bulk", "resume"].contains(&o),
-            "unknown section {o:?}: steady, first, sweep, bulk or resume"
+            ["steady", "first", "sweep", "bulk", "resume", "ttfb"].contains(&o),
+            "unknown section {o:?}: steady, first, sweep, bulk, resume or ttfb"
         );
     }
     let net = Net::new();
@@ -99,6 +99,10 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("resume") {
         resumption::run()?;
+        println!();
+    }
+    if wanted("ttfb") {
+        first_byte::run()?;
     }
     Ok(())
 }
@@ -714,6 +718,92 @@ mod bulk {
             topo.backends_toml(PORT),
             topo.backends_toml(TLS_PORT)
         )
+    }
+}
+
+mod first_byte {
+    //! The time a ClientHello over two segments adds (DESIGN.md §2 step 3b):
+    //! from `connect` to the backend's first byte, for a one-segment hello
+    //! (517 bytes, curl) and a two-segment one (1,952 bytes, Chromium, cut
+    //! by the client's kernel at its MSS), through a `tls` VIP to a plain TCP
+    //! backend that greets on accept, so the first byte leaves the backend
+    //! as soon as tether's ACK carrying the hello reaches it.
+
+    use std::{
+        io::{Read as _, Write as _},
+        net::{SocketAddr, TcpStream},
+        time::{Duration, Instant},
+    };
+
+    use tether_tests::{
+        peers::BackendServer,
+        tether::Tether,
+        topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology, VIP},
+    };
+
+    const PORT: u16 = 443;
+    /// Connections per hello, interleaved.
+    const CONNECTIONS: usize = 500;
+    const TWO_SEGMENTS: &[u8] = include_bytes!("../../corpus/chromium-nginx-1.client");
+
+    pub fn run() -> anyhow::Result<()> {
+        let topo = Topology::two_armed(1, 1);
+        let b = &topo.backends[0];
+        let _server = BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), "b0");
+        let config = format!(
+            "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+             [[vip]]\nname = \"tls\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"tls\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
+             [[farm]]\nname = \"tls\"\npersistence = []\n{}",
+            topo.pin_path(),
+            topo.backends_toml(PORT)
+        );
+        let tether = Tether::start(&topo.lb, &config);
+        let vip = SocketAddr::new(VIP.into(), PORT);
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        let (held_before, held_after) = {
+            let before = tether.counters().get(lb_common::reason::TLS_HELLO_PART);
+            topo.clients[0].ns.enter(|| -> anyhow::Result<()> {
+                for _ in 0..CONNECTIONS {
+                    one.push(first_byte(vip, super::CLIENT_HELLO)?);
+                    two.push(first_byte(vip, TWO_SEGMENTS)?);
+                }
+                Ok(())
+            })?;
+            (before, tether.counters().get(lb_common::reason::TLS_HELLO_PART))
+        };
+        let (one, two) = (percentiles(one), percentiles(two));
+        println!(
+            "Time to the backend's first byte, connect included, {CONNECTIONS} interleaved connections per hello, \
+             one tls VIP, a plain TCP backend"
+        );
+        println!("{:<36} {:>12} {:>12} {:>12}", "ClientHello", "median µs", "p90 µs", "p99 µs");
+        for (label, p) in [("517 B, one segment", one), ("1,952 B, two segments", two)] {
+            println!("{label:<36} {:>12.1} {:>12.1} {:>12.1}", p[0], p[1], p[2]);
+        }
+        println!(
+            "two segments add {:.1} µs at the median ({} hellos held over segments)",
+            two[0] - one[0],
+            held_after - held_before
+        );
+        Ok(())
+    }
+
+    fn first_byte(vip: SocketAddr, hello: &[u8]) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let mut stream = TcpStream::connect_timeout(&vip, Duration::from_secs(3))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(hello)?;
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte)?;
+        Ok(start.elapsed())
+    }
+
+    /// Median, p90 and p99 in microseconds.
+    fn percentiles(mut samples: Vec<Duration>) -> [f64; 3] {
+        samples.sort_unstable();
+        let at = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)].as_secs_f64() * 1e6;
+        [at(50), at(90), at(99)]
     }
 }
 
