@@ -52,6 +52,43 @@ pub const PINNED_MAPS: [&str; 18] = [
 /// about 5,000 events between two reads by the daemon).
 pub const BINDS_MAP: &str = "BINDS";
 pub const BINDS_RING_BYTES: u32 = 256 * 1024;
+/// `SLOW_PATH`: segments of ClientHellos XDP cannot finish (longer than the
+/// stash, or fragmented over records), handed to the daemon (DESIGN.md §4).
+pub const SLOW_PATH_MAP: &str = "SLOW_PATH";
+/// Room for about 650 full-size frames: a burst of a few dozen long hellos.
+pub const SLOW_PATH_RING_BYTES: u32 = 1024 * 1024;
+/// The largest frame XDP hands over: a 1500-byte MTU with Ethernet and a VLAN tag.
+pub const SLOW_FRAME_MAX: usize = 1536;
+
+/// An entry of `SLOW_PATH`: one client segment, the whole frame as it
+/// arrived, and where.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SlowSegment {
+    /// The client -> VIP tuple (the `PENDING` key).
+    pub key: FlowKey,
+    /// The interface it came in on.
+    pub ifindex: u32,
+    /// Bytes of `frame` in use.
+    pub len: u16,
+    pub _pad: [u8; 2],
+    pub frame: [u8; SLOW_FRAME_MAX],
+}
+
+/// `Pending::assembling`: where a connection's ClientHello stands.
+pub mod hello {
+    /// Whole; the backend leg is open and tc (or the daemon) sends it.
+    pub const BOUND: u8 = 0;
+    /// Arriving in segments XDP holds (`delayed::append_v4`).
+    pub const ASSEMBLING: u8 = 1;
+    /// Too long or fragmented for XDP: its segments go to the daemon.
+    pub const SLOW_PATH: u8 = 2;
+    /// The daemon has it whole and has written its persistence fields as a
+    /// short ClientHello in the stash: the next packet of the connection
+    /// binds on it, and the daemon sends the real hello.
+    pub const DECIDED: u8 = 3;
+}
+
 /// `BINDS_LOST` (one u64): events XDP could not put in a full `BINDS`.
 pub const BINDS_LOST_MAP: &str = "BINDS_LOST";
 
@@ -679,9 +716,14 @@ pub struct Pending {
     pub sack_permitted: u8,
     pub has_timestamp: u8,
     pub segments: u8,
-    /// 1 while the ClientHello is incomplete: no backend yet, no flow entries.
+    /// Where the ClientHello stands (`hello::*`): no backend and no flow
+    /// entries until it is `BOUND`.
     pub assembling: u8,
-    pub _pad: [u8; 5],
+    /// 1 if the stash is the daemon's short copy of a long hello: tc
+    /// answers the backend's SYN-ACK with a bare ACK and the daemon sends
+    /// the hello itself.
+    pub daemon_sends: u8,
+    pub _pad: [u8; 4],
     pub created_ns: u64,
     pub data: [u8; STASH_MAX],
 }

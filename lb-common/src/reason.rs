@@ -107,14 +107,23 @@ pub const TLS_HELLO_PART: u32 = 36;
 /// held (a retransmission of it, or one after a segment that has not
 /// arrived): dropped; the client sends it again.
 pub const DROP_HELLO_OUT_OF_ORDER: u32 = 37;
-/// A ClientHello longer than the stash holds (`STASH_MAX` bytes in at most
-/// `STASH_SEGMENTS` segments): bound on the part held, which persistence reads
-/// as a truncated hello; the rest reaches the backend once the connection is
-/// spliced, when the client sends it again.
+/// First data whose record header claims more than a TLS record may hold
+/// (2^14 bytes, RFC 8446 §5.1): bound on the part held, which persistence
+/// reads as a truncated hello; the rest reaches the backend once the
+/// connection is spliced, when the client sends it again.
 pub const TLS_HELLO_TOO_LONG: u32 = 38;
 
+/// A segment of a ClientHello XDP cannot finish (longer than the stash, or
+/// fragmented over records), handed to the daemon through `SLOW_PATH`:
+/// dropped here; the daemon acknowledges it to the client and sends it to
+/// the backend once it has bound the connection.
+pub const TLS_HELLO_SLOW_PATH: u32 = 39;
+/// As `TLS_HELLO_SLOW_PATH` with `SLOW_PATH` full (the daemon slow or
+/// stopped): dropped, and the client sends it again.
+pub const DROP_SLOW_PATH_FULL: u32 = 40;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 39;
+pub const COUNT: u32 = 41;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -158,6 +167,8 @@ pub const fn name(reason: u32) -> &'static str {
         TLS_HELLO_PART => "tls_hello_part",
         DROP_HELLO_OUT_OF_ORDER => "drop_hello_out_of_order",
         TLS_HELLO_TOO_LONG => "tls_hello_too_long",
+        TLS_HELLO_SLOW_PATH => "tls_hello_slow_path",
+        DROP_SLOW_PATH_FULL => "drop_slow_path_full",
         _ => "unknown",
     }
 }

@@ -30,6 +30,9 @@ const IPPROTO_TCP: u8 = 6;
 /// The first byte of a TLS handshake record (RFC 8446 §5.1, ContentType 22).
 pub const TLS_HANDSHAKE: u8 = 22;
 const RECORD_HEADER: usize = 5;
+const HANDSHAKE_HEADER: usize = 4;
+const CLIENT_HELLO: u8 = 1;
+const MAX_RECORD: usize = 1 << 14;
 /// The SYN tether sends a backend has at most 40 bytes of header.
 const SYN_MAX_HLEN: usize = 40;
 
@@ -40,30 +43,42 @@ pub enum Hello {
     Complete,
     /// A ClientHello with more to come: keep the segment, wait for the next.
     Incomplete,
-    /// A ClientHello longer than the stash holds: bind on what it has.
+    /// A ClientHello longer than the stash holds, or fragmented over
+    /// records: the daemon's (`slow`).
+    SlowPath,
+    /// A record header claiming more than a record holds: no TLS to wait
+    /// for; bind on what the stash has.
     TooLong,
 }
 
 /// Where the stash stands: the first record's header says how long the
-/// ClientHello is (RFC 8446 §5.1). A hello fragmented over several records
-/// is read from its first record only.
+/// ClientHello is (RFC 8446 §5.1), and the handshake header whether it
+/// continues in a next record.
 #[inline(always)]
 pub fn hello_state(p: &Pending) -> Hello {
     if p.data[0] != TLS_HANDSHAKE {
         return Hello::Complete;
     }
     let held = p.len as usize;
+    let more_segments = (p.segments as usize) < STASH_SEGMENTS;
     if held < RECORD_HEADER {
-        return if (p.segments as usize) < STASH_SEGMENTS { Hello::Incomplete } else { Hello::TooLong };
+        return if more_segments { Hello::Incomplete } else { Hello::SlowPath };
     }
-    let record = RECORD_HEADER + u16::from_be_bytes([p.data[3], p.data[4]]) as usize;
-    if held >= record {
-        Hello::Complete
-    } else if record > STASH_MAX || p.segments as usize >= STASH_SEGMENTS {
-        Hello::TooLong
-    } else {
-        Hello::Incomplete
+    let body = u16::from_be_bytes([p.data[3], p.data[4]]) as usize;
+    let record = RECORD_HEADER + body;
+    if body > MAX_RECORD {
+        return Hello::TooLong;
     }
+    if held < record {
+        return if record <= STASH_MAX && more_segments { Hello::Incomplete } else { Hello::SlowPath };
+    }
+    // A ClientHello longer than its record goes on in the next (RFC 8446
+    // §5.1 allows it; XDP reads one record).
+    let message = HANDSHAKE_HEADER + u32::from_be_bytes([0, p.data[6], p.data[7], p.data[8]]) as usize;
+    if p.data[5] == CLIENT_HELLO && body >= HANDSHAKE_HEADER && message > body {
+        return Hello::SlowPath;
+    }
+    Hello::Complete
 }
 
 /// Reads the client's first data segment into the per-CPU `Pending`
@@ -91,7 +106,8 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
     p.segment_sum[0] = data_sum;
     p.segment_len[0] = len as u16;
     p.segments = 1;
-    p.assembling = 0;
+    p.assembling = lb_common::maps::hello::BOUND;
+    p.daemon_sends = 0;
 
     let timestamps = tcpopt::data_timestamps(buf, header_len);
     p.client_isn = pkt.seq.wrapping_sub(1);
@@ -145,9 +161,25 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
 pub enum Appended {
     /// Its data follows the stash's.
     Held,
-    /// It does not fit (`STASH_MAX`, `STASH_SEGMENTS`): the stash is all XDP
-    /// can hold of this hello.
+    /// It does not fit (`STASH_MAX`, `STASH_SEGMENTS`): the hello is the
+    /// slow path's.
     Full,
+}
+
+/// Copies the `PENDING` value `held` into the per-CPU `Pending`. A plain
+/// assignment of 4 KiB would be a `memcpy` call, which BPF does not have.
+#[inline(always)]
+pub fn load_held(held: *const Pending) -> Result<&'static mut Pending, u32> {
+    let p = pending::scratch().ok_or(reason::DROP_FLOW_TABLE)?;
+    // SAFETY: both point at a whole `Pending`.
+    let rc = unsafe {
+        bpf_probe_read_kernel(
+            p as *mut Pending as *mut c_void,
+            core::mem::size_of::<Pending>() as u32,
+            held as *const c_void,
+        )
+    };
+    if rc != 0 { Err(reason::DROP_FLOW_TABLE) } else { Ok(p) }
 }
 
 /// Adds a client segment to the ClientHello `held` for its connection
@@ -158,22 +190,8 @@ pub enum Appended {
 // VERIFIER: not inlined, as `capture_v4`.
 #[inline(never)]
 pub fn append_v4(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Result<Appended, u32> {
-    let (Some(p), Some(buf)) = (pending::scratch(), handshake::header_scratch()) else {
-        return Err(reason::DROP_FLOW_TABLE);
-    };
-    // A map value copied into per-CPU memory: a plain assignment of 2 KiB
-    // would be a `memcpy` call, which BPF does not have.
-    // SAFETY: both point at a whole `Pending`.
-    let rc = unsafe {
-        bpf_probe_read_kernel(
-            p as *mut Pending as *mut c_void,
-            core::mem::size_of::<Pending>() as u32,
-            held as *const c_void,
-        )
-    };
-    if rc != 0 {
-        return Err(reason::DROP_FLOW_TABLE);
-    }
+    let buf = handshake::header_scratch().ok_or(reason::DROP_FLOW_TABLE)?;
+    let p = load_held(held)?;
     let at = pkt.seq.wrapping_sub(p.client_isn.wrapping_add(1));
     if at != p.len as u32 {
         return Err(reason::DROP_HELLO_OUT_OF_ORDER);

@@ -18,6 +18,7 @@ mod lookup;
 mod mem;
 mod parse;
 mod rewrite;
+mod slow;
 mod tc;
 mod tls;
 mod verdict;
@@ -29,7 +30,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Flow, FlowKey, Pending, Protocol, VipInfo,
-    maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags},
+    maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags, hello},
     reason,
 };
 
@@ -208,9 +209,13 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
         }
         return Verdict::drop(reason::VIP_OTHER);
     }
-    let next = match held {
-        // SAFETY: a map value valid for this run.
-        Some(held) if unsafe { (*held).assembling } != 0 => more_of_the_hello(ctx, pkt, held),
+    // SAFETY: a map value valid for this run.
+    let next = match held.map(|h| (h, unsafe { (*h).assembling })) {
+        Some((held, hello::ASSEMBLING)) => more_of_the_hello(ctx, pkt, held),
+        Some((_, hello::SLOW_PATH)) => return slow::hand_over(ctx, pkt),
+        // The daemon's packet (or the client's retransmission) binds on the
+        // daemon's short hello.
+        Some((held, hello::DECIDED)) => delayed::load_held(held).map(|_| None).map_err(Verdict::drop),
         _ => first_data(ctx, pkt),
     };
     let bound_on_part = match next {
@@ -239,7 +244,7 @@ fn first_data(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
         return Err(Verdict::drop(reason::COOKIE_ACK));
     }
     delayed::capture_v4(ctx, pkt).map_err(Verdict::drop)?;
-    hello_so_far(pkt)
+    hello_so_far(ctx, pkt)
 }
 
 /// A segment of a connection whose ClientHello is being assembled. Its
@@ -256,9 +261,21 @@ fn more_of_the_hello(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Hello
         return Err(Verdict::drop(reason::COOKIE_ACK));
     }
     match delayed::append_v4(ctx, pkt, held).map_err(Verdict::drop)? {
-        delayed::Appended::Held => hello_so_far(pkt),
-        delayed::Appended::Full => Ok(Some(reason::TLS_HELLO_TOO_LONG)),
+        delayed::Appended::Held => hello_so_far(ctx, pkt),
+        delayed::Appended::Full => Err(to_slow_path(ctx, pkt)),
     }
+}
+
+/// From now on the daemon assembles the hello: what XDP holds stays in the
+/// stash for it to read, and this segment and the ones after it go to it.
+#[inline(always)]
+fn to_slow_path(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+    let Some(p) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    p.assembling = hello::SLOW_PATH;
+    if !pending::insert(&pkt.key, p) {
+        return Verdict::drop(reason::DROP_FLOW_TABLE);
+    }
+    slow::hand_over(ctx, pkt)
 }
 
 /// After a segment of the client's first data went into the per-CPU stash:
@@ -266,13 +283,14 @@ fn more_of_the_hello(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Hello
 /// arrived and wait for the rest. No ACK goes back: the client's initial
 /// window covers a hello of `STASH_MAX`, and the backend acknowledges it all.
 #[inline(always)]
-fn hello_so_far(pkt: &Tcp) -> HelloStep {
+fn hello_so_far(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
     let Some(p) = pending::scratch() else { return Err(Verdict::drop(reason::DROP_FLOW_TABLE)) };
     match delayed::hello_state(p) {
         delayed::Hello::Complete => Ok(None),
         delayed::Hello::TooLong => Ok(Some(reason::TLS_HELLO_TOO_LONG)),
+        delayed::Hello::SlowPath => Err(to_slow_path(ctx, pkt)),
         delayed::Hello::Incomplete => {
-            p.assembling = 1;
+            p.assembling = hello::ASSEMBLING;
             if !pending::insert(&pkt.key, p) {
                 return Err(Verdict::drop(reason::DROP_FLOW_TABLE));
             }
@@ -286,7 +304,7 @@ fn hello_so_far(pkt: &Tcp) -> HelloStep {
 #[inline(always)]
 fn forget_hello(client_key: &FlowKey, seq: u32) {
     if let Some(p) = pending::get(client_key) {
-        if p.assembling != 0 && seq == p.client_isn.wrapping_add(1).wrapping_add(p.len as u32) {
+        if p.assembling == hello::ASSEMBLING && seq == p.client_isn.wrapping_add(1).wrapping_add(p.len as u32) {
             pending::remove(client_key);
         }
     }
@@ -299,7 +317,7 @@ fn forget_hello(client_key: &FlowKey, seq: u32) {
 #[inline(always)]
 fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo, bound_on_part: Option<u32>) -> Verdict {
     let Some(first) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
-    first.assembling = 0;
+    first.assembling = hello::BOUND;
     let mut why = if first.data[0] == delayed::TLS_HANDSHAKE { reason::TLS_BIND } else { reason::TLS_NOT_HANDSHAKE };
     let Some(farm) = lookup::select::farm(vip.farm_id) else { return unbound(pkt, reason::DROP_NO_BACKEND) };
     // Persistence first: the backend that holds the client's session; then

@@ -249,6 +249,26 @@ fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) 
         return None;
     }
     let p = &stash.pending;
+    if p.daemon_sends != 0 {
+        // The daemon has the hello (the stash is its short copy) and sends
+        // it once the connection is spliced: our ACK carries nothing.
+        let headers = fill_segment(out, tcp_hlen, p.leg_isn.wrapping_add(1), 0, 0, false)?;
+        // SAFETY: reading a local. VERIFIER: as below.
+        let headers = unsafe { core::ptr::read_volatile(&headers) };
+        if !(40..=52).contains(&headers) {
+            return None;
+        }
+        // SAFETY: `out` holds `headers` bytes; the packet is sized to them.
+        unsafe {
+            if bpf_skb_change_tail(skb, (ETH_HLEN + headers) as u32, 0) != 0 {
+                return None;
+            }
+            if bpf_skb_store_bytes(skb as *mut _, ETH_HLEN as u32, out.as_ptr() as *const _, headers as u32, 0) != 0 {
+                return None;
+            }
+            return Some(bpf_redirect((*skb).ifindex, 0) as i32);
+        }
+    }
     let segments = p.segments as usize;
     let mut offset = 0usize;
     // VERIFIER: a constant bound; the helpers inside need a loop the

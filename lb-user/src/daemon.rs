@@ -7,7 +7,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use lb_common::maps::BindEvent;
+use lb_common::maps::{BindEvent, SlowSegment};
+
+use crate::slow_path::SlowPath;
 use tokio::{
     signal::unix::{SignalKind, signal},
     sync::{mpsc, oneshot},
@@ -72,6 +74,8 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     let (mut dataplane, layout) = Dataplane::start(&config, pins).with_context(starting)?;
     let (bind_tx, mut binds) = mpsc::channel::<BindEvent>(BIND_QUEUE);
     let bind_reader = tokio::spawn(read_bind_events(dataplane.take_bind_events()?, bind_tx));
+    let (slow_tx, mut slow_segments) = mpsc::channel::<Box<SlowSegment>>(SLOW_QUEUE);
+    let slow_reader = tokio::spawn(read_slow_path(dataplane.take_slow_path()?, slow_tx));
     info!(
         instance,
         pins = %dataplane.pin_dir().display(),
@@ -99,6 +103,7 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
         generation: 0,
         reports: report_tx,
         lost_binds: 0,
+        slow: SlowPath::default(),
     };
     let serve_control = async { control.serve(request_tx).await };
     let serve_metrics = async {
@@ -117,6 +122,8 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
     let mut pending_tick = tokio::time::interval(PENDING_INTERVAL);
     let mut neighbor_tick = tokio::time::interval(NEIGHBOR_INTERVAL);
     let mut session_tick = tokio::time::interval(SESSION_SWEEP_INTERVAL);
+    let mut slow_tick = tokio::time::interval(SLOW_PATH_INTERVAL);
+    slow_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     neighbor_tick.tick().await; // the first round ran before "ready"
     let mut neighbor_round = 1;
     let signal = loop {
@@ -135,6 +142,10 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
             }
             Some(report) = reports.recv() => state.on_health(report),
             Some(event) = binds.recv() => state.log_bind(&event),
+            Some(segment) = slow_segments.recv() => state.slow.on_segment(&mut state.dataplane, &segment),
+            _ = slow_tick.tick(), if state.slow.busy() => {
+                state.slow.tick(&mut state.dataplane, state.config.daemon.timeouts.connect);
+            }
             Some(reply) = scrapes.recv() => {
                 let _ = reply.send(state.metrics());
             }
@@ -169,6 +180,7 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
         }
     };
     bind_reader.abort();
+    slow_reader.abort();
     info!(signal, "shutting down");
     log_counters(&state.dataplane);
     drop(state);
@@ -203,6 +215,8 @@ struct State {
     reports: mpsc::Sender<health::Report>,
     /// Bind events lost so far (XDP's ring full, or the queue to this loop).
     lost_binds: u64,
+    /// ClientHellos XDP handed over (`slow_path`).
+    slow: SlowPath,
 }
 
 impl State {
@@ -534,6 +548,40 @@ fn carry_over(
 
 /// Events the main loop may fall behind by before the reader drops them.
 const BIND_QUEUE: usize = 4096;
+/// Slow-path segments likewise; a dropped one comes again with the
+/// client's retransmission.
+const SLOW_QUEUE: usize = 1024;
+/// How often the slow path looks for backend legs spliced by tc, while it
+/// has hellos to send.
+const SLOW_PATH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Drains `SLOW_PATH` for the main loop, as `read_bind_events` does `BINDS`.
+async fn read_slow_path(ring: aya::maps::RingBuf<aya::maps::MapData>, segments: mpsc::Sender<Box<SlowSegment>>) {
+    // SAFETY: as in `read_bind_events`.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+    let mut ring = match registered {
+        Ok(ring) => ring,
+        Err(e) => {
+            tracing::error!(error = %e.to_string(), "cannot watch the slow path's ring buffer; long ClientHellos wait for their connect timeout");
+            return;
+        }
+    };
+    loop {
+        let Ok(mut guard) = ring.readable_mut().await else { return };
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            if item.len() < std::mem::size_of::<SlowSegment>() {
+                continue;
+            }
+            // SAFETY: XDP wrote a whole SlowSegment (plain data) here; read unaligned.
+            let segment = Box::new(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SlowSegment>()) });
+            if segments.send(segment).await.is_err() {
+                return;
+            }
+        }
+        guard.clear_ready();
+    }
+}
 
 /// Drains `BINDS` whenever the kernel says it has data, handing each event
 /// to the main loop (which has the names to log them with).

@@ -17,6 +17,7 @@ pub mod pending;
 pub mod pins;
 pub mod sessions;
 pub mod sessions_cli;
+pub mod slow_path;
 pub mod stats;
 
 /// The compiled XDP object (lb-ebpf), embedded at build time.

@@ -297,6 +297,15 @@ impl Dataplane {
         map.try_into().map_err(|source| LoadError::Map { map: abi::BINDS_MAP, source })
     }
 
+    /// The slow path's ring buffer (`SLOW_PATH`), for its reader.
+    pub fn take_slow_path(&mut self) -> Result<aya::maps::RingBuf<MapData>, LoadError> {
+        let map = self
+            .ebpf
+            .take_map(abi::SLOW_PATH_MAP)
+            .ok_or(LoadError::Missing { what: "map", name: abi::SLOW_PATH_MAP })?;
+        map.try_into().map_err(|source| LoadError::Map { map: abi::SLOW_PATH_MAP, source })
+    }
+
     /// Bind events XDP lost to a full `BINDS`.
     pub fn lost_bind_events(&self) -> Result<u64, LoadError> {
         let map_err = |source| LoadError::Map { map: abi::BINDS_LOST_MAP, source };
@@ -423,6 +432,44 @@ impl Dataplane {
     pub fn expire_pending(&mut self, connect: std::time::Duration) -> Result<crate::pending::Expired, LoadError> {
         crate::pending::expire(&mut self.ebpf, monotonic_ns(), connect)
             .map_err(|source| LoadError::Map { map: abi::PENDING_MAP, source })
+    }
+}
+
+impl crate::slow_path::Dataplane for Dataplane {
+    fn pending(&self, key: &FlowKey) -> Option<lb_common::Pending> {
+        let map: HashMap<&MapData, FlowKey, lb_common::Pending> = self.ebpf.map(abi::PENDING_MAP)?.try_into().ok()?;
+        map.get(key, 0).ok()
+    }
+
+    fn set_pending(&mut self, key: &FlowKey, p: &lb_common::Pending) -> anyhow::Result<()> {
+        let mut map: HashMap<&mut MapData, FlowKey, lb_common::Pending> =
+            self.ebpf.map_mut(abi::PENDING_MAP).ok_or_else(|| anyhow::anyhow!("no PENDING map"))?.try_into()?;
+        map.insert(key, p, 0)?;
+        Ok(())
+    }
+
+    fn flow_state(&self, key: &FlowKey) -> Option<u8> {
+        let map: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP)?.try_into().ok()?;
+        map.get(key, 0).ok().map(|f| f.state)
+    }
+
+    fn inject(&self, frame: &[u8], ifindex: u32) -> anyhow::Result<()> {
+        use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
+        let program: &Xdp =
+            self.ebpf.program(abi::XDP_PROGRAM).ok_or_else(|| anyhow::anyhow!("no XDP program"))?.try_into()?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        // Live frames: what the program transmits or redirects leaves for real.
+        program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            attrs: TestRunAttrs::new().xdp_live_frames(0),
+            ..Default::default()
+        })?;
+        Ok(())
     }
 }
 

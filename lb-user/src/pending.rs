@@ -135,7 +135,12 @@ fn words(bytes: &[u8]) -> u32 {
 }
 
 fn send_reset(key: &FlowKey, p: &Pending) -> std::io::Result<()> {
-    let packet = reset_packet(key, p);
+    send_ipv4(first4(&key.saddr_be), &reset_packet(key, p))
+}
+
+/// Sends an IPv4 packet built whole (header included) towards `dst`, routed
+/// by the kernel like the host's own.
+pub fn send_ipv4(dst: [u8; 4], packet: &[u8]) -> std::io::Result<()> {
     // SAFETY: plain socket calls on a descriptor owned here and closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
     if fd < 0 {
@@ -144,7 +149,7 @@ fn send_reset(key: &FlowKey, p: &Pending) -> std::io::Result<()> {
     let dst = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(first4(&key.saddr_be)) },
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(dst) },
         sin_zero: [0; 8],
     };
     // SAFETY: the buffer and address are valid for the call.

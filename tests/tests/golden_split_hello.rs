@@ -302,18 +302,68 @@ fn a_record_header_cut_after_three_bytes_is_held_until_it_is_whole() {
     });
 }
 
+/// The frames XDP handed to the daemon, oldest first.
+fn slow_path(dp: &mut TestDataplane) -> Vec<Vec<u8>> {
+    let map = dp.ebpf.map_mut(abi::SLOW_PATH_MAP).expect("SLOW_PATH");
+    let mut ring = aya::maps::RingBuf::try_from(map).expect("ring buffer");
+    let mut frames = Vec::new();
+    while let Some(item) = ring.next() {
+        assert_eq!(item.len(), std::mem::size_of::<abi::SlowSegment>());
+        // SAFETY: XDP wrote a whole SlowSegment (plain data); read unaligned.
+        let seg: abi::SlowSegment = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        frames.push(seg.frame[..usize::from(seg.len)].to_vec());
+    }
+    frames
+}
+
 #[test]
-fn a_hello_longer_than_the_stash_binds_on_its_first_segment() {
+fn a_hello_longer_than_the_stash_goes_to_the_daemon_segment_by_segment() {
     let net = Net::new();
     net.ns.enter(|| {
-        let dp = TestDataplane::new(&config());
+        let mut dp = TestDataplane::new(&config());
         // A record of 5,000 bytes: more than the stash holds.
         let hello = padded_client_hello(&[], 4_900, None);
         assert!(hello.len() > abi::STASH_MAX);
         let client = Client::handshake(&dp, 40_000);
-        let (action, _) = dp.expect(&client.data(0, &hello[..1_400]), reason::TLS_HELLO_TOO_LONG);
-        assert_eq!(action, XDP_REDIRECT, "bound on what one segment holds");
-        assert_eq!(dp.flows().len(), 2);
+        let parts = split(&hello, &[1_400, 2_800, 4_200]);
+        let frames: Vec<Vec<u8>> = parts.iter().map(|(at, data)| client.data(*at, data)).collect();
+        for frame in &frames {
+            let (action, _) = dp.expect(frame, reason::TLS_HELLO_SLOW_PATH);
+            assert_eq!(action, XDP_DROP);
+        }
+        assert!(dp.flows().is_empty(), "no backend yet");
+        let (_, p) = pending(&dp).into_iter().next().expect("the first segment's state");
+        assert_eq!((p.assembling, usize::from(p.len)), (abi::hello::SLOW_PATH, 1_400));
+        assert_eq!(slow_path(&mut dp), frames, "every segment, as it arrived");
+    });
+}
+
+#[test]
+fn a_hello_fragmented_over_two_records_goes_to_the_daemon() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config());
+        let whole = padded_client_hello(&[], 300, None);
+        // The handshake message cut into two records (RFC 8446 §5.1).
+        let message = &whole[5..];
+        let hello = [record(22, &message[..100]), record(22, &message[100..])].concat();
+        let client = Client::handshake(&dp, 40_000);
+        let frame = client.data(0, &hello);
+        dp.expect(&frame, reason::TLS_HELLO_SLOW_PATH);
+        assert_eq!(slow_path(&mut dp), vec![frame]);
+    });
+}
+
+#[test]
+fn a_record_longer_than_tls_allows_is_bound_as_it_is() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let dp = TestDataplane::new(&config());
+        let mut data = padded_client_hello(&[], 100, None);
+        data[3..5].copy_from_slice(&0x4001u16.to_be_bytes());
+        let client = Client::handshake(&dp, 40_000);
+        let (action, _) = dp.expect(&client.data(0, &data), reason::TLS_HELLO_TOO_LONG);
+        assert_eq!(action, XDP_REDIRECT);
     });
 }
 

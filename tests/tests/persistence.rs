@@ -506,6 +506,25 @@ fn nginx_tls13_resumptions_in_a_hello_over_two_segments_reach_their_backend() {
     assert_eq!(counters.get(reason::TLS_HELLO_TOO_LONG), 0, "{counters:?}");
 }
 
+/// As the test above with a ClientHello of about 6.5 KB (thirty 200-byte
+/// protocol names), past what XDP stashes: the daemon's slow path
+/// reassembles every hello, and its decision (made by XDP on the fields the
+/// daemon hands back) still brings each resumption to the issuing backend.
+#[test]
+fn nginx_tls13_resumptions_in_a_hello_longer_than_the_stash_reach_their_backend() {
+    let alpn =
+        (0..30).map(|i| format!("{:02}", i).repeat(100)).chain(["http/1.1".to_owned()]).collect::<Vec<_>>().join(",");
+    let run =
+        resume(Run { warm_up: true, ..Run::new(Software::Nginx, &["-tls1_3", "-alpn", &alpn], "\"ticket-key\"") });
+    run.assert_all_resumed_on_the_first_backend();
+    let counters = run.tether.counters();
+    assert!(
+        counters.get(reason::TLS_HELLO_SLOW_PATH) >= RESUMPTIONS as u64,
+        "every hello took the slow path: {counters:?}"
+    );
+    assert_eq!(counters.get(reason::TLS_HELLO_TOO_LONG), 0, "{counters:?}");
+}
+
 /// The nginx control: without persistence, one in four.
 #[test]
 fn nginx_tickets_without_persistence_resume_one_in_four() {

@@ -1,0 +1,54 @@
+//! The slow path's XDP end (DESIGN.md §4): segments of a ClientHello XDP
+//! cannot finish (longer than the stash, fragmented over records) go whole
+//! to the daemon through a ring buffer, and are dropped here. The daemon
+//! acknowledges them to the client, reads the hello, writes its persistence
+//! fields into the stash as a short hello (`hello::DECIDED`) and sends a
+//! packet of the connection through this program, which binds on it.
+
+use aya_ebpf::{helpers::bpf_xdp_load_bytes, macros::map, maps::RingBuf, programs::XdpContext};
+use lb_common::{
+    maps::{SLOW_FRAME_MAX, SLOW_PATH_RING_BYTES, SlowSegment},
+    reason,
+};
+
+use crate::{parse::Tcp, verdict::Verdict};
+
+/// Client segments for the daemon. Written here; read by the daemon.
+#[map(name = "SLOW_PATH")]
+static SLOW_PATH: RingBuf = RingBuf::with_byte_size(SLOW_PATH_RING_BYTES, 0);
+
+/// Hands the frame in `ctx` to the daemon and drops it; with the ring
+/// full it is only dropped, and the client's retransmission comes back
+/// here.
+// VERIFIER: not inlined; the frame is copied into the ring's memory, not
+// built on the stack.
+#[inline(never)]
+pub fn hand_over(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+    let Some(ip) = crate::parse::bytes_at::<4>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+    let computed = pkt.l3_off + u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    // SAFETY: reading a local. VERIFIER: opaque, so the range check holds on
+    // the register the helper receives.
+    let len = unsafe { core::ptr::read_volatile(&computed) };
+    if len == 0 || len > SLOW_FRAME_MAX {
+        return Verdict::drop(reason::DROP_STASH_SIZE);
+    }
+    let Some(mut entry) = SLOW_PATH.reserve::<SlowSegment>(0) else {
+        return Verdict::drop(reason::DROP_SLOW_PATH_FULL);
+    };
+    let segment = entry.as_mut_ptr();
+    // SAFETY: `segment` is a reserved, writable `SlowSegment`; `frame` has
+    // SLOW_FRAME_MAX bytes and 1 <= len <= SLOW_FRAME_MAX.
+    let rc = unsafe {
+        (*segment).key = pkt.key;
+        (*segment).ifindex = (*ctx.ctx).ingress_ifindex;
+        (*segment).len = len as u16;
+        (*segment)._pad = [0; 2];
+        bpf_xdp_load_bytes(ctx.ctx as *mut _, 0, (*segment).frame.as_mut_ptr() as *mut _, len as u32)
+    };
+    if rc != 0 {
+        entry.discard(0);
+        return Verdict::drop(reason::PASS_TRUNCATED);
+    }
+    entry.submit(0);
+    Verdict::drop(reason::TLS_HELLO_SLOW_PATH)
+}
