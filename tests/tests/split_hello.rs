@@ -22,11 +22,13 @@ use tether_tests::{
 const PORT: u16 = 443;
 const BACKENDS: usize = 3;
 
-fn config(topo: &Topology) -> String {
+/// A `tls` VIP, round-robin, the farm's `persistence` and anything else
+/// (`farm_extra`) in the farm, `daemon_extra` in the daemon's table.
+fn config(topo: &Topology, persistence: &str, farm_extra: &str, daemon_extra: &str) -> String {
     format!(
-        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n\n\
+        "[daemon]\ninterfaces = [\"{LB_CLIENT_IF}\", \"{LB_BACKEND_IF}\"]\nxdp_mode = \"native\"\npin_path = \"{}\"\n{daemon_extra}\n\n\
          [[vip]]\nname = \"web\"\naddress = \"{VIP}\"\nport = {PORT}\nfarm = \"web\"\nsnat = \"{LB_BACKEND_ADDR}\"\n\n\
-         [[farm]]\nname = \"web\"\nalgorithm = \"round-robin\"\npersistence = [\"sni\"]\n{}",
+         [[farm]]\nname = \"web\"\nalgorithm = \"round-robin\"\npersistence = [{persistence}]\n{farm_extra}\n{}",
         topo.pin_path(),
         topo.backends_toml(PORT)
     )
@@ -58,7 +60,7 @@ struct Answer {
 fn send_cut(hello: &[u8], cuts: &[usize]) -> std::io::Result<Answer> {
     let mut stream = TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), PORT), Duration::from_secs(3))?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let mss = tcp_info(&stream)?.tcpi_snd_mss as usize;
     let (mut start, mut segments) = (0, 0);
     for &cut in cuts.iter().chain([hello.len()].iter()) {
@@ -132,7 +134,7 @@ fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_re
         .enumerate()
         .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
         .collect();
-    let tether = Tether::start(&topo.lb, &config(&topo));
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\"", "", ""));
     let hello = recorded_hello();
     let client = &topo.clients[0].ns;
 
@@ -200,8 +202,7 @@ fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
         })
         .collect();
     let check = "health = { kind = \"tls\", interval = \"1s\", timeout = \"900ms\", rise = 2, fall = 3 }";
-    let config = config(&topo).replace("persistence = [\"sni\"]", &format!("persistence = [\"ticket-key\"]\n{check}"));
-    let tether = Tether::start(&topo.lb, &config);
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"ticket-key\"", check, ""));
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while tether.log().matches("ticket key name learned from the health check").count() < BACKENDS {
         assert!(std::time::Instant::now() < deadline, "the checks learned no key names\n{}", tether.log());
@@ -250,4 +251,51 @@ fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
     assert!(moved(reason::TLS_BIND_PERSISTED) >= 4, "{after:?}");
     assert!(moved(reason::TLS_HELLO_PART) >= 6, "Chromium's hellos spanned segments: {after:?}");
     assert_eq!(moved(reason::TLS_HELLO_TOO_LONG), 0, "{after:?}");
+}
+
+/// Connects and writes `hello` in one write, then reads the plain backend's
+/// greeting and its echo.
+fn send_whole(hello: &[u8]) -> std::io::Result<Answer> {
+    send_cut(hello, &[])
+}
+
+/// The slow path with the daemon stopped: a burst of 8 KB hellos fills the
+/// ring between XDP and the daemon; when the daemon runs again every
+/// connection completes (the client's retransmissions bring back what the
+/// full ring dropped), and the counters say how many segments waited.
+#[test]
+fn hellos_the_full_slow_path_dropped_complete_once_the_daemon_runs_again() {
+    const CLIENTS: usize = 120;
+    let topo = Topology::two_armed(1, BACKENDS);
+    let _servers: Vec<BackendServer> = topo
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect();
+    // Room for the clients' backed-off retransmissions after the pause.
+    let tether = Tether::start(&topo.lb, &config(&topo, "", "", "[daemon.timeouts]\nconnect = \"20s\""));
+    let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
+    assert!(hello.len() > lb_common::maps::STASH_MAX);
+
+    tether.signal(libc::SIGSTOP);
+    let before = tether.counters();
+    let answers = topo.clients[0].ns.enter(|| {
+        std::thread::scope(|s| {
+            let clients: Vec<_> = (0..CLIENTS).map(|_| s.spawn(|| send_whole(&hello))).collect();
+            // Every client has sent its hello into the stopped slow path.
+            std::thread::sleep(Duration::from_millis(1_500));
+            tether.signal(libc::SIGCONT);
+            clients.into_iter().map(|c| c.join().expect("client thread")).collect::<Vec<_>>()
+        })
+    });
+    let after = tether.counters();
+    let moved = |r: u32| after.get(r) - before.get(r);
+    for (i, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap_or_else(|e| panic!("client {i}: {e}\n{after:?}\n{}", tether.log()));
+        assert!(answer.echoed == hello, "client {i}: the backend received other bytes");
+    }
+    let waited = moved(reason::DROP_SLOW_PATH_FULL);
+    assert!(waited > 0, "the ring never filled: {after:?}");
+    eprintln!("{waited} segments waited for their retransmission; {} went through", moved(reason::TLS_HELLO_SLOW_PATH));
 }
