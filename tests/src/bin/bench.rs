@@ -725,7 +725,8 @@ mod first_byte {
     //! The time a ClientHello over two segments adds (DESIGN.md §2 step 3b):
     //! from `connect` to the backend's first byte, for a one-segment hello
     //! (517 bytes, curl) and a two-segment one (1,952 bytes, Chromium, cut
-    //! by the client's kernel at its MSS), through a `tls` VIP to a plain TCP
+    //! by the client's kernel at its MSS), and an 8 KB one that takes the
+    //! daemon's slow path, through a `tls` VIP to a plain TCP
     //! backend that greets on accept, so the first byte leaves the backend
     //! as soon as tether's ACK carrying the hello reaches it.
 
@@ -744,6 +745,8 @@ mod first_byte {
     const PORT: u16 = 443;
     /// Connections per hello, interleaved.
     const CONNECTIONS: usize = 500;
+    /// Concurrent clients for the slow path's rate.
+    const SLOW_CLIENTS: usize = 8;
     const TWO_SEGMENTS: &[u8] = include_bytes!("../../corpus/chromium-nginx-1.client");
 
     pub fn run() -> anyhow::Result<()> {
@@ -771,21 +774,62 @@ mod first_byte {
             })?;
             (before, tether.counters().get(lb_common::reason::TLS_HELLO_PART))
         };
-        let (one, two) = (percentiles(one), percentiles(two));
+        let (mut slow, mut slow_rate) = (Vec::new(), 0.0);
+        let long = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
+        topo.clients[0].ns.enter(|| -> anyhow::Result<()> {
+            for _ in 0..CONNECTIONS / 5 {
+                slow.push(first_byte(vip, &long)?);
+            }
+            slow_rate = per_second(vip, &long, SLOW_CLIENTS, Duration::from_secs(5))?;
+            Ok(())
+        })?;
+        let slow_path = tether.counters().get(lb_common::reason::TLS_HELLO_SLOW_PATH);
+        let (one, two, slow) = (percentiles(one), percentiles(two), percentiles(slow));
         println!(
             "Time to the backend's first byte, connect included, {CONNECTIONS} interleaved connections per hello, \
              one tls VIP, a plain TCP backend"
         );
         println!("{:<36} {:>12} {:>12} {:>12}", "ClientHello", "median µs", "p90 µs", "p99 µs");
-        for (label, p) in [("517 B, one segment", one), ("1,952 B, two segments", two)] {
+        for (label, p) in [
+            ("517 B, one segment", one),
+            ("1,952 B, two segments", two),
+            (&format!("{} B, daemon's slow path", long.len()), slow),
+        ] {
             println!("{label:<36} {:>12.1} {:>12.1} {:>12.1}", p[0], p[1], p[2]);
         }
         println!(
-            "two segments add {:.1} µs at the median ({} hellos held over segments)",
+            "two segments add {:.1} µs at the median ({} hellos held over segments); the slow path {:.1} µs",
             two[0] - one[0],
-            held_after - held_before
+            held_after - held_before,
+            slow[0] - one[0]
+        );
+        println!(
+            "slow-path connections (hello to first byte) per second, {SLOW_CLIENTS} clients for 5 s: {slow_rate:.0} \
+             ({slow_path} segments through the daemon)"
         );
         Ok(())
+    }
+
+    /// Clients making connections in a loop for `duration`, each sending
+    /// `hello` and waiting for the first byte: completed connections per second.
+    fn per_second(vip: SocketAddr, hello: &[u8], clients: usize, duration: Duration) -> anyhow::Result<f64> {
+        let deadline = Instant::now() + duration;
+        let done: anyhow::Result<usize> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..clients)
+                .map(|_| {
+                    s.spawn(|| -> anyhow::Result<usize> {
+                        let mut n = 0;
+                        while Instant::now() < deadline {
+                            first_byte(vip, hello)?;
+                            n += 1;
+                        }
+                        Ok(n)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().expect("client thread")).sum()
+        });
+        Ok(done? as f64 / duration.as_secs_f64())
     }
 
     fn first_byte(vip: SocketAddr, hello: &[u8]) -> anyhow::Result<Duration> {
