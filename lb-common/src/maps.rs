@@ -146,6 +146,10 @@ pub const TC_PROGRAM: &str = "tether_tc";
 pub const XDP_PASS_PROGRAM: &str = "tether_pass";
 pub const XDP_LOSSY_PROGRAM: &str = "tether_lossy";
 pub const LOSS_PERMILLE_MAP: &str = "LOSS_PERMILLE";
+/// A test program that drops the first `SYNS_TO_DROP` SYNs it sees: a
+/// backend whose first answer is lost.
+pub const XDP_DROP_SYNS_PROGRAM: &str = "tether_drop_syns";
+pub const SYNS_TO_DROP_MAP: &str = "SYNS_TO_DROP";
 
 /// Most VIPs one instance serves.
 pub const MAX_VIPS: u32 = 1024;

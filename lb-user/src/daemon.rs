@@ -104,6 +104,7 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
         reports: report_tx,
         lost_binds: 0,
         slow: SlowPath::default(),
+        syn_retries: HashMap::new(),
     };
     let serve_control = async { control.serve(request_tx).await };
     let serve_metrics = async {
@@ -162,11 +163,18 @@ pub async fn run(config_path: &Path, instance: &str) -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "flow sweep failed"),
             },
-            _ = pending_tick.tick() => match state.dataplane.expire_pending(state.config.daemon.timeouts.connect) {
-                Ok(done) if done.orphans > 0 => tracing::debug!(stashes = done.orphans, "orphaned stashes removed"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "pending-connection sweep failed"),
-            },
+            _ = pending_tick.tick() => {
+                match state.dataplane.expire_pending(state.config.daemon.timeouts.connect) {
+                    Ok(done) if done.orphans > 0 => tracing::debug!(stashes = done.orphans, "orphaned stashes removed"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "pending-connection sweep failed"),
+                }
+                match state.dataplane.retry_backend_syns(&mut state.syn_retries) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(connections = n, "backend SYNs unanswered for a second sent again"),
+                    Err(e) => tracing::warn!(error = %e, "backend SYN retry failed"),
+                }
+            }
             _ = session_tick.tick() => match state.dataplane.sweep_sessions(&state.config, &state.layout) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(entries = n, "expired persistence entries removed"),
@@ -217,6 +225,8 @@ struct State {
     lost_binds: u64,
     /// ClientHellos XDP handed over (`slow_path`).
     slow: SlowPath,
+    /// When the daemon last sent each pending connection's backend SYN again.
+    syn_retries: HashMap<lb_common::FlowKey, u64>,
 }
 
 impl State {

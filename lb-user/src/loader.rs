@@ -433,6 +433,42 @@ impl Dataplane {
         crate::pending::expire(&mut self.ebpf, monotonic_ns(), connect)
             .map_err(|source| LoadError::Map { map: abi::PENDING_MAP, source })
     }
+
+    /// Sends again the backend SYNs unanswered for `pending::SYN_RETRY`, by
+    /// running the client's first segment, rebuilt from its stash, through
+    /// XDP (which answers it as a retransmission); `retried` remembers when.
+    /// Returns how many.
+    pub fn retry_backend_syns(
+        &mut self,
+        retried: &mut std::collections::HashMap<FlowKey, u64>,
+    ) -> Result<usize, LoadError> {
+        use crate::slow_path::Dataplane as _;
+        let now = monotonic_ns();
+        let due = crate::pending::syns_to_retry(&self.ebpf, now, retried)
+            .map_err(|source| LoadError::Map { map: abi::PENDING_MAP, source })?;
+        retried.retain(|key, _| self.pending(key).is_some());
+        // The next hop is remembered once a packet has gone the whole way;
+        // before that, any attached interface serves as where the segment
+        // came in (the route lookup needs one).
+        let attached = self.attached.first().map(|(name, _)| interface_index(name)).unwrap_or(0);
+        for (key, p, remembered) in &due {
+            let ifindex = if *remembered != 0 { *remembered } else { attached };
+            let first = &p.data[..usize::from(p.segment_len[0]).min(p.data.len())];
+            let frame = crate::slow_path::client_segment(key, p, p.client_tsval, 0, first);
+            if let Err(e) = self.inject(&frame, ifindex) {
+                warn!(error = %format!("{e:#}"), "cannot send a backend SYN again");
+            }
+            retried.insert(*key, now);
+        }
+        Ok(due.len())
+    }
+}
+
+/// An interface's index, 0 if there is none of that name.
+fn interface_index(name: &str) -> u32 {
+    let Ok(name) = std::ffi::CString::new(name) else { return 0 };
+    // SAFETY: a valid C string for the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
 }
 
 impl crate::slow_path::Dataplane for Dataplane {

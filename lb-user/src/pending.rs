@@ -25,6 +25,40 @@ pub struct Expired {
     pub orphans: usize,
 }
 
+/// How long a backend SYN goes unanswered before the daemon sends it again,
+/// and then again at each multiple of it until the connect timeout.
+pub const SYN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Connections whose backend SYN has had no answer for `SYN_RETRY` (and
+/// not been sent again in that time, by `retried`, CLOCK_MONOTONIC
+/// nanoseconds): the client key, its stash and the interface towards its
+/// backend. XDP sends the SYN again when a retransmission of the client's
+/// first data comes; a client whose hello the slow path acknowledged sends
+/// none, so the daemon runs that segment through XDP itself.
+pub fn syns_to_retry(
+    ebpf: &Ebpf,
+    now: u64,
+    retried: &std::collections::HashMap<FlowKey, u64>,
+) -> Result<Vec<(FlowKey, Pending, u32)>, MapError> {
+    let pending: HashMap<&MapData, FlowKey, Pending> = map(ebpf, abi::PENDING_MAP)?;
+    let flows: HashMap<&MapData, FlowKey, Flow> = map(ebpf, abi::FLOWS_MAP)?;
+    let retry = SYN_RETRY.as_nanos() as u64;
+    let mut due = Vec::new();
+    for entry in pending.iter() {
+        let (key, p) = entry?;
+        let last = retried.get(&key).copied().unwrap_or(p.created_ns);
+        if now.saturating_sub(last) < retry || p.assembling != abi::hello::BOUND {
+            continue;
+        }
+        match flows.get(&key, 0) {
+            Ok(flow) if flow.state == FlowState::BackendSynSent as u8 => due.push((key, p, flow.next_hop.ifindex)),
+            Ok(_) | Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(due)
+}
+
 /// Ends the waits older than `connect` (CLOCK_MONOTONIC nanoseconds `now`).
 pub fn expire(ebpf: &mut Ebpf, now: u64, connect: std::time::Duration) -> Result<Expired, MapError> {
     let stale: Vec<(FlowKey, Pending)> = {

@@ -319,7 +319,13 @@ fn replay(dp: &mut impl Dataplane, key: &FlowKey, hello: &Hello) -> anyhow::Resu
 /// A segment as the client would send it at `offset` into its data:
 /// Ethernet, IPv4, TCP with the client's timestamps; checksums in full.
 fn client_frame(key: &FlowKey, hello: &Hello, offset: usize, data: &[u8]) -> Vec<u8> {
-    let p = &hello.first;
+    client_segment(key, &hello.first, hello.client_tsval, offset, data)
+}
+
+/// As the client of `key` would send `data` at `offset` into its stream,
+/// `p` its pending connection, `tsval` its clock: what XDP takes for a
+/// segment of that client.
+pub fn client_segment(key: &FlowKey, p: &Pending, tsval: u32, offset: usize, data: &[u8]) -> Vec<u8> {
     let (client, vip) = (first4(&key.saddr_be), first4(&key.daddr_be));
     let seq = p.client_isn.wrapping_add(1).wrapping_add(offset as u32);
     let flags = if data.is_empty() { ACK } else { ACK | PSH };
@@ -328,7 +334,7 @@ fn client_frame(key: &FlowKey, hello: &Hello, offset: usize, data: &[u8]) -> Vec
         (seq, p.cookie_isn.wrapping_add(1)),
         flags,
         p.window,
-        (p.has_timestamp != 0).then_some((hello.client_tsval, p.client_tsecr)),
+        (p.has_timestamp != 0).then_some((tsval, p.client_tsecr)),
         data,
         (client, vip),
     );

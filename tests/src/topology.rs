@@ -23,7 +23,9 @@ use aya::{
     maps::{Array, MapData},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use lb_common::maps::{LOSS_PERMILLE_MAP, XDP_LOSSY_PROGRAM, XDP_PASS_PROGRAM};
+use lb_common::maps::{
+    LOSS_PERMILLE_MAP, SYNS_TO_DROP_MAP, XDP_DROP_SYNS_PROGRAM, XDP_LOSSY_PROGRAM, XDP_PASS_PROGRAM,
+};
 
 use crate::netns::{Netns, run_checked, unique_prefix};
 
@@ -196,6 +198,26 @@ impl Topology {
         self.clients[i].ns.enter(|| lossy.attach("eth0", XdpMode::Driver).map(|_| ())).expect("lossy on the client");
     }
 
+    /// Backend `i` loses the first `count` SYNs sent to it from source ports
+    /// `lowest_port` and up (a test program on its interface, in its receive
+    /// direction).
+    pub fn drop_first_syns_to_backend(&mut self, i: usize, count: u32, lowest_port: u16) {
+        let mut left: Array<&mut MapData, u32> =
+            self.peer_xdp.map_mut(SYNS_TO_DROP_MAP).expect("SYN map").try_into().expect("array");
+        left.set(0, count, 0).expect("set SYNs to drop");
+        left.set(1, u32::from(lowest_port), 0).expect("set the lowest port");
+        let program: &mut Xdp = self
+            .peer_xdp
+            .program_mut(XDP_DROP_SYNS_PROGRAM)
+            .expect("SYN-dropping program")
+            .try_into()
+            .expect("an XDP program");
+        self.backends[i]
+            .ns
+            .enter(|| program.attach("eth0", XdpMode::Driver).map(|_| ()))
+            .expect("attach on the backend");
+    }
+
     /// A bpffs directory unique to this topology, for tether's `pin_path`.
     pub fn pin_path(&self) -> String {
         format!("/sys/fs/bpf/{}", self.prefix)
@@ -227,6 +249,9 @@ fn load_test_programs() -> Ebpf {
     pass_program(&mut ebpf).load().expect("load the pass program");
     let lossy: &mut Xdp = ebpf.program_mut(XDP_LOSSY_PROGRAM).expect("lossy program").try_into().expect("xdp");
     lossy.load().expect("load the lossy program");
+    let drop_syns: &mut Xdp =
+        ebpf.program_mut(XDP_DROP_SYNS_PROGRAM).expect("SYN-dropping program").try_into().expect("xdp");
+    drop_syns.load().expect("load the SYN-dropping program");
     ebpf
 }
 

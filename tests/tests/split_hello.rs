@@ -299,3 +299,30 @@ fn hellos_the_full_slow_path_dropped_complete_once_the_daemon_runs_again() {
     assert!(waited > 0, "the ring never filled: {after:?}");
     eprintln!("{waited} segments waited for their retransmission; {} went through", moved(reason::TLS_HELLO_SLOW_PATH));
 }
+
+/// A backend whose first SYN is lost, behind a hello the slow path has
+/// acknowledged to its client (which so never sends its first segment
+/// again, the one XDP answers with the SYN once more): the daemon sends the
+/// backend SYN again after `SYN_RETRY`, and the connection completes.
+#[test]
+fn the_daemon_sends_an_unanswered_backend_syn_again() {
+    let mut topo = Topology::two_armed(1, 1);
+    let b = &topo.backends[0];
+    let _server = BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), "b0");
+    // tether's own SYN, from its SNAT range: not the daemon's neighbour
+    // warm-up, which connects from below it.
+    topo.drop_first_syns_to_backend(0, 1, lb_user::config::DEFAULT_SNAT_PORTS.0);
+    let tether = Tether::start(&topo.lb, &config(&topo, "", "", ""));
+    let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
+    let started = std::time::Instant::now();
+    let answer = topo.clients[0]
+        .ns
+        .enter(|| send_whole(&hello))
+        .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", tether.counters(), tether.log()));
+    let took = started.elapsed();
+    assert!(answer.echoed == hello, "the backend received other bytes");
+    let retry = lb_user::pending::SYN_RETRY;
+    assert!(took >= retry && took < retry * 3, "answered after {took:?}");
+    assert!(tether.log().contains("backend SYNs unanswered for a second sent again"), "{}", tether.log());
+    assert!(tether.counters().get(reason::BACKEND_SYN_RESENT) >= 1, "{:?}", tether.counters());
+}
