@@ -210,12 +210,18 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
         return Verdict::drop(reason::VIP_OTHER);
     }
     // SAFETY: a map value valid for this run.
-    let next = match held.map(|h| (h, unsafe { (*h).assembling })) {
-        Some((held, hello::ASSEMBLING)) => more_of_the_hello(ctx, pkt, held),
-        Some((_, hello::SLOW_PATH)) => return slow::hand_over(ctx, pkt),
+    let next = match held.map(|h| (h, unsafe { ((*h).assembling, (*h).cookie_isn) })) {
+        // The acknowledgement number, the cookie + 1, was checked with the
+        // first segment: a segment without it belongs to no connection we
+        // answered, and must not reach the hello.
+        Some((_, (state, cookie_isn))) if state != hello::BOUND && pkt.ack != cookie_isn.wrapping_add(1) => {
+            return Verdict::drop(reason::DROP_BAD_COOKIE);
+        }
+        Some((held, (hello::ASSEMBLING, _))) => more_of_the_hello(ctx, pkt, held),
+        Some((_, (hello::SLOW_PATH, _))) => return slow::hand_over(ctx, pkt),
         // The daemon's packet (or the client's retransmission) binds on the
         // daemon's short hello.
-        Some((held, hello::DECIDED)) => delayed::load_held(held).map(|_| None).map_err(Verdict::drop),
+        Some((held, (hello::DECIDED, _))) => delayed::load_held(held).map(|_| None).map_err(Verdict::drop),
         _ => first_data(ctx, pkt),
     };
     let bound_on_part = match next {
@@ -247,16 +253,10 @@ fn first_data(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
     hello_so_far(ctx, pkt)
 }
 
-/// A segment of a connection whose ClientHello is being assembled. Its
-/// acknowledgement number, the cookie + 1, was checked with the first
-/// segment; a segment that does not carry it belongs to no connection we
-/// answered.
+/// A segment of a connection whose ClientHello is being assembled, its
+/// acknowledgement number checked.
 #[inline(always)]
 fn more_of_the_hello(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> HelloStep {
-    // SAFETY: a map value valid for this run.
-    if pkt.ack != unsafe { (*held).cookie_isn }.wrapping_add(1) {
-        return Err(Verdict::drop(reason::DROP_BAD_COOKIE));
-    }
     if !handshake::has_payload(ctx, pkt) {
         return Err(Verdict::drop(reason::COOKIE_ACK));
     }
