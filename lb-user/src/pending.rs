@@ -168,7 +168,8 @@ fn words(bytes: &[u8]) -> u32 {
     bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
 }
 
-fn send_reset(key: &FlowKey, p: &Pending) -> std::io::Result<()> {
+/// Sends the client of `key` the RST of `reset_packet`.
+pub fn send_reset(key: &FlowKey, p: &Pending) -> std::io::Result<()> {
     send_ipv4(first4(&key.saddr_be), &reset_packet(key, p))
 }
 

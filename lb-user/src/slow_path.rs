@@ -127,12 +127,16 @@ impl SlowPath {
         }
     }
 
-    /// Sends the hellos whose backend leg is spliced, and forgets the ones
-    /// past `connect` (the pending sweep resets their clients).
+    /// Sends the hellos whose backend leg is spliced, and gives up on the
+    /// ones past `connect`: their clients, told their hellos arrived, would
+    /// otherwise wait for their own timeouts, so they get an RST.
     pub fn tick(&mut self, dp: &mut impl Dataplane, connect: Duration) {
         let mut done = Vec::new();
         for (key, hello) in &mut self.hellos {
             if hello.started.elapsed() > connect {
+                if let Err(e) = crate::pending::send_reset(key, &hello.first) {
+                    tracing::warn!(error = %e, "slow path: cannot reset a client whose hello was not bound");
+                }
                 done.push((*key, false));
                 continue;
             }

@@ -326,3 +326,27 @@ fn the_daemon_sends_an_unanswered_backend_syn_again() {
     assert!(tether.log().contains("backend SYNs unanswered for a second sent again"), "{}", tether.log());
     assert!(tether.counters().get(reason::BACKEND_SYN_RESENT) >= 1, "{:?}", tether.counters());
 }
+
+/// A slow-path hello that cannot be bound (its farm's only backend
+/// disabled): the client, told its hello arrived, gets an RST from the
+/// daemon at the connect timeout rather than waiting for its own.
+#[test]
+fn a_slow_path_hello_that_finds_no_backend_gets_its_client_reset_at_the_connect_timeout() {
+    let topo = Topology::two_armed(1, 1);
+    let b = &topo.backends[0];
+    let _server = BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), "b0");
+    let tether = Tether::start(&topo.lb, &config(&topo, "", "", "[daemon.timeouts]\nconnect = \"2s\""));
+    tether.backend_cli(&["disable", "web", "b0"]).expect("disable b0");
+    let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
+    let started = std::time::Instant::now();
+    let outcome = topo.clients[0].ns.enter(|| send_whole(&hello));
+    let waited = started.elapsed();
+    assert!(
+        matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected a reset, got {:?} after {waited:?}: {:?}",
+        outcome.as_ref().map(|a| a.backend.clone()),
+        tether.counters()
+    );
+    assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(6), "reset after {waited:?}");
+    assert!(tether.counters().get(reason::DROP_NO_BACKEND) >= 1, "{:?}", tether.counters());
+}
