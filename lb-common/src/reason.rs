@@ -103,10 +103,12 @@ pub const DROP_BACKEND_FAILED: u32 = 35;
 /// the rest of the hello arrives (DESIGN.md §2 step 3b): dropped, the data
 /// kept. The hello's last segment is counted as the binding.
 pub const TLS_HELLO_PART: u32 = 36;
-/// A segment of a ClientHello being assembled that does not continue what is
-/// held (a retransmission of it, or one after a segment that has not
-/// arrived): dropped; the client sends it again.
-pub const DROP_HELLO_OUT_OF_ORDER: u32 = 37;
+/// A segment of a ClientHello being assembled in XDP that does not continue
+/// what is held: a retransmission of it (a later segment was lost, and the
+/// client, never acknowledged, sends only its first again) or one after a
+/// gap. The hello goes to the daemon's slow path with this segment, which
+/// acknowledges what it has, so the client sends the rest.
+pub const TLS_HELLO_OUT_OF_ORDER: u32 = 37;
 /// First data whose record header claims more than a TLS record may hold
 /// (2^14 bytes, RFC 8446 §5.1): bound on the part held, which persistence
 /// reads as a truncated hello; the rest reaches the backend once the
@@ -165,7 +167,7 @@ pub const fn name(reason: u32) -> &'static str {
         RESET_BACKEND_FAILED => "reset_backend_failed",
         DROP_BACKEND_FAILED => "drop_backend_failed",
         TLS_HELLO_PART => "tls_hello_part",
-        DROP_HELLO_OUT_OF_ORDER => "drop_hello_out_of_order",
+        TLS_HELLO_OUT_OF_ORDER => "tls_hello_out_of_order",
         TLS_HELLO_TOO_LONG => "tls_hello_too_long",
         TLS_HELLO_SLOW_PATH => "tls_hello_slow_path",
         DROP_SLOW_PATH_FULL => "drop_slow_path_full",

@@ -172,6 +172,9 @@ pub enum Appended {
     /// It does not fit (`STASH_MAX`, `STASH_SEGMENTS`): the hello is the
     /// slow path's.
     Full,
+    /// It does not continue the stash (a retransmission, or one after a
+    /// gap): the hello is the slow path's, which acknowledges what arrived.
+    NotNext,
 }
 
 /// Copies the `PENDING` value `held` into the per-CPU `Pending`. A plain
@@ -193,8 +196,9 @@ pub fn load_held(held: *const Pending) -> Result<&'static mut Pending, u32> {
 /// Adds a client segment to the ClientHello `held` for its connection
 /// (DESIGN.md §2 step 3b): the per-CPU `Pending` becomes `held` with the
 /// segment's data after the stash's. Only the segment that continues the
-/// stash is taken; anything else (a retransmission of what is held, a
-/// segment after a lost one) is dropped and comes again.
+/// stash is taken. Anything else means a segment was lost or reordered, and
+/// XDP, which acknowledges nothing, would wait for ever: a client that is
+/// never acknowledged retransmits only its first segment.
 // VERIFIER: not inlined, as `capture_v4`.
 #[inline(never)]
 pub fn append_v4(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Result<Appended, u32> {
@@ -202,7 +206,7 @@ pub fn append_v4(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Result<Ap
     let p = load_held(held)?;
     let at = pkt.seq.wrapping_sub(p.client_isn.wrapping_add(1));
     if at != p.len as u32 {
-        return Err(reason::DROP_HELLO_OUT_OF_ORDER);
+        return Ok(Appended::NotNext);
     }
     let (header_len, computed, data_sum) = segment_data(ctx, pkt, buf)?;
     let segment = p.segments as usize;

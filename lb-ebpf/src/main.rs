@@ -218,7 +218,7 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
             return Verdict::drop(reason::DROP_BAD_COOKIE);
         }
         Some((held, (hello::ASSEMBLING, _))) => more_of_the_hello(ctx, pkt, held),
-        Some((_, (hello::SLOW_PATH, _))) => return slow::hand_over(ctx, pkt),
+        Some((_, (hello::SLOW_PATH, _))) => return slow::hand_over(ctx, pkt, reason::TLS_HELLO_SLOW_PATH),
         // The daemon's packet (or the client's retransmission) binds on the
         // daemon's short hello.
         Some((held, (hello::DECIDED, _))) => delayed::load_held(held).map(|_| None).map_err(Verdict::drop),
@@ -262,20 +262,22 @@ fn more_of_the_hello(ctx: &XdpContext, pkt: &Tcp, held: *const Pending) -> Hello
     }
     match delayed::append_v4(ctx, pkt, held).map_err(Verdict::drop)? {
         delayed::Appended::Held => hello_so_far(ctx, pkt),
-        delayed::Appended::Full => Err(to_slow_path(ctx, pkt)),
+        delayed::Appended::Full => Err(to_slow_path(ctx, pkt, reason::TLS_HELLO_SLOW_PATH)),
+        delayed::Appended::NotNext => Err(to_slow_path(ctx, pkt, reason::TLS_HELLO_OUT_OF_ORDER)),
     }
 }
 
 /// From now on the daemon assembles the hello: what XDP holds stays in the
 /// stash for it to read, and this segment and the ones after it go to it.
+/// `why` counts this segment.
 #[inline(always)]
-fn to_slow_path(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
+fn to_slow_path(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
     let Some(p) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
     p.assembling = hello::SLOW_PATH;
     if !pending::insert(&pkt.key, p) {
         return Verdict::drop(reason::DROP_FLOW_TABLE);
     }
-    slow::hand_over(ctx, pkt)
+    slow::hand_over(ctx, pkt, why)
 }
 
 /// After a segment of the client's first data went into the per-CPU stash:
@@ -288,7 +290,7 @@ fn hello_so_far(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
     match delayed::hello_state(p) {
         delayed::Hello::Complete => Ok(None),
         delayed::Hello::TooLong => Ok(Some(reason::TLS_HELLO_TOO_LONG)),
-        delayed::Hello::SlowPath => Err(to_slow_path(ctx, pkt)),
+        delayed::Hello::SlowPath => Err(to_slow_path(ctx, pkt, reason::TLS_HELLO_SLOW_PATH)),
         delayed::Hello::Incomplete => {
             p.assembling = hello::ASSEMBLING;
             if !pending::insert(&pkt.key, p) {

@@ -78,15 +78,30 @@ impl SlowPath {
     /// One client segment from XDP.
     pub fn on_segment(&mut self, dp: &mut impl Dataplane, segment: &SlowSegment) {
         let frame = &segment.frame[..usize::from(segment.len).min(segment.frame.len())];
-        let Some(seg) = parse_frame(frame) else { return };
+        let Some(seg) = parse_frame(frame) else {
+            tracing::debug!(len = segment.len, "slow path: a frame that is no IPv4 TCP segment");
+            return;
+        };
         let hello = match self.hellos.entry(segment.key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
                 // XDP keeps what it held before handing over in the stash.
-                let Some(p) = dp.pending(&segment.key) else { return };
+                let Some(p) = dp.pending(&segment.key) else {
+                    tracing::debug!(
+                        port = u16::from_be(segment.key.sport_be),
+                        "slow path: a segment whose stash is gone"
+                    );
+                    return;
+                };
                 if p.assembling != hello::SLOW_PATH {
+                    tracing::debug!(
+                        port = u16::from_be(segment.key.sport_be),
+                        state = p.assembling,
+                        "slow path: a segment of a hello XDP holds"
+                    );
                     return;
                 }
+                tracing::debug!(client = ?first4(&segment.key.saddr_be), port = u16::from_be(segment.key.sport_be), held = p.len, "slow path: a ClientHello handed over");
                 let mut bytes = BTreeMap::new();
                 bytes.insert(0, p.data[..usize::from(p.len).min(p.data.len())].to_vec());
                 v.insert(Hello {
@@ -105,6 +120,9 @@ impl SlowPath {
             return;
         }
         let offset = seg.seq.wrapping_sub(hello.first.client_isn.wrapping_add(1));
+        // Data the client was told of, sent again: our acknowledgement was
+        // lost, and it goes again (else the client would repeat this for ever).
+        let repeated = offset as usize + seg.payload.len() <= hello.acknowledged;
         if (offset as usize) < MAX_HELLO && !seg.payload.is_empty() {
             hello.bytes.entry(offset).or_insert_with(|| seg.payload.to_vec());
         }
@@ -113,7 +131,15 @@ impl SlowPath {
         }
         hello.contiguous = contiguous(&hello.bytes);
         let whole = hello_length(&hello.flat()).is_some_and(|n| n <= hello.contiguous);
-        if hello.contiguous > hello.acknowledged {
+        tracing::debug!(
+            port = u16::from_be(segment.key.sport_be),
+            offset,
+            len = seg.payload.len(),
+            contiguous = hello.contiguous,
+            repeated,
+            "slow path: segment"
+        );
+        if hello.contiguous > hello.acknowledged || repeated {
             if let Err(e) = send_ack(&segment.key, hello) {
                 tracing::warn!(error = %e, "slow path: cannot acknowledge a ClientHello segment");
             }
@@ -307,6 +333,7 @@ fn decide(dp: &mut impl Dataplane, key: &FlowKey, hello: &mut Hello) -> anyhow::
     p.daemon_sends = 1;
     dp.set_pending(key, &p)?;
     hello.decided = Some(Instant::now());
+    tracing::debug!(port = u16::from_be(key.sport_be), bytes = hello.contiguous, "slow path: decided");
     dp.inject(&client_frame(key, hello, 0, &[]), hello.ifindex)
 }
 
@@ -314,6 +341,7 @@ fn decide(dp: &mut impl Dataplane, key: &FlowKey, hello: &mut Hello) -> anyhow::
 /// the spliced backend leg.
 fn replay(dp: &mut impl Dataplane, key: &FlowKey, hello: &Hello) -> anyhow::Result<()> {
     let data = hello.flat();
+    tracing::debug!(port = u16::from_be(key.sport_be), bytes = data.len(), "slow path: sent to the backend");
     for (i, chunk) in data.chunks(REPLAY_SEGMENT).enumerate() {
         dp.inject(&client_frame(key, hello, i * REPLAY_SEGMENT, chunk), hello.ifindex)?;
     }

@@ -162,7 +162,9 @@ impl Tether {
 
 fn spawn_ready(ns: &Netns, config: &Path) -> Proc {
     let mut cmd = ns.command(tether_bin());
-    cmd.args(["run", "--config"]).arg(config).env("TETHER_LOG", "info");
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("TETHER_LOG", std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "info".into()));
     let mut proc = Proc::spawn("tether", cmd);
     proc.wait_for_output(" ready ", Duration::from_secs(30));
     proc

@@ -248,10 +248,6 @@ fn a_hello_over_three_segments_is_decided_whole_and_reaches_the_backend_as_it_wa
         assert_eq!(action, XDP_DROP);
         let held = pending(&dp).into_iter().find(|(k, _)| u16::from_be(k.sport_be) == 40_000).expect("held").1;
         assert_eq!((held.assembling, held.segments, usize::from(held.len)), (1, 1, 1_400));
-        // The first segment again (the client's retransmission) and a
-        // segment after one that never came are not taken.
-        dp.expect(&client.data(0, parts[0].1), reason::DROP_HELLO_OUT_OF_ORDER);
-        dp.expect(&client.data(parts[2].0, parts[2].1), reason::DROP_HELLO_OUT_OF_ORDER);
         // The hello's own other segments, in order; no flow until the last.
         let flows_before = dp.flows().len();
         dp.expect(&client.data(parts[1].0, parts[1].1), reason::TLS_HELLO_PART);
@@ -335,6 +331,42 @@ fn a_hello_longer_than_the_stash_goes_to_the_daemon_segment_by_segment() {
         let (_, p) = pending(&dp).into_iter().next().expect("the first segment's state");
         assert_eq!((p.assembling, usize::from(p.len)), (abi::hello::SLOW_PATH, 1_400));
         assert_eq!(slow_path(&mut dp), frames, "every segment, as it arrived");
+    });
+}
+
+/// A segment that does not continue the stash means one was lost or
+/// reordered; XDP acknowledges nothing, and a client never acknowledged
+/// retransmits only its first segment, so the hello goes to the daemon,
+/// which acknowledges what it has.
+#[test]
+fn a_retransmitted_or_early_segment_hands_the_hello_to_the_daemon() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config());
+        let hello = padded_client_hello(&[], 2_500, None);
+        let parts = split(&hello, &[1_000, 2_000]);
+        for (port, out_of_order) in [(40_000, 0), (40_001, 2)] {
+            let client = Client::handshake(&dp, port);
+            dp.expect(&client.data(0, parts[0].1), reason::TLS_HELLO_PART);
+            // The first segment again (a later one was lost), or the third
+            // before the second.
+            let (at, data) = parts[out_of_order];
+            let early = client.data(at, data);
+            let (action, _) = dp.expect(&early, reason::TLS_HELLO_OUT_OF_ORDER);
+            assert_eq!(action, XDP_DROP);
+            let (_, p) = pending(&dp).into_iter().find(|(k, _)| u16::from_be(k.sport_be) == port).expect("held");
+            assert_eq!(
+                (p.assembling, usize::from(p.len)),
+                (abi::hello::SLOW_PATH, 1_000),
+                "what XDP held stays for the daemon"
+            );
+            assert_eq!(slow_path(&mut dp), vec![early]);
+            // The rest follows it there.
+            let next = client.data(parts[1].0, parts[1].1);
+            dp.expect(&next, reason::TLS_HELLO_SLOW_PATH);
+            assert_eq!(slow_path(&mut dp), vec![next]);
+        }
+        assert!(dp.flows().is_empty());
     });
 }
 
