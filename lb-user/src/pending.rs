@@ -29,12 +29,13 @@ pub struct Expired {
 /// and then again at each multiple of it until the connect timeout.
 pub const SYN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Connections whose backend SYN has had no answer for `SYN_RETRY` (and
-/// not been sent again in that time, by `retried`, CLOCK_MONOTONIC
-/// nanoseconds): the client key, its stash and the interface towards its
-/// backend. XDP sends the SYN again when a retransmission of the client's
-/// first data comes; a client whose hello the slow path acknowledged sends
-/// none, so the daemon runs that segment through XDP itself.
+/// Connections of the slow path (`Pending::daemon_sends`) whose backend SYN
+/// has had no answer for `SYN_RETRY` (and not been sent again in that time,
+/// by `retried`, CLOCK_MONOTONIC nanoseconds): the client key, its stash and
+/// the interface towards its backend. XDP sends the SYN again when a
+/// retransmission of the client's first data comes; a client whose hello
+/// the slow path acknowledged sends none, so the daemon runs that segment
+/// through XDP itself. Other clients do retransmit, and are left to.
 pub fn syns_to_retry(
     ebpf: &Ebpf,
     now: u64,
@@ -47,7 +48,7 @@ pub fn syns_to_retry(
     for entry in pending.iter() {
         let (key, p) = entry?;
         let last = retried.get(&key).copied().unwrap_or(p.created_ns);
-        if now.saturating_sub(last) < retry || p.assembling != abi::hello::BOUND {
+        if now.saturating_sub(last) < retry || p.assembling != abi::hello::BOUND || p.daemon_sends == 0 {
             continue;
         }
         match flows.get(&key, 0) {
