@@ -130,43 +130,81 @@ fn map_mut<'a, T: TryFrom<&'a mut aya::maps::Map, Error = MapError>>(
     ebpf.map_mut(name).ok_or(MapError::InvalidName { name: name.to_owned() })?.try_into()
 }
 
-fn first4(addr: &[u8; 16]) -> [u8; 4] {
-    [addr[0], addr[1], addr[2], addr[3]]
-}
-
 /// The RST the client of `key` (client -> VIP) accepts: from the VIP, at the
 /// sequence number the client expects next (the cookie + 1, RFC 5961 §3.2),
 /// acknowledging the data it sent.
 pub fn reset_packet(key: &FlowKey, p: &Pending) -> Vec<u8> {
     let (client, vip) = (first4(&key.saddr_be), first4(&key.daddr_be));
-    let mut tcp = [0u8; 20];
-    tcp[0..2].copy_from_slice(&key.dport_be.to_ne_bytes());
-    tcp[2..4].copy_from_slice(&key.sport_be.to_ne_bytes());
-    tcp[4..8].copy_from_slice(&p.cookie_isn.wrapping_add(1).to_be_bytes());
     let acked = p.client_isn.wrapping_add(1).wrapping_add(u32::from(p.len));
-    tcp[8..12].copy_from_slice(&acked.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = 0x14; // RST, ACK
-    let mut sum: u32 = words(&vip) + words(&client) + 6 + 20;
-    sum += words(&tcp);
-    let tcp_check = !csum::fold(csum::fold(sum) as u32);
-    tcp[16..18].copy_from_slice(&tcp_check.to_be_bytes());
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = 6;
-    ip[12..16].copy_from_slice(&vip);
-    ip[16..20].copy_from_slice(&client);
-    let ip_check = !csum::fold(words(&ip));
-    ip[10..12].copy_from_slice(&ip_check.to_be_bytes());
-    [ip.as_slice(), tcp.as_slice()].concat()
+    let tcp = tcp_segment(
+        (key.dport_be, key.sport_be),
+        (p.cookie_isn.wrapping_add(1), acked),
+        RST | ACK,
+        0,
+        None,
+        &[],
+        (vip, client),
+    );
+    ipv4(vip, client, &tcp)
+}
+
+// The packets the daemon sends itself (RSTs here, the slow path's ACKs and
+// client segments), checksums in full.
+
+pub(crate) const ACK: u8 = 0x10;
+pub(crate) const PSH: u8 = 0x08;
+const RST: u8 = 0x04;
+
+pub(crate) fn tcp_segment(
+    (sport_be, dport_be): (u16, u16),
+    (seq, ack): (u32, u32),
+    flags: u8,
+    window: u16,
+    timestamps: Option<(u32, u32)>,
+    data: &[u8],
+    (src, dst): ([u8; 4], [u8; 4]),
+) -> Vec<u8> {
+    let header_len = if timestamps.is_some() { 32 } else { 20 };
+    let mut tcp = Vec::with_capacity(header_len + data.len());
+    tcp.extend(sport_be.to_ne_bytes());
+    tcp.extend(dport_be.to_ne_bytes());
+    tcp.extend(seq.to_be_bytes());
+    tcp.extend(ack.to_be_bytes());
+    tcp.push(((header_len / 4) as u8) << 4);
+    tcp.push(flags);
+    tcp.extend(window.to_be_bytes());
+    tcp.extend([0; 4]);
+    if let Some((tsval, tsecr)) = timestamps {
+        tcp.extend([1, 1, 8, 10]);
+        tcp.extend(tsval.to_be_bytes());
+        tcp.extend(tsecr.to_be_bytes());
+    }
+    tcp.extend(data);
+    let pseudo = words(&src) + words(&dst) + 6 + tcp.len() as u32;
+    let check = !csum::fold(csum::fold(pseudo + words(&tcp)) as u32);
+    tcp[16..18].copy_from_slice(&check.to_be_bytes());
+    tcp
+}
+
+pub(crate) fn ipv4(src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0x45, 0];
+    ip.extend(((20 + l4.len()) as u16).to_be_bytes());
+    ip.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
+    ip.extend(src);
+    ip.extend(dst);
+    let check = !csum::fold(words(&ip));
+    ip[10..12].copy_from_slice(&check.to_be_bytes());
+    ip.extend(l4);
+    ip
 }
 
 /// Big-endian 16-bit words summed: the checksum is then stored big-endian.
-fn words(bytes: &[u8]) -> u32 {
+pub(crate) fn words(bytes: &[u8]) -> u32 {
     bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
+}
+
+pub(crate) fn first4(addr: &[u8; 16]) -> [u8; 4] {
+    [addr[0], addr[1], addr[2], addr[3]]
 }
 
 /// Sends the client of `key` the RST of `reset_packet`.

@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::pending::{ACK, PSH, first4, ipv4, tcp_segment, words};
 use lb_common::{
     FlowKey, Pending, csum,
     maps::{FlowState, SlowSegment, hello},
@@ -393,61 +394,6 @@ fn send_ack(key: &FlowKey, hello: &Hello) -> std::io::Result<()> {
         (vip, client),
     );
     crate::pending::send_ipv4(client, &ipv4(vip, client, &tcp))
-}
-
-const ACK: u8 = 0x10;
-const PSH: u8 = 0x08;
-
-fn tcp_segment(
-    (sport_be, dport_be): (u16, u16),
-    (seq, ack): (u32, u32),
-    flags: u8,
-    window: u16,
-    timestamps: Option<(u32, u32)>,
-    data: &[u8],
-    (src, dst): ([u8; 4], [u8; 4]),
-) -> Vec<u8> {
-    let header_len = if timestamps.is_some() { 32 } else { 20 };
-    let mut tcp = Vec::with_capacity(header_len + data.len());
-    tcp.extend(sport_be.to_ne_bytes());
-    tcp.extend(dport_be.to_ne_bytes());
-    tcp.extend(seq.to_be_bytes());
-    tcp.extend(ack.to_be_bytes());
-    tcp.push(((header_len / 4) as u8) << 4);
-    tcp.push(flags);
-    tcp.extend(window.to_be_bytes());
-    tcp.extend([0; 4]);
-    if let Some((tsval, tsecr)) = timestamps {
-        tcp.extend([1, 1, 8, 10]);
-        tcp.extend(tsval.to_be_bytes());
-        tcp.extend(tsecr.to_be_bytes());
-    }
-    tcp.extend(data);
-    let pseudo = words(&src) + words(&dst) + 6 + tcp.len() as u32;
-    let check = !csum::fold(csum::fold(pseudo + words(&tcp)) as u32);
-    tcp[16..18].copy_from_slice(&check.to_be_bytes());
-    tcp
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + l4.len()) as u16).to_be_bytes());
-    ip.extend([0, 0, 0x40, 0, 64, 6, 0, 0]);
-    ip.extend(src);
-    ip.extend(dst);
-    let check = !csum::fold(words(&ip));
-    ip[10..12].copy_from_slice(&check.to_be_bytes());
-    ip.extend(l4);
-    ip
-}
-
-/// Big-endian 16-bit words summed.
-fn words(bytes: &[u8]) -> u32 {
-    bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum()
-}
-
-fn first4(addr: &[u8; 16]) -> [u8; 4] {
-    [addr[0], addr[1], addr[2], addr[3]]
 }
 
 /// What the slow path reads of a client frame.

@@ -34,6 +34,16 @@ fn config(topo: &Topology, persistence: &str, farm_extra: &str, daemon_extra: &s
     )
 }
 
+/// `tether-testsrv --tcp` on each backend, named b0, b1, ...: it greets
+/// with its name and echoes what it receives.
+fn plain_backends(topo: &Topology) -> Vec<BackendServer> {
+    topo.backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
+        .collect()
+}
+
 fn recorded_hello() -> Vec<u8> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/chromium-nginx-1.client");
     let hello = std::fs::read(path).expect("the recorded Chromium ClientHello");
@@ -131,12 +141,7 @@ impl Cuts {
 #[test]
 fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_retransmission() {
     let topo = Topology::two_armed(1, BACKENDS);
-    let _servers: Vec<BackendServer> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
-        .collect();
+    let _servers = plain_backends(&topo);
     let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\"", "", ""));
     let hello = recorded_hello();
     let client = &topo.clients[0].ns;
@@ -270,12 +275,7 @@ fn send_whole(hello: &[u8]) -> std::io::Result<Answer> {
 fn hellos_the_full_slow_path_dropped_complete_once_the_daemon_runs_again() {
     const CLIENTS: usize = 120;
     let topo = Topology::two_armed(1, BACKENDS);
-    let _servers: Vec<BackendServer> = topo
-        .backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), &format!("b{i}")))
-        .collect();
+    let _servers = plain_backends(&topo);
     // Room for the clients' backed-off retransmissions after the pause.
     let tether = Tether::start(&topo.lb, &config(&topo, "", "", "[daemon.timeouts]\nconnect = \"20s\""));
     let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
@@ -310,8 +310,7 @@ fn hellos_the_full_slow_path_dropped_complete_once_the_daemon_runs_again() {
 #[test]
 fn the_daemon_sends_an_unanswered_backend_syn_again() {
     let mut topo = Topology::two_armed(1, 1);
-    let b = &topo.backends[0];
-    let _server = BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), "b0");
+    let _servers = plain_backends(&topo);
     // tether's own SYN, from its SNAT range: not the daemon's neighbour
     // warm-up, which connects from below it.
     topo.drop_first_syns_to_backend(0, 1, lb_user::config::DEFAULT_SNAT_PORTS.0);
@@ -336,8 +335,7 @@ fn the_daemon_sends_an_unanswered_backend_syn_again() {
 #[test]
 fn a_slow_path_hello_that_finds_no_backend_gets_its_client_reset_at_the_connect_timeout() {
     let topo = Topology::two_armed(1, 1);
-    let b = &topo.backends[0];
-    let _server = BackendServer::plain_tcp(&b.ns, SocketAddr::new(b.addr.into(), PORT), "b0");
+    let _servers = plain_backends(&topo);
     let tether = Tether::start(&topo.lb, &config(&topo, "", "", "[daemon.timeouts]\nconnect = \"2s\""));
     tether.backend_cli(&["disable", "web", "b0"]).expect("disable b0");
     let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
