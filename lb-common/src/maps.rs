@@ -60,8 +60,8 @@ pub const SLOW_PATH_RING_BYTES: u32 = 1024 * 1024;
 /// The largest frame XDP hands over: a 1500-byte MTU with Ethernet and a VLAN tag.
 pub const SLOW_FRAME_MAX: usize = 1536;
 
-/// An entry of `SLOW_PATH`: one client segment, the whole frame as it
-/// arrived, and where.
+/// An entry of `SLOW_PATH`: one segment, the whole frame as it arrived,
+/// where, and why (`slow_kind`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SlowSegment {
@@ -71,8 +71,22 @@ pub struct SlowSegment {
     pub ifindex: u32,
     /// Bytes of `frame` in use.
     pub len: u16,
-    pub _pad: [u8; 2],
+    /// `slow_kind`: what the daemon is to do with the frame.
+    pub kind: u8,
+    pub _pad: u8,
     pub frame: [u8; SLOW_FRAME_MAX],
+}
+
+/// `SlowSegment::kind`.
+pub mod slow_kind {
+    /// A segment of a hello the slow path assembles (`hello::SLOW_PATH`).
+    pub const HELLO: u8 = 0;
+    /// Client data with no connection XDP knows and a cookie that fails for
+    /// it: most likely a later segment of a hello that overtook the first,
+    /// whose sequence number is the only thing the cookie can be checked
+    /// against. The daemon keeps it a while and runs it through XDP again
+    /// once the first segment has arrived.
+    pub const EARLY: u8 = 1;
 }
 
 /// `Pending::assembling`: where a connection's ClientHello stands.

@@ -123,9 +123,16 @@ pub const TLS_HELLO_SLOW_PATH: u32 = 39;
 /// As `TLS_HELLO_SLOW_PATH` with `SLOW_PATH` full (the daemon slow or
 /// stopped): dropped, and the client sends it again.
 pub const DROP_SLOW_PATH_FULL: u32 = 40;
+/// Client data on a `tls` VIP with no connection XDP knows and a cookie
+/// that fails for its sequence number: a later segment of a hello that
+/// overtook the first (or a forgery). Handed to the daemon, which runs it
+/// through XDP again once the first segment has opened the connection, or
+/// forgets it (`SlowSegment`, `slow_kind::EARLY`). With the ring full it
+/// counts as `DROP_SLOW_PATH_FULL`.
+pub const TLS_HELLO_EARLY: u32 = 41;
 
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 41;
+pub const COUNT: u32 = 42;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -171,6 +178,7 @@ pub const fn name(reason: u32) -> &'static str {
         TLS_HELLO_TOO_LONG => "tls_hello_too_long",
         TLS_HELLO_SLOW_PATH => "tls_hello_slow_path",
         DROP_SLOW_PATH_FULL => "drop_slow_path_full",
+        TLS_HELLO_EARLY => "tls_hello_early",
         _ => "unknown",
     }
 }

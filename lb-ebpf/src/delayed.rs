@@ -122,9 +122,18 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
     p.cookie_isn = pkt.ack.wrapping_sub(1);
     p.window = u16::from_be_bytes([buf[14], buf[15]]);
     p.len = len as u16;
+    // Last: it overwrites the header copy's sequence number and length.
+    let cookie_index = cookie_mss_index(ctx, pkt, buf, p.client_isn, p.cookie_isn);
     let mss = if let Some((tsval, tsecr)) = timestamps {
         // The cookie's TSval came back as TSecr, with the SYN's choices in its low bits.
         let choices = tcpopt::decode_tsecr(tsecr);
+        // The kernel's cookie check passes a segment up to 3 bytes past the
+        // ISN + 1 (it reads as a smaller MSS index): a later segment of a
+        // hello whose first is 1-3 bytes long and still on its way. The
+        // index in TSecr tells them apart; without timestamps nothing does.
+        if cookie_index != UNKNOWN_INDEX && cookie_index != (choices.mss_index & 3) as u32 {
+            return Err(reason::TLS_HELLO_EARLY);
+        }
         p.has_timestamp = 1;
         p.client_tsval = tsval;
         p.client_tsecr = tsecr;
@@ -139,7 +148,12 @@ pub fn capture_v4(ctx: &XdpContext, pkt: &Tcp) -> Result<(), u32> {
         p.client_tsecr = 0;
         p.wscale = NO_WSCALE;
         p.sack_permitted = 0;
-        mss_from_cookie(ctx, pkt, buf, p.client_isn, p.cookie_isn)
+        // Across a minute boundary, the safe default of RFC 9293 §3.7.1.
+        let index = if cookie_index == UNKNOWN_INDEX { 0 } else { cookie_index };
+        // VERIFIER: LLVM dropped a plain mask after the check and indexed
+        // with an unchecked copy; the volatile read keeps the mask.
+        // SAFETY: reading a local.
+        COOKIE_MSS[(unsafe { core::ptr::read_volatile(&index) } & 3) as usize]
     };
     let clamp = flow::settings().map(|s| s.mss_clamp).unwrap_or(0);
     p.mss = if clamp != 0 && (mss as u32) > clamp { clamp as u16 } else { mss };
@@ -262,32 +276,31 @@ fn segment_data(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Result<(usi
 }
 
 /// The MSS a client without timestamps offered, recovered from its cookie.
+/// `cookie_mss_index` across a minute boundary.
+const UNKNOWN_INDEX: u32 = 4;
+
+/// The MSS index the cookie carries, if the client's ISN is `client_isn`.
 /// The kernel's IPv4 cookie (net/ipv4/syncookies.c) is
 /// `hash1 + client_isn + (minute << 24) + ((hash2(minute) + mss_index) & 0xFFFFFF)`,
 /// so generating the cookie again for the same SYN with MSS index 0 (a SYN
 /// without options) gives exactly `cookie - mss_index` while the minute is
-/// the same. Across a minute boundary the difference is large and the safe
-/// default of RFC 9293 §3.7.1, 536, is used.
+/// the same. `UNKNOWN_INDEX` across a minute boundary, where the difference
+/// is large.
+// VERIFIER: a plain number, not an Option: LLVM read the undefined payload
+// of a None into a register, which the verifier refuses.
 #[inline(always)]
-fn mss_from_cookie(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf, client_isn: u32, cookie_isn: u32) -> u16 {
-    let Some(ip) = bytes_at_mut::<20>(ctx, pkt.l3_off) else { return COOKIE_MSS[0] };
+fn cookie_mss_index(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf, client_isn: u32, cookie_isn: u32) -> u32 {
+    let Some(ip) = bytes_at_mut::<20>(ctx, pkt.l3_off) else { return UNKNOWN_INDEX };
     buf[4..8].copy_from_slice(&client_isn.to_be_bytes());
     buf[12] = 5 << 4;
     // SAFETY: ip covers 20 checked packet bytes; buf holds a 20-byte header.
     let cookie =
         unsafe { bpf_tcp_raw_gen_syncookie_ipv4(ip.as_mut_ptr() as *mut iphdr, buf.as_mut_ptr() as *mut tcphdr, 20) };
     if cookie < 0 {
-        return COOKIE_MSS[0];
+        return UNKNOWN_INDEX;
     }
     let index = cookie_isn.wrapping_sub(cookie as u32);
-    if index >= 4 {
-        return COOKIE_MSS[0];
-    }
-    // VERIFIER: LLVM dropped a plain mask after the check and indexed with an
-    // unchecked copy; the volatile read keeps the mask.
-    // SAFETY: reading a local.
-    let index = unsafe { core::ptr::read_volatile(&index) } & 3;
-    COOKIE_MSS[index as usize]
+    if index >= 4 { UNKNOWN_INDEX } else { index }
 }
 
 /// Turns the client segment in the packet into the SYN to the backend, as

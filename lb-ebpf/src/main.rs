@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Flow, FlowKey, Pending, Protocol, VipInfo,
-    maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags, hello},
+    maps::{Family, FlowDirection, FlowState, NO_BACKEND, OnFailure, flow_flags, hello, slow_kind},
     reason,
 };
 
@@ -218,7 +218,9 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
             return Verdict::drop(reason::DROP_BAD_COOKIE);
         }
         Some((held, (hello::ASSEMBLING, _))) => more_of_the_hello(ctx, pkt, held),
-        Some((_, (hello::SLOW_PATH, _))) => return slow::hand_over(ctx, pkt, reason::TLS_HELLO_SLOW_PATH),
+        Some((_, (hello::SLOW_PATH, _))) => {
+            return slow::hand_over(ctx, pkt, slow_kind::HELLO, reason::TLS_HELLO_SLOW_PATH);
+        }
         // The daemon's packet (or the client's retransmission) binds on the
         // daemon's short hello.
         Some((held, (hello::DECIDED, _))) => delayed::load_held(held).map(|_| None).map_err(Verdict::drop),
@@ -240,16 +242,29 @@ fn tls_handshake(ctx: &XdpContext, pkt: &Tcp) -> Verdict {
 /// reason to count if the hello is bound on part of it), or a verdict now.
 type HelloStep = Result<Option<u32>, Verdict>;
 
-/// The segment at the client's ISN + 1, its cookie checked.
+/// The segment at the client's ISN + 1, its cookie checked. Data whose
+/// cookie fails may be a later segment of a hello that overtook the first
+/// (its sequence number is not the ISN + 1 the cookie is checked with): the
+/// daemon keeps it and runs it through here again once the first has come,
+/// so that the client need not send it again after a timeout.
 #[inline(always)]
 fn first_data(ctx: &XdpContext, pkt: &Tcp) -> HelloStep {
     if !handshake::cookie_valid_v4(ctx, pkt) {
+        if handshake::has_payload(ctx, pkt) {
+            return Err(slow::hand_over(ctx, pkt, slow_kind::EARLY, reason::TLS_HELLO_EARLY));
+        }
         return Err(Verdict::drop(reason::DROP_BAD_COOKIE));
     }
     if !handshake::has_payload(ctx, pkt) {
         return Err(Verdict::drop(reason::COOKIE_ACK));
     }
-    delayed::capture_v4(ctx, pkt).map_err(Verdict::drop)?;
+    match delayed::capture_v4(ctx, pkt) {
+        Ok(()) => {}
+        Err(reason::TLS_HELLO_EARLY) => {
+            return Err(slow::hand_over(ctx, pkt, slow_kind::EARLY, reason::TLS_HELLO_EARLY));
+        }
+        Err(why) => return Err(Verdict::drop(why)),
+    }
     hello_so_far(ctx, pkt)
 }
 
@@ -277,7 +292,7 @@ fn to_slow_path(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
     if !pending::insert(&pkt.key, p) {
         return Verdict::drop(reason::DROP_FLOW_TABLE);
     }
-    slow::hand_over(ctx, pkt, why)
+    slow::hand_over(ctx, pkt, slow_kind::HELLO, why)
 }
 
 /// After a segment of the client's first data went into the per-CPU stash:

@@ -17,13 +17,14 @@ use crate::{parse::Tcp, verdict::Verdict};
 #[map(name = "SLOW_PATH")]
 static SLOW_PATH: RingBuf = RingBuf::with_byte_size(SLOW_PATH_RING_BYTES, 0);
 
-/// Hands the frame in `ctx` to the daemon and drops it, counted as `why`;
+/// Hands the frame in `ctx` to the daemon (`kind`: `slow_kind`) and drops
+/// it, counted as `why`;
 /// with the ring full it is only dropped, and the client's retransmission
 /// comes back here.
 // VERIFIER: not inlined; the frame is copied into the ring's memory, not
 // built on the stack.
 #[inline(never)]
-pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
+pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, kind: u8, why: u32) -> Verdict {
     let Some(ip) = crate::parse::bytes_at::<4>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
     let computed = pkt.l3_off + u16::from_be_bytes([ip[2], ip[3]]) as usize;
     // SAFETY: reading a local. VERIFIER: opaque, so the range check holds on
@@ -42,7 +43,8 @@ pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
         (*segment).key = pkt.key;
         (*segment).ifindex = (*ctx.ctx).ingress_ifindex;
         (*segment).len = len as u16;
-        (*segment)._pad = [0; 2];
+        (*segment).kind = kind;
+        (*segment)._pad = 0;
         bpf_xdp_load_bytes(ctx.ctx as *mut _, 0, (*segment).frame.as_mut_ptr() as *mut _, len as u32)
     };
     if rc != 0 {

@@ -20,7 +20,7 @@ use std::{
 use crate::pending::{ACK, PSH, first4, ipv4, tcp_segment, words};
 use lb_common::{
     FlowKey, Pending, csum,
-    maps::{FlowState, SlowSegment, hello},
+    maps::{FlowState, SlowSegment, hello, slow_kind},
     tls::{MAX_RECORD, RECORD_HEADER},
 };
 use tls_parser::{SNIType, TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_client_hello_extensions};
@@ -56,33 +56,75 @@ struct Hello {
     /// told of.
     contiguous: usize,
     acknowledged: usize,
-    /// The client's latest TSval, echoed in what the daemon sends.
+    /// The client's newest TSval, echoed in what the daemon sends and
+    /// carried by the segments it replays.
     client_tsval: u32,
     started: Instant,
     decided: Option<Instant>,
 }
 
+/// Early segments (`slow_kind::EARLY`) kept at most, and for how long: a
+/// client whose first segment was lost sends it again after its
+/// retransmission timeout (1 s at first), and the later ones it sent are
+/// then still here.
+const EARLY_MAX: usize = 4_096;
+const EARLY_KEPT: Duration = Duration::from_secs(3);
+/// An early segment's connection is looked for after this, then at twice
+/// the wait each time up to `EARLY_CHECK_MAX`: the first segment of a
+/// reordered hello comes within a round trip, and forgeries, which nothing
+/// ever opens, should cost little.
+const EARLY_CHECK_FIRST: Duration = Duration::from_millis(1);
+const EARLY_CHECK_MAX: Duration = Duration::from_millis(200);
+
+/// A client segment that came before the connection XDP could check it by.
+struct Early {
+    ifindex: u32,
+    seq: u32,
+    frame: Vec<u8>,
+    arrived: Instant,
+}
+
+/// The early segments of one client tuple, and when to look for its
+/// connection next.
+struct EarlyTuple {
+    segments: Vec<Early>,
+    wait: Duration,
+    next_check: Instant,
+}
+
 #[derive(Default)]
 pub struct SlowPath {
     hellos: HashMap<FlowKey, Hello>,
+    early: HashMap<FlowKey, EarlyTuple>,
+    /// Early segments held now.
+    early_held: usize,
     /// Hellos bound through the slow path, and given up on, since start.
     pub bound: u64,
     pub abandoned: u64,
+    /// Early segments run through XDP again once their connection opened,
+    /// and forgotten (none opened in time, or too many held).
+    pub early_released: u64,
+    pub early_forgotten: u64,
 }
 
 impl SlowPath {
     /// Whether a tick has anything to do.
     pub fn busy(&self) -> bool {
-        !self.hellos.is_empty()
+        !self.hellos.is_empty() || !self.early.is_empty()
     }
 
-    /// One client segment from XDP.
+    /// One segment from XDP.
     pub fn on_segment(&mut self, dp: &mut impl Dataplane, segment: &SlowSegment) {
         let frame = &segment.frame[..usize::from(segment.len).min(segment.frame.len())];
         let Some(seg) = parse_frame(frame) else {
             tracing::debug!(len = segment.len, "slow path: a frame that is no IPv4 TCP segment");
             return;
         };
+        if segment.kind == slow_kind::EARLY {
+            self.keep_early(segment, seg.seq, frame);
+            self.release_early(dp);
+            return;
+        }
         let hello = match self.hellos.entry(segment.key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -127,7 +169,12 @@ impl SlowPath {
         if (offset as usize) < MAX_HELLO && !seg.payload.is_empty() {
             hello.bytes.entry(offset).or_insert_with(|| seg.payload.to_vec());
         }
-        if let Some(tsval) = seg.tsval {
+        // The newest, not the last to arrive: the backend leg's timestamps are
+        // the client's moved by one offset, and a replayed segment with a
+        // TSval older than the leg's SYN would fail the backend's PAWS check
+        // (RFC 7323 §5), as one reordered (or early, run through XDP late)
+        // would make it.
+        if let Some(tsval) = seg.tsval.filter(|&t| (t.wrapping_sub(hello.client_tsval) as i32) > 0) {
             hello.client_tsval = tsval;
         }
         hello.contiguous = contiguous(&hello.bytes);
@@ -154,10 +201,85 @@ impl SlowPath {
         }
     }
 
+    /// Keeps a segment that came before its connection (`slow_kind::EARLY`).
+    fn keep_early(&mut self, segment: &SlowSegment, seq: u32, frame: &[u8]) {
+        if self.early_held >= EARLY_MAX {
+            self.early_forgotten += 1;
+            return;
+        }
+        let now = Instant::now();
+        let tuple = self.early.entry(segment.key).or_insert_with(|| EarlyTuple {
+            segments: Vec::new(),
+            wait: EARLY_CHECK_FIRST,
+            next_check: now,
+        });
+        // A copy of one already held (the client sent it again) adds nothing.
+        if tuple.segments.iter().any(|e| e.seq == seq && e.frame.len() == frame.len()) {
+            return;
+        }
+        tracing::debug!(port = u16::from_be(segment.key.sport_be), seq, "slow path: a segment before its connection");
+        tuple.segments.push(Early { ifindex: segment.ifindex, seq, frame: frame.to_vec(), arrived: now });
+        tuple.next_check = now;
+        self.early_held += 1;
+    }
+
+    /// Runs the early segments whose connection is now open through XDP
+    /// again: the one that continues a hello XDP assembles (and then the
+    /// next, and so on), all of them once the slow path has the hello or
+    /// the connection is spliced. Forgets those past `EARLY_KEPT`.
+    fn release_early(&mut self, dp: &mut impl Dataplane) {
+        let now = Instant::now();
+        let (mut released, mut forgotten) = (0u64, 0u64);
+        self.early.retain(|key, tuple| {
+            if now < tuple.next_check {
+                return true;
+            }
+            tuple.next_check = now + tuple.wait;
+            tuple.wait = (tuple.wait * 2).min(EARLY_CHECK_MAX);
+            let mut release = |e: Early| {
+                released += 1;
+                if let Err(e) = dp.inject(&e.frame, e.ifindex) {
+                    tracing::warn!(error = %format!("{e:#}"), "slow path: cannot run an early segment through XDP");
+                }
+            };
+            loop {
+                match dp.pending(key) {
+                    Some(p) if p.assembling == hello::ASSEMBLING => {
+                        let next = p.client_isn.wrapping_add(1).wrapping_add(u32::from(p.len));
+                        let Some(i) = tuple.segments.iter().position(|e| e.seq == next) else { break };
+                        release(tuple.segments.swap_remove(i));
+                    }
+                    Some(p) if p.assembling == hello::SLOW_PATH => {
+                        tuple.segments.drain(..).for_each(&mut release);
+                        break;
+                    }
+                    Some(_) => break,
+                    None => {
+                        if dp.flow_state(key) == Some(FlowState::Established as u8) {
+                            tuple.segments.drain(..).for_each(&mut release);
+                        }
+                        break;
+                    }
+                }
+            }
+            let before = tuple.segments.len();
+            tuple.segments.retain(|e| now.duration_since(e.arrived) < EARLY_KEPT);
+            forgotten += (before - tuple.segments.len()) as u64;
+            !tuple.segments.is_empty()
+        });
+        self.early_held -= (released + forgotten) as usize;
+        self.early_released += released;
+        self.early_forgotten += forgotten;
+    }
+
     /// Sends the hellos whose backend leg is spliced, and gives up on the
     /// ones past `connect`: their clients, told their hellos arrived, would
-    /// otherwise wait for their own timeouts, so they get an RST.
+    /// otherwise wait for their own timeouts, so they get an RST. Runs the
+    /// early segments whose connection has opened.
     pub fn tick(&mut self, dp: &mut impl Dataplane, connect: Duration) {
+        if !self.early.is_empty() {
+            self.release_early(dp);
+        }
         let mut done = Vec::new();
         for (key, hello) in &mut self.hellos {
             if hello.started.elapsed() > connect {

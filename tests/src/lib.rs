@@ -11,6 +11,7 @@ pub mod netns;
 pub mod packet;
 pub mod peers;
 pub mod process;
+pub mod raw_client;
 pub mod tether;
 pub mod tls_msg;
 pub mod topology;

@@ -299,7 +299,14 @@ fn a_record_header_cut_after_three_bytes_is_held_until_it_is_whole() {
 }
 
 /// The frames XDP handed to the daemon, oldest first.
+/// The frames in the slow path's ring, all of them segments of hellos it
+/// assembles.
 fn slow_path(dp: &mut TestDataplane) -> Vec<Vec<u8>> {
+    slow_path_of(dp, abi::slow_kind::HELLO)
+}
+
+/// The frames in the slow path's ring, all of `kind` (`slow_kind`).
+fn slow_path_of(dp: &mut TestDataplane, kind: u8) -> Vec<Vec<u8>> {
     let map = dp.ebpf.map_mut(abi::SLOW_PATH_MAP).expect("SLOW_PATH");
     let mut ring = aya::maps::RingBuf::try_from(map).expect("ring buffer");
     let mut frames = Vec::new();
@@ -307,9 +314,73 @@ fn slow_path(dp: &mut TestDataplane) -> Vec<Vec<u8>> {
         assert_eq!(item.len(), std::mem::size_of::<abi::SlowSegment>());
         // SAFETY: XDP wrote a whole SlowSegment (plain data); read unaligned.
         let seg: abi::SlowSegment = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        assert_eq!(seg.kind, kind, "what the daemon is to do with the frame");
         frames.push(seg.frame[..usize::from(seg.len)].to_vec());
     }
     frames
+}
+
+/// A segment that comes before the first of its hello has nothing to be
+/// checked by (the cookie is bound to the client's ISN): it goes to the
+/// daemon to wait (`slow_kind::EARLY`), leaving no state here. Run through
+/// XDP again once the first segment has opened the connection, as the
+/// daemon does, it continues the hello like any next segment.
+#[test]
+fn a_segment_before_the_first_of_its_hello_waits_in_the_daemon() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config());
+        let hello = padded_client_hello(&[], 1_700, None);
+        let parts = split(&hello, &[1_000]);
+        let client = Client::handshake(&dp, 40_000);
+        let early = client.data(parts[1].0, parts[1].1);
+        let (action, _) = dp.expect(&early, reason::TLS_HELLO_EARLY);
+        assert_eq!(action, XDP_DROP);
+        assert!(pending(&dp).is_empty() && dp.flows().is_empty(), "no state for what cannot be checked");
+        assert_eq!(slow_path_of(&mut dp, abi::slow_kind::EARLY), vec![early.clone()]);
+        dp.expect(&client.data(0, parts[0].1), reason::TLS_HELLO_PART);
+        let (action, _) = dp.expect(&early, reason::TLS_BIND);
+        assert_eq!(action, XDP_REDIRECT, "the hello is whole: the SYN leaves");
+    });
+}
+
+/// The kernel's cookie check also passes a segment 1-3 bytes past the
+/// client's ISN + 1 (it reads as a smaller MSS index). With timestamps the
+/// index the SYN-ACK's TSval carries, echoed by the client, tells such a
+/// segment from the first: after a first segment of one byte still on its
+/// way, the next is not taken for the start of the hello.
+#[test]
+fn a_segment_just_past_a_short_first_one_is_not_taken_for_it() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config());
+        let hello = padded_client_hello(&[], 1_700, None);
+        // MSS 1460 (the cookie's largest index, 3) and timestamps.
+        let mut syn = segment(40_000, PORT, CLIENT_ISN, 0, TCP_SYN);
+        syn.options = vec![2, 4, 0x05, 0xB4, 1, 1, 8, 10, 0, 0, 0, 100, 0, 0, 0, 0];
+        let (_, out) = dp.expect(&frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &syn), reason::VIP_SYN);
+        let cookie = be32(&out[38..]);
+        let options = &out[54..14 + 20 + usize::from(out[46] >> 4) * 4];
+        let at = options.windows(2).position(|w| w == [8, 10]).expect("the SYN-ACK's timestamps");
+        let tsecr = be32(&options[at + 2..]);
+        let data = |offset: usize, bytes: &[u8]| {
+            let mut seg = segment(40_000, PORT, CLIENT_ISN + 1 + offset as u32, cookie + 1, TCP_ACK | TCP_PSH);
+            seg.options = [&[1u8, 1, 8, 10, 0, 0, 0, 101][..], &tsecr.to_be_bytes()].concat();
+            seg.payload = bytes.to_vec();
+            frame(VIP_MAC, CLIENT_MAC, CLIENT, VIP, &seg)
+        };
+        let second = data(1, &hello[1..1_000]);
+        let (action, _) = dp.expect(&second, reason::TLS_HELLO_EARLY);
+        assert_eq!(action, XDP_DROP);
+        assert!(pending(&dp).is_empty(), "not held as the start of the hello");
+        assert_eq!(slow_path_of(&mut dp, abi::slow_kind::EARLY), vec![second.clone()]);
+        dp.expect(&data(0, &hello[..1]), reason::TLS_HELLO_PART);
+        dp.expect(&second, reason::TLS_HELLO_PART);
+        let (action, _) = dp.expect(&data(1_000, &hello[1_000..]), reason::TLS_BIND);
+        assert_eq!(action, XDP_REDIRECT);
+        let (_, p) = pending(&dp).into_iter().next().expect("the stash, kept for tc");
+        assert_eq!(&p.data[..usize::from(p.len)], &hello[..], "the hello from its first byte");
+    });
 }
 
 #[test]

@@ -427,12 +427,12 @@ fn a_full_table_evicts_the_least_recently_used_and_keeps_working() {
     assert_eq!(numbers[6], (NAMES - live) as u64, "every entry added and gone was evicted: {stats}");
     // The names used last are the ones kept, and still bring their
     // connections to the backend they first had.
-    for i in NAMES - 10..NAMES {
+    for (i, first) in first_backend.iter().enumerate().skip(NAMES - 10) {
         let name = format!("n{i}.example");
         let found = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "sni", "--key", &name]);
         assert!(found.is_ok(), "{name}, among the newest, was evicted: {found:?}");
         let backend = peers::openssl_whoami_as(client, vip, &["-servername", &name]).expect("again");
-        assert_eq!(backend, first_backend[i], "{name}");
+        assert_eq!(&backend, first, "{name}");
     }
     let oldest = tether.sessions_cli(&["lookup", "--farm", "web", "--kind", "sni", "--key", "n0.example"]);
     assert!(oldest.is_err(), "the least recently used name is gone: {oldest:?}");

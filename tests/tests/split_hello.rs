@@ -15,6 +15,7 @@ use std::{
 use lb_common::reason;
 use tether_tests::{
     peers::BackendServer,
+    raw_client::{RawClient, mac_of},
     tether::Tether,
     topology::{LB_BACKEND_ADDR, LB_BACKEND_IF, LB_CLIENT_IF, Topology, VIP},
 };
@@ -176,6 +177,116 @@ fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_re
         (0, 0, 0),
         "{after:?}"
     );
+}
+
+/// The address the raw client sends from: on the clients' subnet, owned by
+/// no interface (the balancer knows it by a static neighbour entry).
+const RAW_CLIENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 250);
+/// A piece of the hello the raw client sends fits one 1500-byte frame.
+const MAX_PIECE: usize = 1_400;
+
+/// `(offset, length)` of each piece of `len` bytes cut at `cuts`.
+fn pieces(len: usize, cuts: &[usize]) -> Vec<(usize, usize)> {
+    let ends: Vec<usize> = cuts.iter().copied().chain([len]).collect();
+    let mut start = 0;
+    ends.iter()
+        .map(|&end| {
+            let piece = (start, end - start);
+            start = end;
+            piece
+        })
+        .collect()
+}
+
+/// The same recorded hello from a raw client that sends its segments out of
+/// order (and never sends one again): a later segment before the first,
+/// which XDP cannot check without the first (the cookie is bound to the
+/// client's ISN), is kept by the daemon and run through XDP again once the
+/// first has come. Every connection reaches the name's backend, which
+/// acknowledges and echoes the exact bytes; had any segment been lost, the
+/// client, which does not retransmit, would have waited in vain.
+#[test]
+fn a_hello_whose_segments_arrive_out_of_order_reaches_its_backend_whole_without_a_retransmission() {
+    let topo = Topology::two_armed(1, BACKENDS);
+    let _servers = plain_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\"", "", ""));
+    let hello = recorded_hello();
+    let client = &topo.clients[0].ns;
+    let first = client.enter(|| send_cut(&hello, &[])).unwrap_or_else(|e| panic!("first: {e}\n{}", tether.log()));
+
+    let client_mac = mac_of(client, "eth0");
+    let mac_text: Vec<String> = client_mac.iter().map(|b| format!("{b:02x}")).collect();
+    topo.lb.ip(&format!("neigh replace {RAW_CLIENT} lladdr {} dev {LB_CLIENT_IF} nud permanent", mac_text.join(":")));
+    let gateway_mac = mac_of(&topo.lb, LB_CLIENT_IF);
+
+    // (cuts, the order the pieces go in). The first plan is in order: the
+    // control, which needs no early segment.
+    let mut plans: Vec<(Vec<usize>, Vec<usize>)> = vec![(vec![1_000], vec![0, 1])];
+    for cut in [600, 1_000] {
+        plans.push((vec![cut], vec![1, 0]));
+    }
+    // The record header cut, the second piece first, or all reversed.
+    for cut in [1, 3, 5, 9, 60] {
+        plans.push((vec![cut, 1_000], vec![1, 0, 2]));
+        plans.push((vec![cut, 1_000], vec![2, 1, 0]));
+        plans.push((vec![cut, 1_000], vec![1, 2, 0]));
+    }
+    // Random cuts into three to five pieces, sent in a random order.
+    let mut random = Cuts(0x5eed_0f0d_2026_1201);
+    while plans.len() < 40 {
+        let cuts = random.random(hello.len());
+        let parts = pieces(hello.len(), &cuts);
+        if parts.len() < 3 || parts.iter().any(|&(_, len)| len > MAX_PIECE) {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, random.next(i + 1));
+        }
+        if order[0] != 0 {
+            plans.push((cuts, order));
+        }
+    }
+
+    let greeting = format!("{} {LB_BACKEND_ADDR}\n", first.backend).len();
+    let before = tether.counters();
+    let answers = client.enter(|| {
+        let raw = RawClient::open("eth0", RAW_CLIENT, client_mac, gateway_mac).expect("a packet socket");
+        plans
+            .iter()
+            .enumerate()
+            .map(|(i, (cuts, order))| {
+                let parts = pieces(hello.len(), cuts);
+                let sent: Vec<(usize, usize)> = order.iter().map(|&k| parts[k]).collect();
+                let mut conn = raw.connect(50_000 + i as u16, 0x1000_0000 + 7_777 * i as u32, (VIP, PORT))?;
+                conn.send_pieces(&hello, &sent)?;
+                conn.read(greeting + hello.len(), Duration::from_secs(3))
+            })
+            .collect::<Vec<_>>()
+    });
+    let after = tether.counters();
+    let moved = |r: u32| after.get(r) - before.get(r);
+    let mut early = 0;
+    for (i, ((cuts, order), answer)) in plans.iter().zip(answers).enumerate() {
+        let port = 50_000 + i;
+        let got = answer
+            .unwrap_or_else(|e| panic!("port {port} cuts {cuts:?} order {order:?}: {e}\n{after:?}\n{}", tether.log()));
+        let (name, echoed) = got.data.split_at(greeting.min(got.data.len()));
+        assert!(
+            echoed == hello,
+            "port {port} cuts {cuts:?} order {order:?}: {} of {} bytes echoed, {} received (acknowledged {})\n{after:?}\n{}",
+            echoed.len(),
+            hello.len(),
+            got.data.len(),
+            got.acknowledged,
+            tether.log()
+        );
+        assert_eq!(got.acknowledged as usize, hello.len(), "cuts {cuts:?} order {order:?}: acknowledged");
+        assert!(name.starts_with(first.backend.as_bytes()), "cuts {cuts:?} order {order:?}: the server name's backend");
+        early += order.iter().position(|&k| k == 0).expect("the first piece is sent");
+    }
+    assert_eq!(moved(reason::TLS_HELLO_EARLY), early as u64, "every piece sent before the first: {after:?}");
+    assert_eq!(moved(reason::TLS_BIND_PERSISTED), plans.len() as u64, "{after:?}");
 }
 
 /// Five requests after the page, each on a new connection (the backends
