@@ -87,6 +87,9 @@ pub mod slow_kind {
     /// against. The daemon keeps it a while and runs it through XDP again
     /// once the first segment has arrived.
     pub const EARLY: u8 = 1;
+    /// A copy of a backend segment of a flight the daemon reads for
+    /// persistence (`flow_flags::LEARN_DAEMON`); the segment itself went on.
+    pub const SERVER: u8 = 2;
 }
 
 /// `Pending::assembling`: where a connection's ClientHello stands.
@@ -376,8 +379,19 @@ pub struct Flow {
     /// lookup; forgotten (ifindex 0) each time `last_seen_ns` is refreshed, so
     /// a route or neighbour change takes effect within about a second.
     pub next_hop: NextHop,
+    /// Backend -> client, while `flow_flags::LEARN_DAEMON` is set: the
+    /// backend's sequence number where the daemon's read of its flight
+    /// starts (a record boundary). XDP hands the daemon a copy of each
+    /// backend segment up to `FLIGHT_MAX` bytes past it.
+    pub flight_start: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<Flow>() == 120);
+const _: () = assert!(size_of::<Flow>() == 128);
+
+/// How much of a server's flight, from `Flow::flight_start`, the daemon is
+/// given to read: a TLS 1.2 full handshake's first flight with a long
+/// certificate chain, and the second flight after it.
+pub const FLIGHT_MAX: u32 = 32 * 1024;
 
 /// An egress interface and the MAC addresses to write, as `bpf_fib_lookup`
 /// gave them. `ifindex` 0: none known.
@@ -440,6 +454,13 @@ pub mod flow_flags {
     /// follows the ServerHello or starts the server's second flight, is still
     /// to be read.
     pub const LEARN_TICKET: u8 = 0x10;
+    /// Backend -> client: a ServerHello or NewSessionTicket was cut by a
+    /// segment boundary (or could not be told from one), so the daemon reads
+    /// the flight from `Flow::flight_start` on: XDP copies the backend's
+    /// segments to it (`slow_kind::SERVER`) and forwards them as usual.
+    /// `LEARN_TICKET` stays as it was, telling the daemon whether the client
+    /// asked for a ticket; XDP reads nothing more itself.
+    pub const LEARN_DAEMON: u8 = 0x40;
     /// Both entries: the backend failed its health checks in a farm whose
     /// `on_backend_failure` is `rebalance` or `reset` (set by the daemon).
     /// The client's next segment is answered with an RST and the connection

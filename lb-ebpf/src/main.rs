@@ -428,7 +428,7 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
 /// still marked for learning.
 #[inline(always)]
 fn wants_learning(pkt: &Tcp, flow: &Flow) -> bool {
-    flow.flags & (flow_flags::LEARN | flow_flags::LEARN_TICKET) != 0
+    flow.flags & (flow_flags::LEARN | flow_flags::LEARN_TICKET | flow_flags::LEARN_DAEMON) != 0
         && flow.direction == FlowDirection::ToClient as u8
         && flow.state != FlowState::BackendSynSent as u8
         && pkt.flags & (parse::SYN | parse::RST) == 0

@@ -4,6 +4,8 @@
 //! acknowledges them to the client, reads the hello, writes its persistence
 //! fields into the stash as a short hello (`hello::DECIDED`) and sends a
 //! packet of the connection through this program, which binds on it.
+//! Backend segments of a flight whose ServerHello or NewSessionTicket a
+//! segment boundary cut are copied to the daemon the same way, and go on.
 
 use aya_ebpf::{helpers::bpf_xdp_load_bytes, macros::map, maps::RingBuf, programs::XdpContext};
 use lb_common::{
@@ -18,23 +20,32 @@ use crate::{parse::Tcp, verdict::Verdict};
 static SLOW_PATH: RingBuf = RingBuf::with_byte_size(SLOW_PATH_RING_BYTES, 0);
 
 /// Hands the frame in `ctx` to the daemon (`kind`: `slow_kind`) and drops
-/// it, counted as `why`;
-/// with the ring full it is only dropped, and the client's retransmission
-/// comes back here.
+/// it, counted as `why`; with the ring full it is only dropped, and the
+/// client's retransmission comes back here.
+#[inline(always)]
+pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, kind: u8, why: u32) -> Verdict {
+    match copy_to_daemon(ctx, pkt, kind) {
+        Ok(()) => Verdict::drop(why),
+        Err(why) => Verdict::drop(why),
+    }
+}
+
+/// Copies the frame in `ctx` into the ring for the daemon, as `kind`. Err is
+/// the reason the copy failed (`DROP_SLOW_PATH_FULL` with the ring full).
 // VERIFIER: not inlined; the frame is copied into the ring's memory, not
 // built on the stack.
 #[inline(never)]
-pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, kind: u8, why: u32) -> Verdict {
-    let Some(ip) = crate::parse::bytes_at::<4>(ctx, pkt.l3_off) else { return Verdict::drop(reason::PASS_TRUNCATED) };
+pub fn copy_to_daemon(ctx: &XdpContext, pkt: &Tcp, kind: u8) -> Result<(), u32> {
+    let Some(ip) = crate::parse::bytes_at::<4>(ctx, pkt.l3_off) else { return Err(reason::PASS_TRUNCATED) };
     let computed = pkt.l3_off + u16::from_be_bytes([ip[2], ip[3]]) as usize;
     // SAFETY: reading a local. VERIFIER: opaque, so the range check holds on
     // the register the helper receives.
     let len = unsafe { core::ptr::read_volatile(&computed) };
     if len == 0 || len > SLOW_FRAME_MAX {
-        return Verdict::drop(reason::DROP_STASH_SIZE);
+        return Err(reason::DROP_STASH_SIZE);
     }
     let Some(mut entry) = SLOW_PATH.reserve::<SlowSegment>(0) else {
-        return Verdict::drop(reason::DROP_SLOW_PATH_FULL);
+        return Err(reason::DROP_SLOW_PATH_FULL);
     };
     let segment = entry.as_mut_ptr();
     // SAFETY: `segment` is a reserved, writable `SlowSegment`; `frame` has
@@ -49,8 +60,8 @@ pub fn hand_over(ctx: &XdpContext, pkt: &Tcp, kind: u8, why: u32) -> Verdict {
     };
     if rc != 0 {
         entry.discard(0);
-        return Verdict::drop(reason::PASS_TRUNCATED);
+        return Err(reason::PASS_TRUNCATED);
     }
     entry.submit(0);
-    Verdict::drop(why)
+    Ok(())
 }

@@ -200,6 +200,9 @@ pub enum FlightAt {
     /// A record that means no ticket is coming: ChangeCipherSpec, an alert,
     /// application data.
     NoTicket,
+    /// A NewSessionTicket cut by the segment's end, or a record header cut
+    /// before its type: the daemon is to read the flight.
+    Cut,
     /// Another handshake message, or bytes that are not a record start (the
     /// middle of a long flight): a ticket may still come.
     Other,
@@ -215,6 +218,10 @@ pub fn flight_at(read: &ServerRead, at: usize, in_record: usize) -> FlightAt {
     let (start, in_record) = if in_record > 0 {
         (at, in_record)
     } else {
+        // A record header the segment holds only part of: it may be a ticket's.
+        if at < buf.len() && at + tls::RECORD_HEADER > buf.len() {
+            return FlightAt::Cut;
+        }
         let Some(header) = buf.get(at..at + tls::RECORD_HEADER) else { return FlightAt::Other };
         if header[1] != 3 {
             return FlightAt::Other;
@@ -228,6 +235,9 @@ pub fn flight_at(read: &ServerRead, at: usize, in_record: usize) -> FlightAt {
     };
     match tls::new_session_ticket(buf, start, in_record) {
         Ok(nst) => FlightAt::Ticket(nst.ticket),
+        // A ticket whose message runs past the segment, or a message whose
+        // type did not make it into the segment.
+        Err(_) if start >= buf.len() || buf.get(start) == Some(&tls::NEW_SESSION_TICKET) => FlightAt::Cut,
         Err(_) => FlightAt::Other,
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod neighbors;
 pub mod pending;
 pub mod pins;
+pub mod server_flight;
 pub mod sessions;
 pub mod sessions_cli;
 pub mod slow_path;

@@ -509,6 +509,33 @@ impl crate::slow_path::Dataplane for Dataplane {
     }
 }
 
+impl crate::server_flight::Sessions for Dataplane {
+    fn flow(&self, key: &FlowKey) -> Option<Flow> {
+        let map: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP)?.try_into().ok()?;
+        map.get(key, 0).ok()
+    }
+
+    fn farm_of(&self, backend_id: u32) -> Option<(u32, FarmInfo)> {
+        let backends: Array<&MapData, BackendInfo> = self.ebpf.map(abi::BACKENDS_MAP)?.try_into().ok()?;
+        let backend = backends.get(&backend_id, 0).ok().filter(|b| b.family != 0)?;
+        let farms: Array<&MapData, FarmInfo> = self.ebpf.map(abi::FARMS_MAP)?.try_into().ok()?;
+        Some((backend.farm_id, farms.get(&backend.farm_id, 0).ok()?))
+    }
+
+    fn learn(&mut self, key: &SessionKey, backend_id: u32) -> anyhow::Result<()> {
+        let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
+            map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
+        let now = monotonic_ns();
+        sessions.insert(key, abi::SessionEntry { backend_id, _pad: 0, created_ns: now, last_used_ns: now }, 0)?;
+        Ok(())
+    }
+
+    fn learn_key_name(&mut self, farm_id: u32, name: &[u8; 16], backend_id: u32) -> anyhow::Result<()> {
+        Dataplane::learn_key_name(self, farm_id, name, backend_id)?;
+        Ok(())
+    }
+}
+
 impl Drop for Dataplane {
     fn drop(&mut self) {
         if self.keep_pins {
@@ -1134,6 +1161,8 @@ mod tests {
             client_sid_prefix: [0; 8],
             offered_key_name: [0; 16],
             next_hop: Default::default(),
+            flight_start: 0,
+            _pad2: 0,
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))
     }

@@ -17,7 +17,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::pending::{ACK, PSH, first4, ipv4, tcp_segment, words};
+use crate::{
+    pending::{ACK, PSH, first4, ipv4, tcp_segment, words},
+    server_flight::ServerFlights,
+};
 use lb_common::{
     FlowKey, Pending, csum,
     maps::{FlowState, SlowSegment, hello, slow_kind},
@@ -36,7 +39,7 @@ const REPLAY_SEGMENT: usize = 1_200;
 
 /// What the data path offers the slow path: its maps and a way to run a
 /// frame through XDP.
-pub trait Dataplane {
+pub trait Dataplane: crate::server_flight::Sessions {
     fn pending(&self, key: &FlowKey) -> Option<Pending>;
     fn set_pending(&mut self, key: &FlowKey, p: &Pending) -> anyhow::Result<()>;
     /// The state of the connection's client -> VIP flow entry, if any.
@@ -96,6 +99,8 @@ struct EarlyTuple {
 pub struct SlowPath {
     hellos: HashMap<FlowKey, Hello>,
     early: HashMap<FlowKey, EarlyTuple>,
+    /// Server flights XDP handed over for persistence to read.
+    pub flights: ServerFlights,
     /// Early segments held now.
     early_held: usize,
     /// Hellos bound through the slow path, and given up on, since start.
@@ -110,7 +115,7 @@ pub struct SlowPath {
 impl SlowPath {
     /// Whether a tick has anything to do.
     pub fn busy(&self) -> bool {
-        !self.hellos.is_empty() || !self.early.is_empty()
+        !self.hellos.is_empty() || !self.early.is_empty() || self.flights.busy()
     }
 
     /// One segment from XDP.
@@ -123,6 +128,10 @@ impl SlowPath {
         if segment.kind == slow_kind::EARLY {
             self.keep_early(segment, seg.seq, frame);
             self.release_early(dp);
+            return;
+        }
+        if segment.kind == slow_kind::SERVER {
+            self.flights.on_segment(dp, &segment.key, seg.seq, seg.payload);
             return;
         }
         let hello = match self.hellos.entry(segment.key) {
@@ -280,6 +289,7 @@ impl SlowPath {
         if !self.early.is_empty() {
             self.release_early(dp);
         }
+        self.flights.tick();
         let mut done = Vec::new();
         for (key, hello) in &mut self.hellos {
             if hello.started.elapsed() > connect {
@@ -312,18 +322,24 @@ impl SlowPath {
 impl Hello {
     /// The contiguous bytes from offset 0.
     fn flat(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.contiguous);
-        for (&at, chunk) in &self.bytes {
-            let at = at as usize;
-            if at > out.len() {
-                break;
-            }
-            if at + chunk.len() > out.len() {
-                out.extend_from_slice(&chunk[out.len() - at..]);
-            }
-        }
-        out
+        from_start(&self.bytes)
     }
+}
+
+/// Of pieces of a stream by offset (repeats and overlaps allowed), the
+/// bytes from offset 0 up to the first gap.
+pub fn from_start(bytes: &BTreeMap<u32, Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (&at, chunk) in bytes {
+        let at = at as usize;
+        if at > out.len() {
+            break;
+        }
+        if at + chunk.len() > out.len() {
+            out.extend_from_slice(&chunk[out.len() - at..]);
+        }
+    }
+    out
 }
 
 /// Bytes from offset 0 without a gap.

@@ -109,4 +109,20 @@ impl TestDataplane {
             self.ebpf.map(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash");
         m.iter().map(|e| e.expect("read flow")).collect()
     }
+
+    /// The frames XDP put in the slow path's ring since the last call, all
+    /// of them of `kind` (`slow_kind`).
+    pub fn slow_path_frames(&mut self, kind: u8) -> Vec<Vec<u8>> {
+        let map = self.ebpf.map_mut(abi::SLOW_PATH_MAP).expect("SLOW_PATH");
+        let mut ring = aya::maps::RingBuf::try_from(map).expect("ring buffer");
+        let mut frames = Vec::new();
+        while let Some(item) = ring.next() {
+            assert_eq!(item.len(), std::mem::size_of::<abi::SlowSegment>());
+            // SAFETY: XDP wrote a whole SlowSegment (plain data); read unaligned.
+            let seg: abi::SlowSegment = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            assert_eq!(seg.kind, kind, "what the daemon is to do with the frame");
+            frames.push(seg.frame[..usize::from(seg.len)].to_vec());
+        }
+        frames
+    }
 }

@@ -198,6 +198,61 @@ fn a_ticket_is_learned_from_the_new_session_ticket_of_the_second_flight() {
     });
 }
 
+/// The backend -> client entry of `c` (two backends may each have a leg
+/// from the same SNAT port).
+fn to_client(dp: &TestDataplane, c: &Conn) -> Flow {
+    dp.flows()
+        .into_iter()
+        .find(|(k, f)| {
+            f.direction == FlowDirection::ToClient as u8
+                && (u16::from_be(k.sport_be), u16::from_be(k.dport_be)) == (c.backend_port, c.sp)
+        })
+        .expect("the backend -> client entry")
+        .1
+}
+
+/// A ServerHello, or a NewSessionTicket, cut by a segment boundary: XDP
+/// learns nothing from the part it has, marks the connection for the
+/// daemon (`LEARN_DAEMON`, the flight read from the cut message's record),
+/// and copies that segment and the ones after it into the slow path's ring,
+/// forwarding each as usual.
+#[test]
+fn a_server_message_cut_by_a_segment_boundary_is_handed_to_the_daemon() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(1_000));
+        let c = connect(&net, &dp, 40_000, &client_hello(&[], None), reason::TLS_BIND);
+        let hello = server_hello(&[0x42; 32], false);
+        let parts = [from_backend(&net, &c, 0, &hello[..40]), from_backend(&net, &c, 40, &hello[40..])];
+        for part in &parts {
+            dp.expect(part, reason::FWD_TO_CLIENT);
+        }
+        let flow = to_client(&dp, &c);
+        assert_eq!(flow.flags & (flow_flags::LEARN | flow_flags::LEARN_DAEMON), flow_flags::LEARN_DAEMON);
+        assert_eq!(flow.flight_start, BACKEND_ISN + 1, "from the ServerHello's record");
+        assert!(sessions(&dp).is_empty(), "XDP learned nothing itself");
+        assert_eq!(dp.slow_path_frames(abi::slow_kind::SERVER), parts.to_vec());
+
+        // A ticket asked for; the first flight read in XDP, the
+        // NewSessionTicket that starts the second cut after 60 bytes.
+        let c = connect(&net, &dp, 40_001, &client_hello(&[], Some(&[])), reason::TLS_BIND);
+        let first_flight = [server_hello(&[], false), record(22, &handshake(11, &[0; 300]))].concat();
+        dp.expect(&from_backend(&net, &c, 0, &first_flight), reason::FWD_TO_CLIENT);
+        assert_eq!(to_client(&dp, &c).flags & flow_flags::LEARN_DAEMON, 0, "nothing cut yet");
+        assert!(dp.slow_path_frames(abi::slow_kind::SERVER).is_empty());
+        let ticket: Vec<u8> = (0..160).map(|i| i as u8).collect();
+        let second_flight = [new_session_ticket(&ticket), record(20, &[1])].concat();
+        let offset = first_flight.len() as u32;
+        let cut = from_backend(&net, &c, offset, &second_flight[..60]);
+        dp.expect(&cut, reason::FWD_TO_CLIENT);
+        let flow = to_client(&dp, &c);
+        assert_ne!(flow.flags & flow_flags::LEARN_DAEMON, 0);
+        assert_eq!(flow.flight_start, BACKEND_ISN + 1 + offset, "from the ticket's record");
+        assert_eq!(dp.slow_path_frames(abi::slow_kind::SERVER), vec![cut]);
+        assert!(sessions(&dp).is_empty());
+    });
+}
+
 #[test]
 fn an_expired_entry_is_a_miss() {
     let net = Net::new();

@@ -302,22 +302,7 @@ fn a_record_header_cut_after_three_bytes_is_held_until_it_is_whole() {
 /// The frames in the slow path's ring, all of them segments of hellos it
 /// assembles.
 fn slow_path(dp: &mut TestDataplane) -> Vec<Vec<u8>> {
-    slow_path_of(dp, abi::slow_kind::HELLO)
-}
-
-/// The frames in the slow path's ring, all of `kind` (`slow_kind`).
-fn slow_path_of(dp: &mut TestDataplane, kind: u8) -> Vec<Vec<u8>> {
-    let map = dp.ebpf.map_mut(abi::SLOW_PATH_MAP).expect("SLOW_PATH");
-    let mut ring = aya::maps::RingBuf::try_from(map).expect("ring buffer");
-    let mut frames = Vec::new();
-    while let Some(item) = ring.next() {
-        assert_eq!(item.len(), std::mem::size_of::<abi::SlowSegment>());
-        // SAFETY: XDP wrote a whole SlowSegment (plain data); read unaligned.
-        let seg: abi::SlowSegment = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
-        assert_eq!(seg.kind, kind, "what the daemon is to do with the frame");
-        frames.push(seg.frame[..usize::from(seg.len)].to_vec());
-    }
-    frames
+    dp.slow_path_frames(abi::slow_kind::HELLO)
 }
 
 /// A segment that comes before the first of its hello has nothing to be
@@ -337,7 +322,7 @@ fn a_segment_before_the_first_of_its_hello_waits_in_the_daemon() {
         let (action, _) = dp.expect(&early, reason::TLS_HELLO_EARLY);
         assert_eq!(action, XDP_DROP);
         assert!(pending(&dp).is_empty() && dp.flows().is_empty(), "no state for what cannot be checked");
-        assert_eq!(slow_path_of(&mut dp, abi::slow_kind::EARLY), vec![early.clone()]);
+        assert_eq!(dp.slow_path_frames(abi::slow_kind::EARLY), vec![early.clone()]);
         dp.expect(&client.data(0, parts[0].1), reason::TLS_HELLO_PART);
         let (action, _) = dp.expect(&early, reason::TLS_BIND);
         assert_eq!(action, XDP_REDIRECT, "the hello is whole: the SYN leaves");
@@ -373,7 +358,7 @@ fn a_segment_just_past_a_short_first_one_is_not_taken_for_it() {
         let (action, _) = dp.expect(&second, reason::TLS_HELLO_EARLY);
         assert_eq!(action, XDP_DROP);
         assert!(pending(&dp).is_empty(), "not held as the start of the hello");
-        assert_eq!(slow_path_of(&mut dp, abi::slow_kind::EARLY), vec![second.clone()]);
+        assert_eq!(dp.slow_path_frames(abi::slow_kind::EARLY), vec![second.clone()]);
         dp.expect(&data(0, &hello[..1]), reason::TLS_HELLO_PART);
         dp.expect(&second, reason::TLS_HELLO_PART);
         let (action, _) = dp.expect(&data(1_000, &hello[1_000..]), reason::TLS_BIND);

@@ -40,12 +40,20 @@ struct Run<'a> {
     /// Offer the session until one offer is resumed before counting: TLS 1.3
     /// key names are learned from a ServerHello that accepts one.
     warm_up: bool,
+    /// Backends send tether segments of 48 bytes, which cut the
+    /// ServerHello and the NewSessionTicket across segments.
+    small_segments: bool,
 }
+
+/// The route MTU from the backends to tether's SNAT address in runs with
+/// `small_segments`: 100 bytes, so 48 bytes of TLS a segment (IP and TCP
+/// headers, timestamps).
+const SMALL_SEGMENT_MTU: u32 = 100;
 
 impl<'a> Run<'a> {
     /// Backends with their default arguments, counting from the first offer.
     fn new(software: Software, client: &'a [&'a str], persistence: &'a str) -> Run<'a> {
-        Run { software, server: &[], client, persistence, id_prefixes: false, warm_up: false }
+        Run { software, server: &[], client, persistence, id_prefixes: false, warm_up: false, small_segments: false }
     }
 }
 
@@ -130,6 +138,11 @@ fn resume(run: Run<'_>) -> Outcome {
     } else {
         topo.backends_toml(PORT)
     };
+    if run.small_segments {
+        for b in &topo.backends {
+            b.ns.ip(&format!("route add {LB_BACKEND_ADDR}/32 dev eth0 mtu lock {SMALL_SEGMENT_MTU}"));
+        }
+    }
     let tether = Tether::start(&topo.lb, &config_with(&topo, run.persistence, "", &backends_toml));
     let vip = SocketAddr::new(VIP.into(), PORT);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -229,6 +242,36 @@ fn tls12_tickets_bring_resumptions_to_their_backend() {
     run.assert_all_resumed_on_the_first_backend();
     assert!(run.sessions_of(PersistKind::Ticket) >= 1, "{:?}", run.tether.sessions());
     assert_eq!(run.sessions_of(PersistKind::SessionId), 0, "a farm without `session-id` learns no session IDs");
+}
+
+/// Backends whose segments to tether hold 48 bytes of TLS each: their
+/// ServerHellos are cut across segments, which XDP cannot read, so it hands
+/// the flight to the daemon (`flow_flags::LEARN_DAEMON`), which learns the
+/// session ID from its copies.
+#[test]
+fn tls12_session_ids_cut_across_segments_are_learned_by_the_daemon() {
+    let run = resume(Run {
+        server: &["-no_ticket"],
+        small_segments: true,
+        ..Run::new(Software::OpenSsl, &["-tls1_2"], "\"session-id\"")
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert_eq!(run.sessions_of(PersistKind::SessionId), 1, "{:?}", run.tether.sessions());
+}
+
+/// As above for TLS 1.2 tickets: the NewSessionTicket, after a first flight
+/// of some 30 segments, is itself cut; the daemon learns the ticket and its
+/// key name.
+#[test]
+fn tls12_tickets_cut_across_segments_are_learned_by_the_daemon() {
+    let run = resume(Run {
+        server: &["-no_cache"],
+        small_segments: true,
+        ..Run::new(Software::OpenSsl, &["-tls1_2"], "\"ticket\", \"ticket-key\"")
+    });
+    run.assert_all_resumed_on_the_first_backend();
+    assert!(run.sessions_of(PersistKind::Ticket) >= 1, "{:?}", run.tether.sessions());
+    assert_eq!(run.sessions_of(PersistKind::TicketKey), 1, "{:?}", run.tether.sessions());
 }
 
 /// The same tickets by their key name: one entry per backend key, not per

@@ -17,11 +17,12 @@ use aya_ebpf::{
 use lb_common::{
     FarmInfo, Flow,
     maps::{
-        BackendState, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure, PERSIST_STAT_SLOTS,
-        PersistCounters, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags,
+        BackendState, FLIGHT_MAX, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure,
+        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey,
+        flow_flags, slow_kind,
     },
     persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
-    tls::{self, Span},
+    tls::{self, Span, TlsError},
 };
 
 use super::{pending, select};
@@ -428,7 +429,14 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
     }
     read.len = len as u16;
     let mut flags = flow.flags;
-    if flags & flow_flags::LEARN != 0 {
+    if flags & flow_flags::LEARN_DAEMON != 0 {
+        // The daemon reads this flight; past FLIGHT_MAX it has all it needs.
+        if pkt.seq.wrapping_sub(flow.flight_start) < FLIGHT_MAX {
+            let _ = crate::slow::copy_to_daemon(ctx, pkt, slow_kind::SERVER);
+        } else {
+            flags &= !(flow_flags::LEARN_DAEMON | flow_flags::LEARN_TICKET);
+        }
+    } else if flags & flow_flags::LEARN != 0 {
         flags &= !flow_flags::LEARN;
         match read_server_hello(read) {
             Ok((at, in_record)) => {
@@ -452,11 +460,19 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
                     }
                 }
             }
-            // Not a ServerHello this segment can hold whole: nothing to learn here.
+            // A ServerHello this segment holds only the start of: the daemon
+            // reads the flight from here.
+            Err(TlsError::Incomplete) if read.buf[0] == tls::CONTENT_HANDSHAKE => flags |= flow_flags::LEARN_DAEMON,
+            // Not a ServerHello: nothing to learn.
             Err(_) => flags &= !flow_flags::LEARN_TICKET,
         }
     } else {
         flags = learn_ticket(farm_id, farm, flow.backend_id, 0, 0, flags);
+    }
+    if flags & flow_flags::LEARN_DAEMON != 0 && flow.flags & flow_flags::LEARN_DAEMON == 0 {
+        // SAFETY: a live FLOWS value; a word store.
+        unsafe { (*entry).flight_start = pkt.seq };
+        let _ = crate::slow::copy_to_daemon(ctx, pkt, slow_kind::SERVER);
     }
     // SAFETY: a live FLOWS value (no RST removed it); a byte store.
     unsafe { (*entry).flags = flags };
@@ -489,6 +505,8 @@ fn learn_ticket(farm_id: u32, farm: &FarmInfo, backend_id: u32, at: usize, in_re
     let ticket = match flight_at(read, at, in_record) {
         FlightAt::Ticket(ticket) => ticket,
         FlightAt::NoTicket => return flags & !flow_flags::LEARN_TICKET,
+        // The daemon reads the flight from this segment on.
+        FlightAt::Cut => return flags | flow_flags::LEARN_DAEMON,
         FlightAt::Other => return flags,
     };
     if uses(farm, PersistKind::Ticket) {

@@ -244,6 +244,8 @@ fn steady_state() -> anyhow::Result<()> {
             client_sid_prefix: [0; 8],
             offered_key_name: [0; 16],
             next_hop: Default::default(),
+            flight_start: 0,
+            _pad2: 0,
         };
         (key, flow)
     };
