@@ -36,6 +36,12 @@ const MAX_HELLO: usize = 1 << 16;
 const KEPT_TICKET: usize = 64;
 /// Bytes of hello per segment the daemon sends (below any MSS it meets).
 const REPLAY_SEGMENT: usize = 1_200;
+/// While the rest of a hello is awaited, the last acknowledgement goes
+/// again this often: if it was lost, the client hears of its data without
+/// waiting for its own retransmission timeout, and a third copy is a
+/// duplicate acknowledgement that asks it to send the next segment again
+/// (RFC 5681 §3.2).
+const ACK_REPEAT: Duration = Duration::from_millis(200);
 
 /// What the data path offers the slow path: its maps and a way to run a
 /// frame through XDP.
@@ -56,9 +62,10 @@ struct Hello {
     /// Client bytes by offset from `client_isn + 1`.
     bytes: BTreeMap<u32, Vec<u8>>,
     /// Bytes from offset 0 without a gap, and how many the client has been
-    /// told of.
+    /// told of, and when last.
     contiguous: usize,
     acknowledged: usize,
+    acknowledged_at: Instant,
     /// The client's newest TSval, echoed in what the daemon sends and
     /// carried by the segments it replays.
     client_tsval: u32,
@@ -68,10 +75,11 @@ struct Hello {
 
 /// Early segments (`slow_kind::EARLY`) kept at most, and for how long: a
 /// client whose first segment was lost sends it again after its
-/// retransmission timeout (1 s at first), and the later ones it sent are
-/// then still here.
+/// retransmission timeout (1 s at first, 3 s after a lost SYN or SYN-ACK,
+/// doubled for each loss), and the later ones it sent should still be here
+/// then, twice over.
 const EARLY_MAX: usize = 4_096;
-const EARLY_KEPT: Duration = Duration::from_secs(3);
+const EARLY_KEPT: Duration = Duration::from_secs(10);
 /// An early segment's connection is looked for after this, then at twice
 /// the wait each time up to `EARLY_CHECK_MAX`: the first segment of a
 /// reordered hello comes within a round trip, and forgeries, which nothing
@@ -162,6 +170,7 @@ impl SlowPath {
                     bytes,
                     contiguous: 0,
                     acknowledged: 0,
+                    acknowledged_at: Instant::now(),
                     client_tsval: p.client_tsval,
                     started: Instant::now(),
                     decided: None,
@@ -197,10 +206,7 @@ impl SlowPath {
             "slow path: segment"
         );
         if hello.contiguous > hello.acknowledged || repeated {
-            if let Err(e) = send_ack(&segment.key, hello) {
-                tracing::warn!(error = %e, "slow path: cannot acknowledge a ClientHello segment");
-            }
-            hello.acknowledged = hello.contiguous;
+            acknowledge(&segment.key, hello);
         }
         if whole || hello.contiguous >= MAX_HELLO {
             let key = segment.key;
@@ -300,6 +306,12 @@ impl SlowPath {
                 continue;
             }
             if hello.decided.is_none() {
+                // Waiting for the rest: our acknowledgement may have been lost,
+                // and a client that never hears of its data sends it again only
+                // after its retransmission timeout, which doubles each time.
+                if hello.acknowledged > 0 && hello.acknowledged_at.elapsed() >= ACK_REPEAT {
+                    acknowledge(key, hello);
+                }
                 continue;
             }
             if dp.flow_state(key) == Some(FlowState::Established as u8) {
@@ -513,6 +525,15 @@ pub fn client_segment(key: &FlowKey, p: &Pending, tsval: u32, offset: usize, dat
     frame.extend(0x0800u16.to_be_bytes());
     frame.extend(ipv4(client, vip, &tcp));
     frame
+}
+
+/// Tells the client its hello arrived as far as it did.
+fn acknowledge(key: &FlowKey, hello: &mut Hello) {
+    if let Err(e) = send_ack(key, hello) {
+        tracing::warn!(error = %e, "slow path: cannot acknowledge a ClientHello segment");
+    }
+    hello.acknowledged = hello.contiguous;
+    hello.acknowledged_at = Instant::now();
 }
 
 /// An ACK from the VIP telling the client its hello arrived so far.

@@ -462,3 +462,45 @@ fn a_slow_path_hello_that_finds_no_backend_gets_its_client_reset_at_the_connect_
     assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(6), "reset after {waited:?}");
     assert!(tether.counters().get(reason::DROP_NO_BACKEND) >= 1, "{:?}", tether.counters());
 }
+
+/// Two-segment hellos over a client link that loses 5% of frames each way:
+/// every connection completes intact (later, through retransmissions),
+/// whichever of its segments, SYN, SYN-ACK or acknowledgements were lost:
+/// a lost first segment leaves the second early (kept by the daemon until
+/// the first comes again), a lost second one sends the hello to the slow
+/// path with the first's retransmission, a lost acknowledgement of the
+/// slow path's is sent again.
+#[test]
+fn split_hellos_complete_over_a_lossy_client_link() {
+    const CLIENTS: usize = 80;
+    let mut topo = Topology::two_armed(1, BACKENDS);
+    let _servers = plain_backends(&topo);
+    let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\"", "", "[daemon.timeouts]\nconnect = \"20s\""));
+    let hello = recorded_hello();
+    topo.make_client_link_lossy(0, 50);
+    let client = &topo.clients[0].ns;
+    let retransmitted = client.tcp_retransmitted();
+    let before = tether.counters();
+    let started = std::time::Instant::now();
+    let answers = client.enter(|| {
+        std::thread::scope(|s| {
+            let clients: Vec<_> = (0..CLIENTS).map(|_| s.spawn(|| send_whole(&hello))).collect();
+            clients.into_iter().map(|c| c.join().expect("client thread")).collect::<Vec<_>>()
+        })
+    });
+    let took = started.elapsed();
+    let after = tether.counters();
+    for (i, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap_or_else(|e| panic!("client {i}: {e}\n{after:?}\n{}", tether.log()));
+        assert!(answer.echoed == hello, "client {i}: the backend received other bytes");
+    }
+    let retransmitted = client.tcp_retransmitted() - retransmitted;
+    assert!(retransmitted > 0, "the loss was not real");
+    let moved = |r: u32| after.get(r) - before.get(r);
+    eprintln!(
+        "{CLIENTS} connections in {took:?}, {retransmitted} client retransmissions; early {}, out of order {}, slow path {}",
+        moved(reason::TLS_HELLO_EARLY),
+        moved(reason::TLS_HELLO_OUT_OF_ORDER),
+        moved(reason::TLS_HELLO_SLOW_PATH)
+    );
+}
