@@ -199,7 +199,8 @@ fn pieces(len: usize, cuts: &[usize]) -> Vec<(usize, usize)> {
 }
 
 /// The same recorded hello from a raw client that sends its segments out of
-/// order (and never sends one again): a later segment before the first,
+/// order (and never sends one again), cut at every offset from 1 to 60 and
+/// at random into 3-5 pieces: a later segment before the first,
 /// which XDP cannot check without the first (the cookie is bound to the
 /// client's ISN), is kept by the daemon and run through XDP again once the
 /// first has come. Every connection reaches the name's backend, which
@@ -225,15 +226,20 @@ fn a_hello_whose_segments_arrive_out_of_order_reaches_its_backend_whole_without_
     for cut in [600, 1_000] {
         plans.push((vec![cut], vec![1, 0]));
     }
-    // The record header cut, the second piece first, or all reversed.
-    for cut in [1, 3, 5, 9, 60] {
+    // The first piece cut at every offset from 1 to 60 (the record header
+    // at 1-4) and sent second; for the header cuts, also last, or all
+    // reversed.
+    for cut in 1..=60 {
         plans.push((vec![cut, 1_000], vec![1, 0, 2]));
-        plans.push((vec![cut, 1_000], vec![2, 1, 0]));
-        plans.push((vec![cut, 1_000], vec![1, 2, 0]));
+        if cut < 5 {
+            plans.push((vec![cut, 1_000], vec![2, 1, 0]));
+            plans.push((vec![cut, 1_000], vec![1, 2, 0]));
+        }
     }
     // Random cuts into three to five pieces, sent in a random order.
     let mut random = Cuts(0x5eed_0f0d_2026_1201);
-    while plans.len() < 40 {
+    let fixed = plans.len();
+    while plans.len() < fixed + 30 {
         let cuts = random.random(hello.len());
         let parts = pieces(hello.len(), &cuts);
         if parts.len() < 3 || parts.iter().any(|&(_, len)| len > MAX_PIECE) {
