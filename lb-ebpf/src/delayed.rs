@@ -275,11 +275,11 @@ fn segment_data(ctx: &XdpContext, pkt: &Tcp, buf: &mut HeaderBuf) -> Result<(usi
     Ok((header_len, total - headers, csum::data_sum(sum) as u32))
 }
 
-/// The MSS a client without timestamps offered, recovered from its cookie.
 /// `cookie_mss_index` across a minute boundary.
 const UNKNOWN_INDEX: u32 = 4;
 
-/// The MSS index the cookie carries, if the client's ISN is `client_isn`.
+/// The MSS index the cookie carries, if the client's ISN is `client_isn`:
+/// how the MSS a client without timestamps offered is recovered.
 /// The kernel's IPv4 cookie (net/ipv4/syncookies.c) is
 /// `hash1 + client_isn + (minute << 24) + ((hash2(minute) + mss_index) & 0xFFFFFF)`,
 /// so generating the cookie again for the same SYN with MSS index 0 (a SYN

@@ -404,7 +404,11 @@ pub fn expect_server_hello(farm: &FarmInfo, to_client: *mut Flow) {
 /// name. While `LEARN_TICKET` stays set, later segments that start with a
 /// NewSessionTicket (a full handshake's second flight) teach the same, and
 /// one that starts with ChangeCipherSpec, an alert or application data ends
-/// the wait. Records split across segments are the daemon's (issue 5).
+/// the wait. A ServerHello or NewSessionTicket the segment holds only the
+/// start of makes the flight the daemon's (`LEARN_DAEMON`): from that
+/// segment on, each is copied to it (`lb-user/src/server_flight.rs`), up to
+/// `FLIGHT_MAX` bytes past it, or `HELLO_FLIGHT_MAX` when no ticket is
+/// wanted (a ServerHello is short; what follows it is no use).
 // VERIFIER: not inlined; the established path's frame stays as it was.
 #[inline(never)]
 pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) {
@@ -430,8 +434,9 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
     read.len = len as u16;
     let mut flags = flow.flags;
     if flags & flow_flags::LEARN_DAEMON != 0 {
-        // The daemon reads this flight; past FLIGHT_MAX it has all it needs.
-        if pkt.seq.wrapping_sub(flow.flight_start) < FLIGHT_MAX {
+        // The daemon reads this flight; past its budget it has all it needs.
+        let budget = if flags & flow_flags::LEARN_TICKET != 0 { FLIGHT_MAX } else { HELLO_FLIGHT_MAX };
+        if pkt.seq.wrapping_sub(flow.flight_start) < budget {
             let _ = crate::slow::copy_to_daemon(ctx, pkt, slow_kind::SERVER);
         } else {
             flags &= !(flow_flags::LEARN_DAEMON | flow_flags::LEARN_TICKET);
@@ -477,6 +482,9 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
     // SAFETY: a live FLOWS value (no RST removed it); a byte store.
     unsafe { (*entry).flags = flags };
 }
+
+/// What of a flight the daemon is given when it needs only the ServerHello.
+const HELLO_FLIGHT_MAX: u32 = 4 * 1024;
 
 /// A TLS ≤ 1.2 ServerHello's session ID, unless it is empty (no session
 /// cache) or echoes the client's (a resumption: the entry is refreshed
