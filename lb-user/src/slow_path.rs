@@ -71,6 +71,9 @@ struct Hello {
     client_tsval: u32,
     started: Instant,
     decided: Option<Instant>,
+    /// Whether the connection's flow entry has been seen since it was
+    /// decided (XDP bound it).
+    spliced_seen: bool,
 }
 
 /// Early segments (`slow_kind::EARLY`) kept at most, and for how long: a
@@ -85,6 +88,10 @@ const EARLY_KEPT: Duration = Duration::from_secs(10);
 /// reordered hello comes within a round trip, and forgeries, which nothing
 /// ever opens, should cost little.
 const EARLY_CHECK_FIRST: Duration = Duration::from_millis(1);
+/// How long early segments of a connection whose hello the slow path has
+/// just replayed are not kept: they are that replay, come back from XDP
+/// because the connection closed in between.
+const REPLAYED_KEPT: Duration = Duration::from_secs(1);
 const EARLY_CHECK_MAX: Duration = Duration::from_millis(200);
 
 /// A client segment that came before the connection XDP could check it by.
@@ -109,6 +116,8 @@ pub struct SlowPath {
     early: HashMap<FlowKey, EarlyTuple>,
     /// Server flights XDP handed over for persistence to read.
     pub flights: ServerFlights,
+    /// Connections whose hello the slow path replayed, and when.
+    replayed: HashMap<FlowKey, Instant>,
     /// Early segments held now.
     early_held: usize,
     /// Hellos bound through the slow path, and given up on, since start.
@@ -123,7 +132,7 @@ pub struct SlowPath {
 impl SlowPath {
     /// Whether a tick has anything to do.
     pub fn busy(&self) -> bool {
-        !self.hellos.is_empty() || !self.early.is_empty() || self.flights.busy()
+        !self.hellos.is_empty() || !self.early.is_empty() || self.flights.busy() || !self.replayed.is_empty()
     }
 
     /// One segment from XDP.
@@ -141,6 +150,14 @@ impl SlowPath {
         if segment.kind == slow_kind::SERVER {
             self.flights.on_segment(dp, &segment.key, seg.seq, seg.payload);
             return;
+        }
+        // A hello of an earlier connection on the tuple (reset while its
+        // backend leg opened, its port soon used again: a client that
+        // resets leaves no TIME_WAIT) is no part of this one.
+        if self.hellos.get(&segment.key).is_some_and(|h| seg.ack != h.first.cookie_isn.wrapping_add(1)) {
+            tracing::debug!(port = u16::from_be(segment.key.sport_be), "slow path: a new connection on a tuple");
+            self.hellos.remove(&segment.key);
+            self.abandoned += 1;
         }
         let hello = match self.hellos.entry(segment.key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -174,6 +191,7 @@ impl SlowPath {
                     client_tsval: p.client_tsval,
                     started: Instant::now(),
                     decided: None,
+                    spliced_seen: false,
                 })
             }
         };
@@ -218,6 +236,12 @@ impl SlowPath {
 
     /// Keeps a segment that came before its connection (`slow_kind::EARLY`).
     fn keep_early(&mut self, segment: &SlowSegment, seq: u32, frame: &[u8]) {
+        // Our own replay of a hello whose connection closed meanwhile (a
+        // backend that speaks first, a client that read its answer and
+        // left): nothing will open for it.
+        if self.replayed.get(&segment.key).is_some_and(|at| at.elapsed() < REPLAYED_KEPT) {
+            return;
+        }
         if self.early_held >= EARLY_MAX {
             self.early_forgotten += 1;
             return;
@@ -240,8 +264,9 @@ impl SlowPath {
 
     /// Runs the early segments whose connection is now open through XDP
     /// again: the one that continues a hello XDP assembles (and then the
-    /// next, and so on), all of them once the slow path has the hello or
-    /// the connection is spliced. Forgets those past `EARLY_KEPT`.
+    /// next, and so on), all of them once the slow path has the hello (XDP
+    /// checks each against the connection's cookie either way). Forgets
+    /// those past `EARLY_KEPT`.
     fn release_early(&mut self, dp: &mut impl Dataplane) {
         let now = Instant::now();
         let (mut released, mut forgotten) = (0u64, 0u64);
@@ -268,13 +293,11 @@ impl SlowPath {
                         tuple.segments.drain(..).for_each(&mut release);
                         break;
                     }
-                    Some(_) => break,
-                    None => {
-                        if dp.flow_state(key) == Some(FlowState::Established as u8) {
-                            tuple.segments.drain(..).for_each(&mut release);
-                        }
-                        break;
-                    }
+                    // Bound, decided, or no connection (yet): XDP has or
+                    // needs nothing of them. (Run through a spliced
+                    // connection they would reach its backend unchecked: they
+                    // may be a tuple's earlier connection's.)
+                    _ => break,
                 }
             }
             let before = tuple.segments.len();
@@ -314,7 +337,15 @@ impl SlowPath {
                 }
                 continue;
             }
-            if dp.flow_state(key) == Some(FlowState::Established as u8) {
+            let state = dp.flow_state(key);
+            if state.is_none() && hello.spliced_seen {
+                // Bound, then reset (or swept) before its leg opened: the
+                // connection is over.
+                done.push((*key, false));
+                continue;
+            }
+            hello.spliced_seen |= state.is_some();
+            if state == Some(FlowState::Established as u8) {
                 match replay(dp, key, hello) {
                     Ok(()) => done.push((*key, true)),
                     Err(e) => {
@@ -324,7 +355,12 @@ impl SlowPath {
                 }
             }
         }
+        let now = Instant::now();
+        self.replayed.retain(|_, at| now.duration_since(*at) < REPLAYED_KEPT);
         for (key, bound) in done {
+            if bound {
+                self.replayed.insert(key, now);
+            }
             self.hellos.remove(&key);
             if bound { self.bound += 1 } else { self.abandoned += 1 }
         }
@@ -558,6 +594,7 @@ fn send_ack(key: &FlowKey, hello: &Hello) -> std::io::Result<()> {
 /// What the slow path reads of a client frame.
 struct Segment<'a> {
     seq: u32,
+    ack: u32,
     tsval: Option<u32>,
     payload: &'a [u8],
 }
@@ -581,6 +618,7 @@ fn parse_frame(frame: &[u8]) -> Option<Segment<'_>> {
     let options = tcp.get(20..doff)?;
     Some(Segment {
         seq: u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?),
+        ack: u32::from_be_bytes(tcp.get(8..12)?.try_into().ok()?),
         tsval: timestamp(options),
         payload: tcp.get(doff..)?,
     })

@@ -185,6 +185,15 @@ const RAW_CLIENT: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 250);
 /// A piece of the hello the raw client sends fits one 1500-byte frame.
 const MAX_PIECE: usize = 1_400;
 
+/// The MACs a raw client on client 0 sends between (its interface's, the
+/// balancer's), the balancer told where `RAW_CLIENT` is.
+fn raw_client_macs(topo: &Topology) -> ([u8; 6], [u8; 6]) {
+    let client_mac = mac_of(&topo.clients[0].ns, "eth0");
+    let mac_text: Vec<String> = client_mac.iter().map(|b| format!("{b:02x}")).collect();
+    topo.lb.ip(&format!("neigh replace {RAW_CLIENT} lladdr {} dev {LB_CLIENT_IF} nud permanent", mac_text.join(":")));
+    (client_mac, mac_of(&topo.lb, LB_CLIENT_IF))
+}
+
 /// `(offset, length)` of each piece of `len` bytes cut at `cuts`.
 fn pieces(len: usize, cuts: &[usize]) -> Vec<(usize, usize)> {
     let ends: Vec<usize> = cuts.iter().copied().chain([len]).collect();
@@ -215,10 +224,7 @@ fn a_hello_whose_segments_arrive_out_of_order_reaches_its_backend_whole_without_
     let client = &topo.clients[0].ns;
     let first = client.enter(|| send_cut(&hello, &[])).unwrap_or_else(|e| panic!("first: {e}\n{}", tether.log()));
 
-    let client_mac = mac_of(client, "eth0");
-    let mac_text: Vec<String> = client_mac.iter().map(|b| format!("{b:02x}")).collect();
-    topo.lb.ip(&format!("neigh replace {RAW_CLIENT} lladdr {} dev {LB_CLIENT_IF} nud permanent", mac_text.join(":")));
-    let gateway_mac = mac_of(&topo.lb, LB_CLIENT_IF);
+    let (client_mac, gateway_mac) = raw_client_macs(&topo);
 
     // (cuts, the order the pieces go in). The first plan is in order: the
     // control, which needs no early segment.
@@ -509,4 +515,46 @@ fn split_hellos_complete_over_a_lossy_client_link() {
         moved(reason::TLS_HELLO_OUT_OF_ORDER),
         moved(reason::TLS_HELLO_SLOW_PATH)
     );
+}
+
+/// A slow-path connection that its client resets while the backend leg
+/// opens (tether's first SYN to the backend lost), then a new connection on
+/// the same tuple (a reset leaves the port no TIME_WAIT, so clients reuse it
+/// at once): the new connection's hello is its own, not taken for a part of
+/// the old one's, and reaches the backend whole.
+#[test]
+fn a_new_connection_on_the_tuple_of_a_reset_slow_path_one_gets_its_hello_through() {
+    const RAW_PORT: u16 = 45_000;
+    let mut topo = Topology::two_armed(1, 1);
+    let _servers = plain_backends(&topo);
+    topo.drop_first_syns_to_backend(0, 1, lb_user::config::DEFAULT_SNAT_PORTS.0);
+    let tether = Tether::start(&topo.lb, &config(&topo, "", "", ""));
+    let hello = tether_tests::tls_msg::padded_client_hello(&[], 8_000, None);
+    let pieces: Vec<(usize, usize)> =
+        (0..hello.len()).step_by(MAX_PIECE).map(|at| (at, MAX_PIECE.min(hello.len() - at))).collect();
+    let (client_mac, gateway_mac) = raw_client_macs(&topo);
+    let greeting = format!("b0 {LB_BACKEND_ADDR}\n").len();
+    let got = topo.clients[0].ns.enter(|| -> std::io::Result<tether_tests::raw_client::Received> {
+        let raw = RawClient::open("eth0", RAW_CLIENT, client_mac, gateway_mac)?;
+        let mut first = raw.connect(RAW_PORT, 1_000, (VIP, PORT))?;
+        first.send_pieces(&hello, &pieces)?;
+        // Decided and bound; its backend SYN is lost, so the leg waits for
+        // the daemon's retry. The client gives up on it: an RST.
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+        std::thread::sleep(Duration::from_millis(50));
+        let mut second = raw.connect(RAW_PORT, 900_000, (VIP, PORT))?;
+        second.send_pieces(&hello, &pieces)?;
+        second.read(greeting + hello.len(), Duration::from_secs(5))
+    });
+    let got = got.unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", tether.counters(), tether.log()));
+    assert!(
+        got.data.len() == greeting + hello.len() && got.data[greeting..] == hello[..],
+        "{} bytes received of {}\n{:?}\n{}",
+        got.data.len(),
+        greeting + hello.len(),
+        tether.counters(),
+        tether.log()
+    );
+    assert_eq!(tether.counters().get(reason::TLS_BIND), 2, "both connections bound: {:?}", tether.counters());
 }

@@ -841,7 +841,10 @@ mod first_byte {
         stream.set_read_timeout(Some(Duration::from_secs(5)))?;
         stream.write_all(hello)?;
         let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte)?;
+        // The client's port finds the connection in the daemon's log.
+        stream
+            .read_exact(&mut byte)
+            .map_err(|e| anyhow::anyhow!("port {}: {e}", stream.local_addr().map(|a| a.port()).unwrap_or(0)))?;
         Ok(start.elapsed())
     }
 
