@@ -88,11 +88,11 @@ const EARLY_KEPT: Duration = Duration::from_secs(10);
 /// reordered hello comes within a round trip, and forgeries, which nothing
 /// ever opens, should cost little.
 const EARLY_CHECK_FIRST: Duration = Duration::from_millis(1);
+const EARLY_CHECK_MAX: Duration = Duration::from_millis(200);
 /// How long early segments of a connection whose hello the slow path has
 /// just replayed are not kept: they are that replay, come back from XDP
 /// because the connection closed in between.
 const REPLAYED_KEPT: Duration = Duration::from_secs(1);
-const EARLY_CHECK_MAX: Duration = Duration::from_millis(200);
 
 /// A client segment that came before the connection XDP could check it by.
 struct Early {
