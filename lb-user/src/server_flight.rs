@@ -17,7 +17,7 @@ use lb_common::{
     FarmInfo, Flow, FlowKey,
     maps::{FLIGHT_MAX, PersistKind, SESSION_KEY_MAX, SessionKey, flow_flags},
     persist::{KEY_NAME_LEN, TICKET_ID_LEN},
-    tls::RECORD_HEADER,
+    tls::{CONTENT_HANDSHAKE, RECORD_HEADER, TLS13},
 };
 use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_server_hello_extensions};
 
@@ -26,9 +26,6 @@ use tls_parser::{TlsExtension, TlsMessage, TlsMessageHandshake, parse_tls_server
 const FLIGHT_KEPT: Duration = Duration::from_secs(10);
 /// Flights read at once, at most; more are not started.
 const FLIGHTS_MAX: usize = 4_096;
-
-const CONTENT_HANDSHAKE: u8 = 22;
-const TLS13: u16 = 0x0304;
 
 /// What the server-flight reader needs of the data path.
 pub trait Sessions {
