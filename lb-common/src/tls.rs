@@ -289,20 +289,38 @@ impl Extensions {
     }
 }
 
+/// Where the extensions persistence reads lie in a ClientHello: the offset
+/// of each one's type field (0: absent; a hello's extensions never start
+/// there). `skip_extension` finds them, `read_found` reads them. Repeated
+/// extensions (which RFC 8446 §4.2 forbids) count by their last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Found {
+    pub server_name: u16,
+    pub session_ticket: u16,
+    pub pre_shared_key: u16,
+    pub supported_versions: u16,
+}
+
 /// Parses the ClientHello that starts the record at the front of `buf`; the
 /// whole message must be there (else `Incomplete`).
 pub fn client_hello(buf: &[u8]) -> Result<ClientHello> {
     let mut hello = ClientHello::default();
     let mut extensions = Extensions::default();
+    let mut found = Found::default();
     client_hello_head(buf, &mut hello, &mut extensions)?;
     // VERIFIER: a constant trip count.
     for _ in 0..MAX_EXTENSIONS {
         if extensions.done() {
-            return Ok(hello);
+            break;
         }
-        client_hello_extension(buf, &mut extensions, &mut hello)?;
+        skip_extension(buf, &mut extensions, &mut found, &mut hello)?;
     }
-    if extensions.done() { Ok(hello) } else { Err(TlsError::TooManyExtensions) }
+    if !extensions.done() {
+        return Err(TlsError::TooManyExtensions);
+    }
+    read_found(buf, &found, &mut hello)?;
+    Ok(hello)
 }
 
 /// Reads the fixed part of a ClientHello (everything before the extensions)
@@ -327,32 +345,82 @@ pub fn client_hello_head(buf: &[u8], hello: &mut ClientHello, walk: &mut Extensi
     Ok(())
 }
 
-/// Reads the ClientHello extension at `at.pos` into `hello` and moves `at`
-/// past it. Called with `at` done, it does nothing.
-pub fn client_hello_extension(buf: &[u8], at: &mut Extensions, hello: &mut ClientHello) -> Result<()> {
-    let mut extensions = Reader::new(buf, at.pos as usize, at.end.saturating_sub(at.pos) as usize);
-    if extensions.remaining() == 0 {
+/// Steps `at` over the ClientHello extension at `at.pos`, noting in `found`
+/// where the ones persistence reads lie and counting it in `hello`. Called
+/// with `at` done, it does nothing. Only the type and length are read: the
+/// walk over a browser's twenty-odd extensions is most of what a hello
+/// costs XDP, and four of them matter (`read_found` reads those).
+pub fn skip_extension(buf: &[u8], at: &mut Extensions, found: &mut Found, hello: &mut ClientHello) -> Result<()> {
+    let pos = at.pos as usize;
+    let header = match buf.get(pos..pos + 4) {
+        Some(&[a, b, c, d]) => [a, b, c, d],
+        _ => [0; 4],
+    };
+    step_over_extension(header, at, found, hello)
+}
+
+/// `skip_extension` given the four bytes at `at.pos` (the extension's type
+/// and length), which the XDP program reads its own way. Whatever they are,
+/// the step checks that they and the extension lie inside the block, which
+/// `client_hello_head` checked lies inside the buffer.
+pub fn step_over_extension(
+    header: [u8; 4],
+    at: &mut Extensions,
+    found: &mut Found,
+    hello: &mut ClientHello,
+) -> Result<()> {
+    let (pos, end) = (at.pos as usize, at.end as usize);
+    if pos >= end {
         return Ok(());
     }
-    if !hello.psk_identity.is_empty() {
+    if found.pre_shared_key != 0 {
         return Err(TlsError::PskNotLast);
     }
-    let kind = extensions.u16()?;
-    let mut data = extensions.vec16()?;
-    hello.extensions = hello.extensions.saturating_add(1);
-    match kind {
-        EXT_SERVER_NAME => hello.sni = server_name(&mut data)?,
-        EXT_SESSION_TICKET => {
-            hello.has_ticket_ext = true;
-            let n = data.remaining();
-            hello.ticket = data.span(n)?;
-        }
-        EXT_PRE_SHARED_KEY => hello.psk_identity = first_psk_identity(&mut data)?,
-        EXT_SUPPORTED_VERSIONS => hello.supported_versions = supported_versions(&mut data)?,
+    let next = pos + 4 + u16::from_be_bytes([header[2], header[3]]) as usize;
+    // Also covers the header itself running past the end.
+    if next > end {
+        return Err(TlsError::Overrun);
+    }
+    match u16::from_be_bytes([header[0], header[1]]) {
+        EXT_SERVER_NAME => found.server_name = pos as u16,
+        EXT_SESSION_TICKET => found.session_ticket = pos as u16,
+        EXT_PRE_SHARED_KEY => found.pre_shared_key = pos as u16,
+        EXT_SUPPORTED_VERSIONS => found.supported_versions = pos as u16,
         _ => {}
     }
-    *at = Extensions::of(&extensions);
+    hello.extensions = hello.extensions.saturating_add(1);
+    at.pos = next as u16;
     Ok(())
+}
+
+/// Reads the extensions `skip_extension` found into `hello`. Each lies
+/// inside the extension block (the walk checked its length), and `buf`
+/// holds the whole hello.
+pub fn read_found(buf: &[u8], found: &Found, hello: &mut ClientHello) -> Result<()> {
+    if found.server_name != 0 {
+        hello.sni = server_name(&mut extension_data(buf, found.server_name)?)?;
+    }
+    if found.session_ticket != 0 {
+        let mut data = extension_data(buf, found.session_ticket)?;
+        hello.has_ticket_ext = true;
+        let n = data.remaining();
+        hello.ticket = data.span(n)?;
+    }
+    if found.pre_shared_key != 0 {
+        hello.psk_identity = first_psk_identity(&mut extension_data(buf, found.pre_shared_key)?)?;
+    }
+    if found.supported_versions != 0 {
+        hello.supported_versions = supported_versions(&mut extension_data(buf, found.supported_versions)?)?;
+    }
+    Ok(())
+}
+
+/// The data of the extension whose type field is at `at`, as a reader.
+fn extension_data(buf: &[u8], at: u16) -> Result<Reader<'_>> {
+    let mut header = Reader::new(buf, at as usize, 4);
+    header.skip(2)?;
+    let len = header.u16()? as usize;
+    Ok(Reader::new(buf, at as usize + 4, len))
 }
 
 /// The extensions that end a hello, which must end exactly with it; none at

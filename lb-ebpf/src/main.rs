@@ -11,6 +11,8 @@
 // stable API for.
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
+// `parse::word`: BPF inline assembly.
+#![feature(asm_experimental_arch)]
 
 mod delayed;
 mod handshake;
@@ -137,9 +139,7 @@ fn process(ctx: &XdpContext) -> Verdict {
     // and a flow entry exists only for addresses tether owns, so it needs no
     // other lookup. (The host's own TCP traffic pays one missed lookup more.)
     if let Some(entry) = lookup::flow::get(&pkt.key) {
-        let Some(flow) = lookup::flow::on_packet(&pkt.key, entry, &pkt) else {
-            return Verdict::drop(reason::DROP_FLOW_TABLE);
-        };
+        let flow = lookup::flow::on_packet(entry, &pkt);
         if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {
             if flow.flags & flow_flags::RESET != 0 {
                 return reset_flow(ctx, &pkt, flow);
@@ -150,7 +150,9 @@ fn process(ctx: &XdpContext) -> Verdict {
                 // goes on unread.
                 unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_LEARN) };
             }
-            return existing_flow(ctx, &pkt, flow, entry);
+            let verdict = existing_flow(ctx, &pkt, flow, entry);
+            lookup::flow::end_on_rst(&pkt, flow);
+            return verdict;
         }
         // A client's SYN on the tuple of a spliced connection: tether never
         // passes client SYNs on, and a client sends one only when it has no
@@ -395,8 +397,8 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
             // A retransmitted SYN-ACK: our ACK with the data was lost; tc sends it again.
             return Verdict::pass(reason::BACKEND_SYN_ACK);
         }
-        // An RST has removed the entries already (on_packet); its stash goes
-        // with the daemon's orphan sweep.
+        // An RST ends the connection (`end_on_rst`); its stash goes with the
+        // daemon's orphan sweep.
         if flow.flags & flow_flags::STASHED != 0 && pkt.flags & parse::RST == 0 {
             delayed::release_stash(pkt, flow, entry);
         }
@@ -416,7 +418,7 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
     if let Err(why) = rewrite::nexthop::lookup(ctx, pkt, flow, nh) {
         return Verdict::drop(why);
     }
-    // An RST has removed the entry already (on_packet).
+    // An RST's entry goes right after (`end_on_rst`).
     if pkt.flags & parse::RST == 0 {
         lookup::flow::remember_next_hop(entry, nh);
     }
@@ -424,7 +426,7 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
 }
 
 /// A backend segment persistence may learn from: data (not a retransmitted
-/// SYN-ACK, not an RST, which removed the entries) on a spliced connection
+/// SYN-ACK, not an RST, which ends the connection) on a spliced connection
 /// still marked for learning.
 #[inline(always)]
 fn wants_learning(pkt: &Tcp, flow: &Flow) -> bool {
@@ -444,8 +446,8 @@ fn backend_while_pending(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
     if pkt.flags & parse::RST == 0 {
         return Verdict::drop(reason::DROP_BACKEND_PENDING);
     }
-    // The flow entries are gone (on_packet); the client's RST must carry the
-    // sequence number the client expects from us (the cookie + 1) and
+    // The flow entries go once it is forwarded (`end_on_rst`); the client's
+    // RST must carry the sequence number the client expects from us (the cookie + 1) and
     // acknowledge in the client's numbers.
     let client_key = FlowKey::reply(flow, pkt.key.family);
     let Some(p) = pending::get(&client_key) else { return Verdict::drop(reason::DROP_BACKEND_PENDING) };

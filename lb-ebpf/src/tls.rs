@@ -16,7 +16,7 @@ use aya_ebpf::{helpers::bpf_loop, macros::map, maps::PerCpuArray};
 use lb_common::{
     maps::STASH_MAX,
     persist::NameHash,
-    tls::{self, ClientHello, Extensions, MAX_EXTENSIONS, ServerHello, Span, TlsError},
+    tls::{self, ClientHello, Extensions, Found, MAX_EXTENSIONS, ServerHello, Span, TlsError},
 };
 
 use crate::lookup::pending;
@@ -29,11 +29,22 @@ fn run(n: u32, step: extern "C" fn(u64, *mut c_void) -> i64) {
     unsafe { bpf_loop(n, step as *mut c_void, core::ptr::null_mut(), 0) };
 }
 
+/// What each step of the extension walk works on, handed to it through
+/// `bpf_loop`'s context, a pointer into the caller's stack frame: looking
+/// the two per-CPU slots up again in every step cost as much as the step.
+#[repr(C)]
+struct HelloWalk {
+    read: *mut HelloRead,
+    /// `pending::scratch`'s data, followed by `SPAN_SLACK` readable bytes.
+    stash: *const [u8; STASH_MAX],
+}
+
 /// A ClientHello being read: its fields, where the walk stands, and the
 /// hash of its server name.
 pub struct HelloRead {
     pub hello: ClientHello,
     walk: Extensions,
+    found: Found,
     /// Bytes of the stash that hold the segment.
     len: u16,
     /// `TlsError as u8` of the walk; 0: none.
@@ -89,9 +100,16 @@ pub fn read_client_hello(len: u16, walk_extensions: bool, hash_name: bool) -> Op
             return Some(read);
         }
     }
-    run(MAX_EXTENSIONS as u32, client_hello_step);
+    let mut walk = HelloWalk { read, stash: &pending::scratch()?.data };
+    // SAFETY: `client_hello_step` is a BPF function of the signature
+    // bpf_loop calls, and its context, `walk`, outlives the loop.
+    unsafe {
+        bpf_loop(MAX_EXTENSIONS as u32, client_hello_step as *mut c_void, &mut walk as *mut HelloWalk as *mut c_void, 0)
+    };
     let read = hello_read()?;
-    if read.error != 0 || !read.walk.done() {
+    let found = read.found;
+    let complete = read.error == 0 && read.walk.done();
+    if !complete || tls::read_found(stash(len)?, &found, &mut read.hello).is_err() {
         // A malformed or overlong extension block: its fields are not trusted.
         let session_id = read.hello.session_id;
         // SAFETY: as above.
@@ -110,10 +128,19 @@ pub fn read_client_hello(len: u16, walk_extensions: bool, hash_name: bool) -> Op
     Some(read)
 }
 
-extern "C" fn client_hello_step(_index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(read) = hello_read() else { return 1 };
-    let Some(buf) = stash(read.len) else { return 1 };
-    if let Err(e) = tls::client_hello_extension(buf, &mut read.walk, &mut read.hello) {
+extern "C" fn client_hello_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `HelloWalk` `read_client_hello` passed, whose
+    // pointers are live per-CPU map values for this program run.
+    let (read, stash) = unsafe {
+        let walk = &*(ctx as *const HelloWalk);
+        (&mut *walk.read, walk.stash as *const u8)
+    };
+    // The extension's type and length. The walk's position lies inside the
+    // stash (the head parse bounded the block by it) unless it is done.
+    let at = read.walk.pos as usize & (STASH_MAX - 1);
+    // SAFETY: `at` < STASH_MAX, and SPAN_SLACK bytes follow the stash.
+    let header = unsafe { stash.add(at).cast::<[u8; 4]>().read_unaligned() };
+    if let Err(e) = tls::step_over_extension(header, &mut read.walk, &mut read.found, &mut read.hello) {
         read.error = e as u8;
         return 1;
     }

@@ -93,40 +93,50 @@ pub fn get(key: &FlowKey) -> Option<*mut Flow> {
 }
 
 /// Records what a packet of an existing flow means for the flow's life and
-/// returns the rewrite to apply (a copy: an RST removes the entry). An RST ends
-/// the connection at once; a FIN is noted for the sweeper.
+/// returns the rewrite to apply: the entry itself, not a copy (a copy was a
+/// tenth of the established path). It stays valid for this run, and those
+/// who write it while it is in use (tc, the daemon, XDP on other CPUs)
+/// store whole words, so each field reads old or new. A FIN is noted for
+/// the sweeper; an RST ends the connection once it has been forwarded
+/// (`end_on_rst`).
 #[inline(always)]
-pub fn on_packet(key: &FlowKey, flow: *mut Flow, pkt: &Tcp) -> Option<&'static Flow> {
-    let current = scratch(CURRENT)?;
-    // SAFETY: `flow` points into a map value that stays valid for this program
-    // run; concurrent writers only store whole words (last_seen, flags).
-    // VERIFIER: copy_nonoverlapping, not `*current = *flow`: LLVM cannot tell
-    // the two map values apart, makes the copy a `memmove`, and the BPF
-    // backend calls that as a byte-at-a-time loop (80 iterations).
-    unsafe { core::ptr::copy_nonoverlapping(flow, current, 1) };
-    if pkt.flags & RST != 0 {
-        let _ = FLOWS.remove(key);
-        let _ = FLOWS.remove(&FlowKey::reply(current, key.family));
-        return Some(current);
-    }
-    let now = clock_ns();
-    // The first packet after creation is always recorded: the sweeper tells a
-    // connection whose backend never answered by last_seen == created.
-    if now.wrapping_sub(current.last_seen_ns) > REFRESH_NS || current.last_seen_ns == current.created_ns {
-        // SAFETY: as above; a lost update only makes the flow look older, or
-        // costs one more FIB lookup. The coarse clock can still read the
-        // creation time; one nanosecond later keeps "answered" visible.
-        unsafe {
-            (*flow).last_seen_ns = now.max(current.created_ns + 1);
-            (*flow).next_hop.ifindex = 0;
+pub fn on_packet(flow: *mut Flow, pkt: &Tcp) -> &'static Flow {
+    // SAFETY: `flow` points into a map value that stays valid for this
+    // program run; see above for its concurrent writers.
+    let (last_seen_ns, created_ns, flags) = unsafe { ((*flow).last_seen_ns, (*flow).created_ns, (*flow).flags) };
+    if pkt.flags & RST == 0 {
+        let now = clock_ns();
+        // The first packet after creation is always recorded: the sweeper
+        // tells a connection whose backend never answered by last_seen ==
+        // created.
+        if now.wrapping_sub(last_seen_ns) > REFRESH_NS || last_seen_ns == created_ns {
+            // SAFETY: as above; a lost update only makes the flow look older,
+            // or costs one more FIB lookup. The coarse clock can still read
+            // the creation time; one nanosecond later keeps "answered"
+            // visible.
+            unsafe {
+                (*flow).last_seen_ns = now.max(created_ns + 1);
+                (*flow).next_hop.ifindex = 0;
+            }
         }
-        current.next_hop.ifindex = 0;
     }
-    if pkt.flags & FIN != 0 && current.flags & flow_flags::FIN == 0 {
+    if pkt.flags & FIN != 0 && flags & flow_flags::FIN == 0 {
         // SAFETY: as above.
-        unsafe { (*flow).flags = current.flags | flow_flags::FIN };
+        unsafe { (*flow).flags = flags | flow_flags::FIN };
     }
-    Some(current)
+    // SAFETY: as above.
+    unsafe { &*flow }
+}
+
+/// After an RST of a connection went on its way: both entries go. (Not
+/// before: the RST is rewritten from its entry, and a removed entry of the
+/// preallocated LRU table can be handed to a new connection on another CPU
+/// at once.)
+#[inline(always)]
+pub fn end_on_rst(pkt: &Tcp, flow: &Flow) {
+    if pkt.flags & RST != 0 {
+        unbind(&pkt.key, flow);
+    }
 }
 
 /// How a new connection's entries start out.

@@ -3,7 +3,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::{maps::Family, reason};
 
-use super::bytes_at;
+use super::{bytes_at, word};
 
 const IPPROTO_TCP: u8 = 6;
 
@@ -45,8 +45,10 @@ pub fn parse_v4(ctx: &XdpContext, off: usize) -> Result<L3, u32> {
     if ip[9] != IPPROTO_TCP {
         return Err(reason::PASS_NOT_TCP);
     }
-    let src_be = lb_common::v4_in_16([ip[12], ip[13], ip[14], ip[15]]);
-    let dst_be = lb_common::v4_in_16([ip[16], ip[17], ip[18], ip[19]]);
+    // SAFETY: bytes 12..20 of the 20 `bytes_at` bounded.
+    let (src, dst) = unsafe { (word::load32(ip.as_ptr().add(12)), word::load32(ip.as_ptr().add(16))) };
+    let src_be = lb_common::v4_in_16(src.to_ne_bytes());
+    let dst_be = lb_common::v4_in_16(dst.to_ne_bytes());
     // Options, if any, lie between the fixed header and TCP; `tcp::parse` checks
     // that the TCP header after them is inside the frame.
     Ok(L3 { family: Family::Ipv4, src_be, dst_be, l4_off: off + hlen })

@@ -9,7 +9,7 @@ use lb_common::{
     maps::Family,
 };
 
-use crate::parse::{Tcp, bytes_at_mut};
+use crate::parse::{Tcp, bytes_at_mut, word};
 
 /// Offset of the checksum in the TCP header.
 const TCP_CSUM: usize = 16;
@@ -24,14 +24,16 @@ pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
         Family::Ipv4 => rewrite_v4_addrs(ctx, pkt, flow)?,
         Family::Ipv6 => rewrite_v6_addrs(ctx, pkt, flow)?,
     };
-    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
-    let old_csum = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
-    let mut tcp_csum = update_fold(addr_delta, old_csum);
-    tcp_csum = update16(tcp_csum, pkt.key.sport_be, flow.new_sport_be);
-    tcp_csum = update16(tcp_csum, pkt.key.dport_be, flow.new_dport_be);
-    tcp[0..2].copy_from_slice(&flow.new_sport_be.to_ne_bytes());
-    tcp[2..4].copy_from_slice(&flow.new_dport_be.to_ne_bytes());
-    tcp[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&tcp_csum.to_ne_bytes());
+    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?.as_mut_ptr();
+    // SAFETY: ports (0..4) and checksum (16..18) of the 20 bytes bounded.
+    unsafe {
+        let mut tcp_csum = update_fold(addr_delta, word::load16(tcp.add(TCP_CSUM)));
+        tcp_csum = update16(tcp_csum, pkt.key.sport_be, flow.new_sport_be);
+        tcp_csum = update16(tcp_csum, pkt.key.dport_be, flow.new_dport_be);
+        word::store16(tcp, flow.new_sport_be);
+        word::store16(tcp.add(2), flow.new_dport_be);
+        word::store16(tcp.add(TCP_CSUM), tcp_csum);
+    }
     Some(())
 }
 
@@ -40,19 +42,19 @@ pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
 /// checksum of nothing) and merged into the real one by `update_fold`.
 #[inline(always)]
 fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<u16> {
-    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
-    let old_src = u32::from_ne_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let old_dst = u32::from_ne_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let s = &flow.new_saddr_be;
-    let d = &flow.new_daddr_be;
+    let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?.as_mut_ptr();
+    let (s, d) = (&flow.new_saddr_be, &flow.new_daddr_be);
     let new_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
     let new_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
-    let mut ip_csum = u16::from_ne_bytes([ip[10], ip[11]]);
-    ip_csum = update32(update32(ip_csum, old_src, new_src), old_dst, new_dst);
-    ip[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
-    ip[12..16].copy_from_slice(&s[..4]);
-    ip[16..20].copy_from_slice(&d[..4]);
-    Some(update32(update32(0xFFFF, old_src, new_src), old_dst, new_dst))
+    // SAFETY: checksum (10..12) and addresses (12..20) of the 20 bytes bounded.
+    unsafe {
+        let (old_src, old_dst) = (word::load32(ip.add(12)), word::load32(ip.add(16)));
+        let ip_csum = update32(update32(word::load16(ip.add(10)), old_src, new_src), old_dst, new_dst);
+        word::store16(ip.add(10), ip_csum);
+        word::store32(ip.add(12), new_src);
+        word::store32(ip.add(16), new_dst);
+        Some(update32(update32(0xFFFF, old_src, new_src), old_dst, new_dst))
+    }
 }
 
 #[inline(always)]

@@ -15,7 +15,7 @@ use aya_ebpf::{
 use lb_common::{Flow, NextHop, maps::Family, reason};
 
 use crate::{
-    parse::{Tcp, bytes_at, bytes_at_mut},
+    parse::{Tcp, bytes_at, bytes_at_mut, word},
     verdict::Verdict,
 };
 
@@ -99,8 +99,14 @@ pub fn lookup(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, nh: &mut NextHop) -> Res
 #[inline(always)]
 pub fn out(ctx: &XdpContext, nh: &NextHop, why: u32) -> Verdict {
     let Some(eth) = bytes_at_mut::<12>(ctx, 0) else { return Verdict::drop(reason::PASS_TRUNCATED) };
-    eth[0..6].copy_from_slice(&nh.dmac);
-    eth[6..12].copy_from_slice(&nh.smac);
+    let (d, s, eth) = (&nh.dmac, &nh.smac, eth.as_mut_ptr());
+    // SAFETY: the 12 bytes bounded.
+    unsafe {
+        word::store32(eth, u32::from_ne_bytes([d[0], d[1], d[2], d[3]]));
+        word::store16(eth.add(4), u16::from_ne_bytes([d[4], d[5]]));
+        word::store32(eth.add(6), u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
+        word::store16(eth.add(10), u16::from_ne_bytes([s[4], s[5]]));
+    }
     if nh.ifindex == ctx.ingress_ifindex() as u32 {
         return Verdict::send(why, xdp_action::XDP_TX);
     }

@@ -14,7 +14,7 @@ use lb_common::{
 
 use crate::{
     handshake,
-    parse::{ACK, Tcp, bytes_at_mut},
+    parse::{ACK, Tcp, bytes_at_mut, word},
 };
 
 const TCP_CSUM: usize = 16;
@@ -25,46 +25,52 @@ const NOP_NOP_TS: [u8; 4] = [1, 1, 8, 10];
 // VERIFIER: not inlined; the slow option path needs its own frame.
 #[inline(never)]
 pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
-    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?;
-    let mut check = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
-    if flow.seq_delta != 0 {
-        let seq = pkt.seq.wrapping_add(flow.seq_delta);
-        check = update32(check, pkt.seq.to_be(), seq.to_be());
-        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
-    }
+    let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?.as_mut_ptr();
     let translate_ack = pkt.flags & ACK != 0 && flow.ack_delta != 0;
-    if translate_ack {
-        let ack = pkt.ack.wrapping_add(flow.ack_delta);
-        check = update32(check, pkt.ack.to_be(), ack.to_be());
-        tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    }
-    if flow.wscale_in != flow.wscale_out {
-        let old = u16::from_be_bytes([tcp[14], tcp[15]]);
-        let new = tcpopt::rescale_window(old, flow.wscale_in, flow.wscale_out);
-        check = update16(check, old.to_be(), new.to_be());
-        tcp[14..16].copy_from_slice(&new.to_be_bytes());
-    }
-    tcp[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&check.to_ne_bytes());
-
-    let header_len = ((tcp[12] >> 4) as usize) * 4;
+    // SAFETY: fields inside the 20 bytes bounded.
+    let header_len = unsafe {
+        let mut check = word::load16(tcp.add(TCP_CSUM));
+        if flow.seq_delta != 0 {
+            let seq = pkt.seq.wrapping_add(flow.seq_delta);
+            check = update32(check, pkt.seq.to_be(), seq.to_be());
+            word::store32(tcp.add(4), seq.to_be());
+        }
+        if translate_ack {
+            let ack = pkt.ack.wrapping_add(flow.ack_delta);
+            check = update32(check, pkt.ack.to_be(), ack.to_be());
+            word::store32(tcp.add(8), ack.to_be());
+        }
+        if flow.wscale_in != flow.wscale_out {
+            let old = u16::from_be(word::load16(tcp.add(14)));
+            let new = tcpopt::rescale_window(old, flow.wscale_in, flow.wscale_out);
+            check = update16(check, old.to_be(), new.to_be());
+            word::store16(tcp.add(14), new.to_be());
+        }
+        word::store16(tcp.add(TCP_CSUM), check);
+        ((*tcp.add(12) >> 4) as usize) * 4
+    };
     let sack_delta = if translate_ack { flow.ack_delta } else { 0 };
     if header_len <= 20 || (flow.tsval_delta == 0 && flow.tsecr_delta == 0 && sack_delta == 0) {
         return Some(());
     }
     if header_len == 32 {
         if let Some(tcp) = bytes_at_mut::<32>(ctx, pkt.l4_off) {
-            if tcp[20..24] == NOP_NOP_TS {
-                let mut check = u16::from_ne_bytes([tcp[TCP_CSUM], tcp[TCP_CSUM + 1]]);
-                let tsval = u32::from_be_bytes([tcp[24], tcp[25], tcp[26], tcp[27]]);
-                let tsecr = u32::from_be_bytes([tcp[28], tcp[29], tcp[30], tcp[31]]);
-                let new_tsval = tsval.wrapping_add(flow.tsval_delta);
-                let new_tsecr = tsecr.wrapping_add(flow.tsecr_delta);
-                check = update32(check, tsval.to_be(), new_tsval.to_be());
-                check = update32(check, tsecr.to_be(), new_tsecr.to_be());
-                tcp[24..28].copy_from_slice(&new_tsval.to_be_bytes());
-                tcp[28..32].copy_from_slice(&new_tsecr.to_be_bytes());
-                tcp[TCP_CSUM..TCP_CSUM + 2].copy_from_slice(&check.to_ne_bytes());
-                return Some(());
+            let tcp = tcp.as_mut_ptr();
+            // SAFETY: options (20..32) and checksum inside the 32 bytes bounded.
+            unsafe {
+                if word::load32(tcp.add(20)) == u32::from_ne_bytes(NOP_NOP_TS) {
+                    let mut check = word::load16(tcp.add(TCP_CSUM));
+                    let tsval = u32::from_be(word::load32(tcp.add(24)));
+                    let tsecr = u32::from_be(word::load32(tcp.add(28)));
+                    let new_tsval = tsval.wrapping_add(flow.tsval_delta);
+                    let new_tsecr = tsecr.wrapping_add(flow.tsecr_delta);
+                    check = update32(check, tsval.to_be(), new_tsval.to_be());
+                    check = update32(check, tsecr.to_be(), new_tsecr.to_be());
+                    word::store32(tcp.add(24), new_tsval.to_be());
+                    word::store32(tcp.add(28), new_tsecr.to_be());
+                    word::store16(tcp.add(TCP_CSUM), check);
+                    return Some(());
+                }
             }
         }
     }

@@ -48,6 +48,12 @@ const TLS_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 101);
 const PERSIST_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 102);
 /// A `tls` VIP whose farm persists by session ID only.
 const SESSION_ID_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 103);
+/// A `tls` VIP whose farm persists as the resumption bench's does: session
+/// ID, ticket, ticket key (the extension walk and two lookups, no name hash).
+const TICKETS_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 104);
+/// A `tls` VIP whose farm persists by ticket only: for a hello without a
+/// ticket, the extension walk and no lookup.
+const WALK_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 105);
 /// A real 517-byte ClientHello (curl, TLS 1.3, offering a session ID and a
 /// PSK), from the corpus.
 const CLIENT_HELLO: &[u8] = include_bytes!("../../corpus/curl13-s_server_noticket-2.client");
@@ -59,12 +65,18 @@ fn config() -> String {
          [[vip]]\nname = \"web\"\naddress = \"{TLS_VIP}\"\nport = 443\nfarm = \"web\"\nsnat = \"{SNAT}\"\n\n\
          [[vip]]\nname = \"resume\"\naddress = \"{PERSIST_VIP}\"\nport = 443\nfarm = \"resume\"\nsnat = \"{SNAT}\"\n\n\
          [[vip]]\nname = \"sid\"\naddress = \"{SESSION_ID_VIP}\"\nport = 443\nfarm = \"sid\"\nsnat = \"{SNAT}\"\n\n\
+         [[vip]]\nname = \"tickets\"\naddress = \"{TICKETS_VIP}\"\nport = 443\nfarm = \"tickets\"\nsnat = \"{SNAT}\"\n\n\
+         [[vip]]\nname = \"walk\"\naddress = \"{WALK_VIP}\"\nport = 443\nfarm = \"walk\"\nsnat = \"{SNAT}\"\n\n\
          [[farm]]\nname = \"echo\"\n[[farm.backend]]\nname = \"b1\"\naddress = \"{BACKEND}:7\"\n\n\
          [[farm]]\nname = \"web\"\npersistence = []\n[[farm.backend]]\nname = \"b1\"\naddress = \"{BACKEND}:443\"\n\n\
          [[farm]]\nname = \"resume\"\npersistence = [\"session-id\", \"ticket\", \"ticket-key\", \"sni\"]\n\
          [[farm.backend]]\nname = \"b2\"\naddress = \"{BACKEND}:443\"\n\n\
          [[farm]]\nname = \"sid\"\npersistence = [\"session-id\"]\n\
-         [[farm.backend]]\nname = \"b3\"\naddress = \"{BACKEND}:443\"\n"
+         [[farm.backend]]\nname = \"b3\"\naddress = \"{BACKEND}:443\"\n\n\
+         [[farm]]\nname = \"tickets\"\npersistence = [\"session-id\", \"ticket\", \"ticket-key\"]\n\
+         [[farm.backend]]\nname = \"b4\"\naddress = \"{BACKEND}:443\"\n\n\
+         [[farm]]\nname = \"walk\"\npersistence = [\"ticket\"]\n\
+         [[farm.backend]]\nname = \"b5\"\naddress = \"{BACKEND}:443\"\n"
     )
 }
 
@@ -342,6 +354,7 @@ fn first_packets() -> anyhow::Result<()> {
     let hello: Vec<u8> = CLIENT_HELLO[..record].to_vec();
     let parsed = lb_common::tls::client_hello(&hello).map_err(|e| anyhow::anyhow!("corpus hello: {e:?}"))?;
     let (mut bind, mut answer, mut bind_persist, mut bind_sid) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut bind_tickets, mut bind_walk) = (Vec::new(), Vec::new());
     // The first data to a VIP, after its (untimed) cookie handshake: ns.
     let bind_to = |vip: Ipv4Addr, port: u16| {
         let (_, syn_ack) = xdp_once(xdp, &tcp_v4(CLIENT, vip, &linux_syn(port, 443, 1_000)));
@@ -395,11 +408,15 @@ fn first_packets() -> anyhow::Result<()> {
         // lookups on top of the binding (nothing is learned from servers here).
         bind_persist.push(bind_to(PERSIST_VIP, port));
         bind_sid.push(bind_to(SESSION_ID_VIP, port));
+        bind_tickets.push(bind_to(TICKETS_VIP, port));
+        bind_walk.push(bind_to(WALK_VIP, port));
     }
     let after = dp.counters();
     paths.push(Path { label: "TLS first data -> backend SYN", bytes: hello_bytes, samples: bind });
     paths.push(Path { label: "tc: SYN-ACK -> ACK + 517 B stash", bytes: syn_ack_bytes, samples: answer });
     paths.push(Path { label: "  same, session-id only (miss)", bytes: hello_bytes, samples: bind_sid });
+    paths.push(Path { label: "  same, ticket only (the walk)", bytes: hello_bytes, samples: bind_walk });
+    paths.push(Path { label: "  same, 3 kinds (no SNI)", bytes: hello_bytes, samples: bind_tickets });
     paths.push(Path { label: "  same, 4 kinds (SNI hits)", bytes: hello_bytes, samples: bind_persist });
     println!(
         "BPF_PROG_TEST_RUN, first packets: one run per sample on a fresh frame ({SAMPLES} samples; {CONNECTIONS} new \
@@ -407,8 +424,8 @@ fn first_packets() -> anyhow::Result<()> {
     );
     print_table(&paths, "p10");
     let n = paths.len();
-    let (plain, sid_only, read) =
-        (paths[n - 4].percentile(50), paths[n - 2].percentile(50), paths[n - 1].percentile(50));
+    let plain = paths[n - 6].percentile(50) as i64;
+    let [sid_only, walk, tickets, read] = [4, 3, 2, 1].map(|back| paths[n - back].percentile(50) as i64 - plain);
     let keys = [
         !parsed.session_id.is_empty(),
         !parsed.ticket.is_empty(),
@@ -417,21 +434,24 @@ fn first_packets() -> anyhow::Result<()> {
     ];
     println!(
         "ClientHello parse + persistence lookups ({} B hello; keys: session ID {}, ticket {}, PSK identity {}, SNI {}): \
-         {} ns per hello with four kinds, {} ns with session-id only (differences of binding medians; target: 300)",
+         {} ns per hello with four kinds, {} ns with session-id, ticket and ticket-key, {} ns for the extension walk \
+         alone, {} ns with session-id only (differences of binding medians; target: 300)",
         hello.len(),
         keys[0],
         keys[1],
         keys[2],
         keys[3],
-        read as i64 - plain as i64,
-        sid_only as i64 - plain as i64
+        read,
+        tickets,
+        walk,
+        sid_only
     );
     let counted = |r| after.get(r) - before.get(r);
-    // Each sample bound three connections, one to each VIP; the four-kind
+    // Each sample bound five connections, one to each VIP; the four-kind
     // farm learns the hello's server name at its first binding and finds it
     // (persisted) afterwards.
     let persisted = counted(lb_common::reason::TLS_BIND_PERSISTED);
-    let bound = (counted(lb_common::reason::TLS_BIND) + persisted) / 3;
+    let bound = (counted(lb_common::reason::TLS_BIND) + persisted) / 5;
     let answered = counted(lb_common::reason::TC_STASH_SENT);
     println!(
         "(tls_bind + tls_bind_persisted {bound} per VIP ({persisted} persisted), tc_stash_sent {answered} of {CONNECTIONS} connections{})",
