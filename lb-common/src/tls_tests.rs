@@ -156,6 +156,35 @@ fn a_psk_extension_must_be_last() {
 }
 
 #[test]
+fn a_repeated_extension_counts_by_its_last() {
+    let buf = client_hello_record(&[], &[sni(b"first.example"), ext(0x0A0A, &[]), sni(b"second.example")]);
+    let hello = client_hello(&buf).unwrap();
+    assert_eq!(hello.sni.of(&buf), b"second.example");
+    assert_eq!(hello.extensions, 3);
+}
+
+/// The XDP program hands `step_over_extension` four bytes it read without
+/// a bounds check (past the block they are whatever follows it): the step
+/// must not trust them further than the block goes.
+#[test]
+fn an_extension_header_past_the_block_is_refused_whatever_it_reads() {
+    let mut found = Found::default();
+    let mut hello = ClientHello::default();
+    for header in [[0, 0, 0, 0], [0, 0, 0xFF, 0xFF], [0, 41, 0, 1]] {
+        // Three bytes left in the block: no room for a header.
+        let mut at = Extensions { pos: 100, end: 103 };
+        assert_eq!(step_over_extension(header, &mut at, &mut found, &mut hello), Err(TlsError::Overrun));
+        assert_eq!((at, found), (Extensions { pos: 100, end: 103 }, Found::default()), "nothing moved or noted");
+    }
+    // A header whose length runs one byte past the block.
+    let mut at = Extensions { pos: 100, end: 110 };
+    assert_eq!(step_over_extension([0, 0, 0, 7], &mut at, &mut found, &mut hello), Err(TlsError::Overrun));
+    let mut at = Extensions { pos: 100, end: 110 };
+    assert_eq!(step_over_extension([0, 0, 0, 6], &mut at, &mut found, &mut hello), Ok(()));
+    assert_eq!((at.pos, found.server_name), (110, 100));
+}
+
+#[test]
 fn the_extension_walk_is_bounded() {
     let many = |n: usize| (0..n).map(|i| ext(0xFF00 + i as u16, &[])).collect::<Vec<_>>();
     assert_eq!(
