@@ -23,6 +23,17 @@ use tether_tests::{
 const PORT: u16 = 443;
 const BACKENDS: usize = 3;
 
+/// Held by the test that counts the client's retransmissions and by the one
+/// that runs headless Chromium, so that they do not run side by side. XDP
+/// holds a hello's segments unacknowledged, and the kernel sends a tail
+/// loss probe after two smoothed round trips plus two jiffies (a few ms in
+/// namespaces) without an acknowledgement, so a client thread held up that
+/// long between its writes sends a segment again. One CI run failed so, on
+/// a 5-segment cut, with this test beside Chromium's on the 2-core VM; the
+/// same plans passed in three runs alone. (That Chromium held it up is my
+/// reading, not measured.)
+static NOT_BESIDE_CHROMIUM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A `tls` VIP, round-robin, the farm's `persistence` and anything else
 /// (`farm_extra`) in the farm, `daemon_extra` in the daemon's table.
 fn config(topo: &Topology, persistence: &str, farm_extra: &str, daemon_extra: &str) -> String {
@@ -141,6 +152,7 @@ impl Cuts {
 
 #[test]
 fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_retransmission() {
+    let _alone = NOT_BESIDE_CHROMIUM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let topo = Topology::two_armed(1, BACKENDS);
     let _servers = plain_backends(&topo);
     let tether = Tether::start(&topo.lb, &config(&topo, "\"sni\"", "", ""));
@@ -165,7 +177,7 @@ fn a_recorded_chromium_hello_cut_anywhere_reaches_its_backend_whole_without_a_re
         });
         assert_eq!(answer.backend, first.backend, "cuts {cuts:?}: the server name's backend");
         assert!(answer.echoed == hello, "cuts {cuts:?}: the backend received other bytes");
-        assert_eq!(answer.retransmitted, 0, "cuts {cuts:?}: a segment waited for a retransmission");
+        assert_eq!(answer.retransmitted, 0, "cuts {cuts:?}: a segment was sent again: {:?}", tether.counters());
         held += answer.segments - 1;
     }
     let after = tether.counters();
@@ -322,6 +334,7 @@ const PAGE: &str = "<html><body><pre id=out>NAME</pre><script>\n\
 /// whose key name tether learned from its TLS health checks.
 #[test]
 fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
+    let _alone = NOT_BESIDE_CHROMIUM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let topo = Topology::two_armed(1, BACKENDS);
     let servers: Vec<BackendServer> = topo
         .backends

@@ -151,12 +151,16 @@ pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Persisted {
     let needs_extensions = farm.persist_mask
         & (1 << PersistKind::Ticket as u8 | 1 << PersistKind::TicketKey as u8 | 1 << PersistKind::Sni as u8)
         != 0;
-    if read_client_hello(len, needs_extensions, uses(farm, PersistKind::Sni)).is_none() {
+    let Some(read) = read_client_hello(len, needs_extensions, uses(farm, PersistKind::Sni)) else {
         return Persisted::Miss;
-    }
-    // SAFETY: `try_kind` is a BPF function of the signature bpf_loop calls;
-    // it takes no context.
-    unsafe { bpf_loop(MAX_PERSIST_KINDS as u32, try_kind as *mut c_void, core::ptr::null_mut(), 0) };
+    };
+    let Some(p) = pending::scratch() else { return Persisted::Miss };
+    let mut search = Search { choice: c, farm, read, stash: &p.data };
+    // SAFETY: `try_kind` is a BPF function of the signature bpf_loop calls,
+    // and its context, `search`, outlives the loop.
+    unsafe {
+        bpf_loop(MAX_PERSIST_KINDS as u32, try_kind as *mut c_void, &mut search as *mut Search as *mut c_void, 0)
+    };
     let Some(c) = choice() else { return Persisted::Miss };
     if c.failure != 0 {
         return Persisted::Failed(c.failure);
@@ -167,15 +171,29 @@ pub fn choose(farm_id: u32, farm: &FarmInfo, pkt: &Tcp, len: u16) -> Persisted {
     }
 }
 
+/// What each step of the search over a farm's kinds works on, handed to it
+/// through `bpf_loop`'s context (a pointer into `choose`'s frame), as the
+/// extension walk's is (`tls::HelloWalk`): per-CPU slots and the farm, all
+/// live map values for this program run.
+#[repr(C)]
+struct Search {
+    choice: *mut Choice,
+    farm: *const FarmInfo,
+    read: *const HelloRead,
+    stash: *const [u8; STASH_MAX],
+}
+
 /// One of the farm's kinds, the `index`th: 1 (stop) when it chose a
 /// backend or the list ended.
-extern "C" fn try_kind(index: u64, _ctx: *mut c_void) -> i64 {
-    let Some(c) = choice() else { return 1 };
-    let Some(farm) = select::farm(c.farm_id) else { return 1 };
+extern "C" fn try_kind(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the `Search` `choose` passed (see there).
+    let (c, farm, read, stash) = unsafe {
+        let search = &*(ctx as *const Search);
+        (&mut *search.choice, &*search.farm, &*search.read, &*search.stash)
+    };
     let Some(&kind) = farm.persistence.get(index as usize) else { return 1 };
     let Ok(kind) = PersistKind::try_from(kind) else { return 1 };
-    let (Some(read), Some(p)) = (crate::tls::hello_read(), pending::scratch()) else { return 1 };
-    let Some(backend_id) = look_up(c, farm, kind, read, &p.data) else {
+    let Some(backend_id) = look_up(c, farm, kind, read, stash) else {
         // A reset or a drop ends the search; anything else tries the next kind.
         return (c.failure != 0) as i64;
     };
