@@ -24,9 +24,9 @@ static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(MAX_FLOWS
 #[map(name = "SETTINGS")]
 static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
-/// Per-CPU room for the flows a packet works with, so they need not sit on the
-/// 512-byte stack: slot CURRENT holds the rewrite for this packet, slot OTHER
-/// the other direction while a connection is created.
+/// Per-CPU room for the two entries of a connection being created, so they
+/// need not sit on the 512-byte stack: slot CURRENT holds the client ->
+/// backend rewrite `bind` returns, slot OTHER the other direction.
 #[map(name = "FLOW_SCRATCH")]
 static FLOW_SCRATCH: PerCpuArray<Flow> = PerCpuArray::with_max_entries(2, 0);
 const CURRENT: u32 = 0;
@@ -93,8 +93,8 @@ pub fn get(key: &FlowKey) -> Option<*mut Flow> {
 }
 
 /// Records what a packet of an existing flow means for the flow's life and
-/// returns the rewrite to apply: the entry itself, not a copy (a copy was a
-/// tenth of the established path). It stays valid for this run, and those
+/// returns the rewrite to apply: the entry itself, not a copy (the copy was
+/// a tenth of the program's own samples in a profile of the established path). It stays valid for this run, and those
 /// who write it while it is in use (tc, the daemon, XDP on other CPUs)
 /// store whole words, so each field reads old or new. A FIN is noted for
 /// the sweeper; an RST ends the connection once it has been forwarded
