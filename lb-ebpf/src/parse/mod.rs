@@ -98,11 +98,11 @@ pub fn bytes_at_mut<const N: usize>(ctx: &XdpContext, off: usize) -> Option<&mut
 /// Header fields a word at a time. LLVM's BPF backend cannot tell that a
 /// field of a frame is aligned (a frame's headers sit at offsets 14, 34 ...
 /// from wherever the driver put it), so it reads and writes a 4-byte field
-/// as four bytes, with shifts and ors to join them: a third of the
-/// established path's instructions were such. Packet access has no
-/// alignment rule where tether runs (the verifier checks it only on
-/// architectures without efficient unaligned access, or in strict mode), so
-/// these say it in one instruction each. Callers pass a pointer that
+/// as four bytes, with shifts and ors to join them (785 of the 1,164 loads
+/// in `tether_xdp` as the kernel verified it were single bytes). Packet
+/// access has no alignment rule where tether runs (the verifier checks it
+/// only on architectures without efficient unaligned access, or in strict
+/// mode), so these say it in one instruction each. Callers pass a pointer that
 /// `bytes_at` or `bytes_at_mut` bounded, which is the very register the
 /// verifier checked. (Letting LLVM assume unaligned access everywhere, its
 /// `allows-misaligned-mem-access` feature, also makes it merge stack
