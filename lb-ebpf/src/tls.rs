@@ -6,9 +6,10 @@
 //! VERIFIER: a walk over all of a hello's extensions, even at 8, exceeded
 //! the verifier's budget as a bounded loop: it verifies every iteration.
 //! Here each extension is one `bpf_loop` iteration, a callback verified once,
-//! and the walk's state lives in a per-CPU slot the callback looks up (the
-//! callbacks take no context pointer, which would have to point at the
-//! stack).
+//! and the walk's state lives in a per-CPU slot. The ClientHello walk's
+//! callback is handed its slot and the stash through the loop's context (a
+//! pointer into the caller's frame, `HelloWalk`); the ServerHello and name
+//! hash callbacks, which run fewer steps, look theirs up.
 
 use core::ffi::c_void;
 
