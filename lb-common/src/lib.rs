@@ -14,7 +14,8 @@ pub mod tcpopt;
 pub mod tls;
 
 pub use maps::{
-    AddrKey, BackendInfo, Family, FarmInfo, Flow, FlowKey, NextHop, Pending, Protocol, Settings, VipInfo, VipKey,
+    AddrKey, BackendInfo, Family, FarmInfo, Flow, FlowKey, FlowKeyV4, NextHop, Pending, Protocol, Settings, VipInfo,
+    VipKey,
 };
 
 /// An IPv4 address in the 16-byte address fields of map keys and values: the

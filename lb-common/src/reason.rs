@@ -131,8 +131,13 @@ pub const DROP_SLOW_PATH_FULL: u32 = 40;
 /// counts as `DROP_SLOW_PATH_FULL`.
 pub const TLS_HELLO_EARLY: u32 = 41;
 
+/// An IPv6 frame, but the tail call to the program that handles those
+/// failed (its slot empty): dropped. As with `DROP_NO_VIP_PROGRAM`, this
+/// counts a broken load.
+pub const DROP_NO_V6_PROGRAM: u32 = 42;
+
 /// Number of reasons; the length of the `STATS` array.
-pub const COUNT: u32 = 42;
+pub const COUNT: u32 = 43;
 
 /// The metric label for a reason, `"unknown"` for an index out of range.
 pub const fn name(reason: u32) -> &'static str {
@@ -179,6 +184,7 @@ pub const fn name(reason: u32) -> &'static str {
         TLS_HELLO_SLOW_PATH => "tls_hello_slow_path",
         DROP_SLOW_PATH_FULL => "drop_slow_path_full",
         TLS_HELLO_EARLY => "tls_hello_early",
+        DROP_NO_V6_PROGRAM => "drop_no_v6_program",
         _ => "unknown",
     }
 }

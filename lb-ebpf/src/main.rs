@@ -42,16 +42,26 @@ use crate::{
     verdict::Verdict,
 };
 
-/// The data path: every frame on every attached interface comes through here.
+/// The data path: every frame on every attached interface comes through
+/// here. IPv6 goes on to `tether_xdp_v6`.
 #[xdp]
 pub fn tether_xdp(ctx: XdpContext) -> u32 {
-    verdict::finish(process(&ctx))
+    verdict::finish(process(&ctx, Family::Ipv4))
+}
+
+/// IPv6 segments, reached by a tail call from `tether_xdp`: the same
+/// `process`, over the IPv6 flow table. VERIFIER: a program of its own so
+/// that each holds the lookup of one flow table (see `lookup::flow::get`).
+#[xdp]
+pub fn tether_xdp_v6(ctx: XdpContext) -> u32 {
+    verdict::finish(process(&ctx, Family::Ipv6))
 }
 
 /// `JUMP_VIP`: `tether_xdp_vip`; `JUMP_LEARN`: `tether_xdp_learn`;
-/// `JUMP_BIND`: `tether_xdp_bind`. Written by the loader.
+/// `JUMP_BIND`: `tether_xdp_bind`; `JUMP_V6`: `tether_xdp_v6`. Written by
+/// the loader.
 #[map(name = "JUMPS")]
-static JUMPS: ProgramArray = ProgramArray::with_max_entries(3, 0);
+static JUMPS: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 /// New connections to a VIP, reached by a tail call from `tether_xdp` when a
 /// packet to an owned address belongs to no flow. VERIFIER: a program of its
@@ -90,6 +100,11 @@ fn bind(ctx: &XdpContext) -> Verdict {
         Ok(pkt) => pkt,
         Err(reason) => return Verdict::pass(reason),
     };
+    // Reached from `tls_handshake`, for IPv4 only; said again for the
+    // verifier, which checks this program on its own.
+    if pkt.family != Family::Ipv4 {
+        return Verdict::pass(reason::PASS_TLS_IPV6);
+    }
     let Some(vip) = lookup::vip(&pkt.vip_key()) else { return Verdict::pass(reason::PASS_NOT_VIP) };
     let bound_on_part = match pending::bound_on_part() {
         Some(&mut 0) => None,
@@ -105,7 +120,13 @@ fn learn_then_forward(ctx: &XdpContext) -> Verdict {
         Ok(pkt) => pkt,
         Err(reason) => return Verdict::pass(reason),
     };
-    let Some(entry) = lookup::flow::get(&pkt.key) else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    // Learning flows are `tls` connections, IPv4 only.
+    if pkt.family != Family::Ipv4 {
+        return Verdict::pass(reason::PASS_TLS_IPV6);
+    }
+    let Some(entry) = lookup::flow::get(Family::Ipv4, &pkt.key) else {
+        return Verdict::drop(reason::DROP_FLOW_TABLE);
+    };
     // SAFETY: a map value valid for this run.
     let flow = unsafe { &*entry };
     lookup::session::learn_from_server(ctx, &pkt, flow, entry);
@@ -129,16 +150,26 @@ fn new_connection(ctx: &XdpContext) -> Verdict {
     }
 }
 
+/// A frame of `family` (a constant: the program's); one of the other
+/// family goes on to its program.
 #[inline(always)]
-fn process(ctx: &XdpContext) -> Verdict {
+fn process(ctx: &XdpContext, family: Family) -> Verdict {
     let pkt = match parse::headers(ctx) {
         Ok(pkt) => pkt,
         Err(reason) => return Verdict::pass(reason),
     };
+    if pkt.family != family {
+        if family == Family::Ipv4 {
+            // SAFETY: a tail call replaces this program run; it returns
+            // only if the slot is empty, which the loader never leaves it.
+            unsafe { JUMPS.tail_call(ctx, lb_common::maps::JUMP_V6) };
+        }
+        return Verdict::drop(reason::DROP_NO_V6_PROGRAM);
+    }
     // Established traffic first: it is most of the packets, both directions,
     // and a flow entry exists only for addresses tether owns, so it needs no
     // other lookup. (The host's own TCP traffic pays one missed lookup more.)
-    if let Some(entry) = lookup::flow::get(&pkt.key) {
+    if let Some(entry) = lookup::flow::get(family, &pkt.key) {
         let flow = lookup::flow::on_packet(entry, &pkt);
         if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {
             if flow.flags & flow_flags::RESET != 0 {
@@ -361,7 +392,7 @@ fn bind_first_data(ctx: &XdpContext, pkt: &Tcp, vip: &VipInfo, bound_on_part: Op
         Err(why) => return unbound(pkt, why),
     };
     lookup::session::remember_client(farm, backend_id, chosen_by);
-    if let Some(to_client) = lookup::flow::get(&FlowKey::reply(flow, pkt.key.family)) {
+    if let Some(to_client) = lookup::flow::get(Family::Ipv4, &FlowKey::reply(flow, pkt.key.family)) {
         lookup::session::expect_server_hello(farm, to_client);
     }
     if !pending::insert(&pkt.key, first) || delayed::rewrite_as_syn(ctx, pkt, first).is_none() {

@@ -23,7 +23,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     Flow, FlowKey, Pending, csum,
-    maps::{FlowDirection, FlowState, STASH_MAX, STASH_SEGMENTS},
+    maps::{Family, FlowDirection, FlowState, STASH_MAX, STASH_SEGMENTS},
     reason,
     tcpopt::{self, HeaderBuf, NO_WSCALE, OUR_WSCALE, SynOptions},
 };
@@ -97,7 +97,8 @@ struct SynAck {
 #[inline(always)]
 fn answer_syn_ack(ctx: &TcContext) -> Outcome {
     let Some(seg) = parse(ctx) else { return Outcome::NotOurs };
-    let Some(to_client) = flow::get(&seg.key) else { return Outcome::NotOurs };
+    // `parse` takes IPv4 only: `tls` VIPs are.
+    let Some(to_client) = flow::get(Family::Ipv4, &seg.key) else { return Outcome::NotOurs };
     // SAFETY: a map value valid for this run.
     let to_client_now = unsafe { &*to_client };
     if to_client_now.direction != FlowDirection::ToClient as u8 {
@@ -159,7 +160,7 @@ fn parse(ctx: &TcContext) -> Option<SynAck> {
 #[inline(never)]
 fn send_stash(ctx: &TcContext, seg: &SynAck, p: &Pending, to_client: *mut Flow) -> Option<i32> {
     // SAFETY: a map value valid for this run.
-    let to_backend = flow::get(&FlowKey::reply(unsafe { &*to_client }, seg.key.family))?;
+    let to_backend = flow::get(Family::Ipv4, &FlowKey::reply(unsafe { &*to_client }, seg.key.family))?;
     // SAFETY: per-CPU scratch, one program run at a time per CPU.
     let syn_ack = unsafe { &mut *TC_HEADER.get_ptr_mut(SYN_ACK_HEADER)? };
     let out = unsafe { &mut *TC_HEADER.get_ptr_mut(OUT_HEADERS)? };

@@ -447,7 +447,7 @@ impl State {
     fn status(&self) -> anyhow::Result<StatusReport> {
         let counters = self.dataplane.counters()?;
         let new_flows = self.dataplane.new_flows()?;
-        let flows = crate::stats::read_pinned_flows(self.dataplane.pin_dir())?;
+        let flows = crate::flows::read_pinned(self.dataplane.pin_dir())?;
         let farms = self
             .config
             .farms

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod farm;
+pub mod flows;
 pub mod health;
 pub mod layout;
 pub mod loader;

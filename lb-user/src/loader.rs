@@ -269,9 +269,8 @@ impl Dataplane {
     /// Marks every connection to `backend_id` for reset
     /// (`flow_flags::RESET`): its backend failed. Returns the connections.
     pub fn reset_flows_of(&mut self, backend_id: u32) -> Result<usize, LoadError> {
-        let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
         let entries = read_flows(&self.ebpf)?;
-        let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(&mut self.ebpf, abi::FLOWS_MAP)?;
+        let mut flows = flows_mut(&mut self.ebpf)?;
         let mut marked = 0;
         for (key, mut flow) in entries {
             if flow.backend_id != backend_id || flow.flags & flow_flags::RESET != 0 {
@@ -281,11 +280,11 @@ impl Dataplane {
             // BPF_EXIST: an entry XDP removed meanwhile stays removed. (A
             // refresh XDP made since the read is overwritten: it only makes
             // the connection look older, and it is ending.)
-            match flows.insert(key, flow, BPF_EXIST) {
+            match flows.insert(&key, flow, BPF_EXIST) {
                 Ok(()) => marked += usize::from(flow.direction == abi::FlowDirection::ToBackend as u8),
                 Err(MapError::KeyNotFound) => {}
                 Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(map_err(e)),
+                Err(e) => return Err(flows_error(e)),
             }
         }
         Ok(marked)
@@ -485,8 +484,7 @@ impl crate::slow_path::Dataplane for Dataplane {
     }
 
     fn flow_state(&self, key: &FlowKey) -> Option<u8> {
-        let map: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP)?.try_into().ok()?;
-        map.get(key, 0).ok().map(|f| f.state)
+        crate::flows::of(&self.ebpf).ok()?.get(key).ok().map(|f| f.state)
     }
 
     fn inject(&self, frame: &[u8], ifindex: u32) -> anyhow::Result<()> {
@@ -511,8 +509,7 @@ impl crate::slow_path::Dataplane for Dataplane {
 
 impl crate::server_flight::Sessions for Dataplane {
     fn flow(&self, key: &FlowKey) -> Option<Flow> {
-        let map: HashMap<&MapData, FlowKey, Flow> = self.ebpf.map(abi::FLOWS_MAP)?.try_into().ok()?;
-        map.get(key, 0).ok()
+        crate::flows::of(&self.ebpf).ok()?.get(key).ok()
     }
 
     fn farm_of(&self, backend_id: u32) -> Option<(u32, FarmInfo)> {
@@ -578,6 +575,7 @@ pub fn load_pinned(config: &Config, layout: &Layout, pin_dir: Option<&std::path:
         (abi::JUMP_VIP, abi::XDP_VIP_PROGRAM),
         (abi::JUMP_LEARN, abi::XDP_LEARN_PROGRAM),
         (abi::JUMP_BIND, abi::XDP_BIND_PROGRAM),
+        (abi::JUMP_V6, abi::XDP_V6_PROGRAM),
     ] {
         let fd = load_jump_target(&mut ebpf, name)?;
         let mut jumps: aya::maps::ProgramArray<&mut MapData> = map_mut(&mut ebpf, abi::JUMPS_MAP)?;
@@ -896,9 +894,8 @@ pub struct Sweep {
 pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
     let now = monotonic_ns();
     let new_flows = read_new_flows(ebpf)?;
-    let map_err = |source| LoadError::Map { map: abi::FLOWS_MAP, source };
     let entries = read_flows(ebpf)?;
-    let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
+    let mut flows = flows_mut(ebpf)?;
     let by_key: std::collections::HashMap<FlowKey, Flow> = entries.iter().copied().collect();
     let mut expired = Vec::new();
     let mut active = vec![0u64; abi::MAX_BACKENDS as usize];
@@ -920,7 +917,7 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
         match flows.remove(key) {
             Ok(()) => removed += 1,
             Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(map_err(e)),
+            Err(e) => return Err(flows_error(e)),
         }
     }
     // A connection bound during the scan is both in `active` and past the
@@ -932,15 +929,19 @@ pub fn sweep(ebpf: &mut Ebpf, timeouts: &Timeouts) -> Result<Sweep, LoadError> {
     Ok(Sweep { removed, active })
 }
 
-/// Every flow-table entry, in one batched read.
+/// Every flow-table entry, in batched reads.
 fn read_flows(ebpf: &Ebpf) -> Result<Vec<(FlowKey, Flow)>, LoadError> {
-    match ebpf.map(abi::FLOWS_MAP) {
-        Some(aya::maps::Map::LruHashMap(data)) => crate::batch::lookup_all(data).map_err(|io_error| LoadError::Map {
-            map: abi::FLOWS_MAP,
-            source: MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }),
-        }),
-        _ => Err(LoadError::Missing { what: "map", name: abi::FLOWS_MAP }),
-    }
+    crate::flows::entries(ebpf).map_err(flows_error)
+}
+
+fn flows_mut(ebpf: &mut Ebpf) -> Result<crate::flows::FlowTables<&mut MapData>, LoadError> {
+    crate::flows::of_mut(ebpf).map_err(flows_error)
+}
+
+/// The flow tables' errors, named by the IPv4 table (the one nearly every
+/// connection is in).
+fn flows_error(source: MapError) -> LoadError {
+    LoadError::Map { map: abi::FLOWS_V4_MAP, source }
 }
 
 /// `BACKEND_NEW_FLOWS`: connections bound to each backend id since load.

@@ -11,7 +11,7 @@ use aya::{
     maps::{HashMap, MapData, MapError},
 };
 use lb_common::{
-    Flow, FlowKey, Pending, csum,
+    FlowKey, Pending, csum,
     maps::{self as abi, FlowState},
 };
 use tracing::{info, warn};
@@ -42,7 +42,7 @@ pub fn syns_to_retry(
     retried: &std::collections::HashMap<FlowKey, u64>,
 ) -> Result<Vec<(FlowKey, Pending, u32)>, MapError> {
     let pending: HashMap<&MapData, FlowKey, Pending> = map(ebpf, abi::PENDING_MAP)?;
-    let flows: HashMap<&MapData, FlowKey, Flow> = map(ebpf, abi::FLOWS_MAP)?;
+    let flows = crate::flows::of(ebpf)?;
     let retry = SYN_RETRY.as_nanos() as u64;
     let mut due = Vec::new();
     for entry in pending.iter() {
@@ -51,7 +51,7 @@ pub fn syns_to_retry(
         if now.saturating_sub(last) < retry || p.assembling != abi::hello::BOUND || p.daemon_sends == 0 {
             continue;
         }
-        match flows.get(&key, 0) {
+        match flows.get(&key) {
             Ok(flow) if flow.state == FlowState::BackendSynSent as u8 => due.push((key, p, flow.next_hop.ifindex)),
             Ok(_) | Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(e),
@@ -77,10 +77,10 @@ pub fn expire(ebpf: &mut Ebpf, now: u64, connect: std::time::Duration) -> Result
     if stale.is_empty() {
         return Ok(done);
     }
-    let mut flows: HashMap<&mut MapData, FlowKey, Flow> = map_mut(ebpf, abi::FLOWS_MAP)?;
+    let mut flows = crate::flows::of_mut(ebpf)?;
     let mut gone = Vec::new();
     for (key, p) in &stale {
-        match flows.get(key, 0) {
+        match flows.get(key) {
             Ok(flow) if flow.state == FlowState::BackendSynSent as u8 => {
                 if let Err(e) = send_reset(key, p) {
                     warn!(error = %e, "cannot send the RST for a connection whose backend did not answer");

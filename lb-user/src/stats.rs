@@ -8,7 +8,6 @@ use lb_common::reason;
 /// Names of the pins inside an instance directory: maps are pinned by
 /// their names (`lb_common::maps::PINNED_MAPS`).
 pub const STATS_PIN: &str = lb_common::maps::STATS_MAP;
-pub const FLOWS_PIN: &str = lb_common::maps::FLOWS_MAP;
 pub const SESSIONS_PIN: &str = lb_common::maps::SESSIONS_MAP;
 
 /// Packets per reason, summed over CPUs, indexed by `lb_common::reason`.
@@ -39,13 +38,6 @@ pub fn read_pinned(instance_dir: &Path) -> Result<Counters, MapError> {
     let data = MapData::from_pin(instance_dir.join(STATS_PIN))?;
     let map: PerCpuArray<MapData, u64> = Map::from_map_data(data)?.try_into()?;
     read(&map)
-}
-
-/// The flow-table entries of a running daemon, read from its pin.
-pub fn read_pinned_flows(instance_dir: &Path) -> Result<Vec<(lb_common::FlowKey, lb_common::Flow)>, MapError> {
-    let data = MapData::from_pin(instance_dir.join(FLOWS_PIN))?;
-    crate::batch::lookup_all(&data)
-        .map_err(|io_error| MapError::SyscallError(aya::sys::SyscallError { call: "bpf_map_lookup_batch", io_error }))
 }
 
 /// The learned persistence entries of a running instance.

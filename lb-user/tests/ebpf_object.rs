@@ -36,5 +36,5 @@ fn the_data_path_calls_no_byte_loop_builtins() {
 /// the program's references to its flow table.
 #[test]
 fn the_relocation_walk_finds_references() {
-    assert!(!references_to(lb_user::EBPF_OBJECT, &["FLOWS"]).is_empty());
+    assert!(!references_to(lb_user::EBPF_OBJECT, &["FLOWS_V4"]).is_empty());
 }

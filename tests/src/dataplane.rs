@@ -9,7 +9,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use lb_common::{Flow, FlowKey, maps as abi, reason};
+use lb_common::{Flow, FlowKey, FlowKeyV4, maps as abi, reason};
 use lb_user::{config::Config, stats::Counters};
 
 pub const XDP_DROP: u32 = 1;
@@ -105,9 +105,15 @@ impl TestDataplane {
     }
 
     pub fn flows(&self) -> Vec<(FlowKey, Flow)> {
-        let m: HashMap<&MapData, FlowKey, Flow> =
-            self.ebpf.map(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash");
-        m.iter().map(|e| e.expect("read flow")).collect()
+        // Entry by entry (aya's iterator), not batched like the daemon:
+        // `golden_nat` checks the two reads agree.
+        let v4: HashMap<&MapData, FlowKeyV4, Flow> =
+            self.ebpf.map(abi::FLOWS_V4_MAP).expect("FLOWS_V4").try_into().expect("hash");
+        let v6: HashMap<&MapData, FlowKey, Flow> =
+            self.ebpf.map(abi::FLOWS_V6_MAP).expect("FLOWS_V6").try_into().expect("hash");
+        let mut all: Vec<(FlowKey, Flow)> = v6.iter().map(|e| e.expect("read flow")).collect();
+        all.extend(v4.iter().map(|e| e.expect("read flow")).map(|(k, f)| (k.widen(), f)));
+        all
     }
 
     /// The frames XDP put in the slow path's ring since the last call, all

@@ -63,9 +63,9 @@ impl Tether {
             .unwrap_or_else(|e| panic!("read counters at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
     }
 
-    /// The flow table's entries (two per connection).
+    /// The flow tables' entries (two per connection).
     pub fn flows(&self) -> Vec<(lb_common::FlowKey, lb_common::Flow)> {
-        stats::read_pinned_flows(&self.instance_dir)
+        lb_user::flows::read_pinned(&self.instance_dir)
             .unwrap_or_else(|e| panic!("read flows at {}: {e}\n{}", self.instance_dir.display(), self.proc.output()))
     }
 

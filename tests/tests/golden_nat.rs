@@ -241,9 +241,8 @@ fn ifindex(dev: &str) -> u32 {
 }
 
 fn write_flow(dp: &mut TestDataplane, key: &FlowKey, flow: &Flow) {
-    let mut m: aya::maps::HashMap<&mut aya::maps::MapData, FlowKey, Flow> =
-        dp.ebpf.map_mut(lb_common::maps::FLOWS_MAP).expect("FLOWS").try_into().expect("hash");
-    m.insert(key, flow, 0).expect("write the entry");
+    let mut tables = lb_user::flows::of_mut(&mut dp.ebpf).expect("the flow tables");
+    tables.insert(key, *flow, 0).expect("write the entry");
 }
 
 #[test]
@@ -328,11 +327,8 @@ fn fifty_thousand_concurrent_connections_to_one_backend_get_distinct_ports() {
         assert_eq!(ports.len(), CONNECTIONS as usize, "every connection has its own source port");
 
         // The sweeper's batched read sees exactly what the per-entry iterator sees.
-        let Some(aya::maps::Map::LruHashMap(data)) = dp.ebpf.map(lb_common::maps::FLOWS_MAP) else {
-            panic!("FLOWS is an LRU hash map")
-        };
         let batched: std::collections::HashMap<lb_common::FlowKey, lb_common::Flow> =
-            lb_user::batch::lookup_all(data).expect("batched lookup").into_iter().collect();
+            lb_user::flows::entries(&dp.ebpf).expect("batched lookup").into_iter().collect();
         let iterated: std::collections::HashMap<lb_common::FlowKey, lb_common::Flow> = flows.into_iter().collect();
         assert_eq!(batched.len(), 2 * CONNECTIONS as usize);
         assert!(batched == iterated, "batched and per-entry reads of the flow table differ");
@@ -359,6 +355,10 @@ fn an_ipv6_connection_through_a_tcp_vip_is_natted_both_ways() {
         let (action, out) =
             dp.expect(&frame6([0x02, 0, 0, 0, 0, 1], CLIENT_MAC, CLIENT6, VIP6, &syn), reason::NEW_FLOW);
         assert_eq!(action, XDP_REDIRECT);
+        // Only entries of the IPv6 table read back with family 6 (the IPv4
+        // table's short keys carry none).
+        let families: Vec<u8> = dp.flows().iter().map(|(k, _)| k.family).collect();
+        assert_eq!(families, [6, 6], "both entries of the connection are in the IPv6 table");
         let sp = dp
             .flows()
             .into_iter()

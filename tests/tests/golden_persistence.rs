@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::{HashMap, MapData, PerCpuArray};
 use lb_common::{
-    Flow, FlowKey,
+    Flow,
     maps::{self as abi, FlowDirection, PersistCounters, PersistKind, SessionEntry, SessionKey, flow_flags},
     reason,
 };
@@ -308,13 +308,12 @@ fn a_million_tls13_handshakes_leave_the_tls12_sessions_in_place() {
             id
         };
         let learn_again = |dp: &mut TestDataplane, offered: &[u8; 32]| {
-            let mut flows: HashMap<&mut MapData, FlowKey, Flow> =
-                dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash map");
+            let mut flows = lb_user::flows::of_mut(&mut dp.ebpf).expect("the flow tables");
             let mut f = flow;
             f.flags |= flow_flags::LEARN;
             f.client_sid_len = 32;
             f.client_sid_prefix.copy_from_slice(&offered[..8]);
-            flows.insert(key, f, 0).expect("mark the flow");
+            flows.insert(&key, f, 0).expect("mark the flow");
         };
         let mut tls12 = Vec::new();
         for _ in 0..TLS12 {
@@ -417,13 +416,12 @@ fn a_connection_marked_for_reset_answers_the_client_with_an_rst_and_drops_the_ba
         let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
         // As the daemon marks a failed backend's connections.
         {
-            let mut flows: HashMap<&mut MapData, FlowKey, Flow> =
-                dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into().expect("hash map");
-            let entries: Vec<(FlowKey, Flow)> = flows.iter().map(|r| r.expect("entry")).collect();
+            let entries = dp.flows();
             assert_eq!(entries.len(), 2);
+            let mut flows = lb_user::flows::of_mut(&mut dp.ebpf).expect("the flow tables");
             for (key, mut flow) in entries {
                 flow.flags |= flow_flags::RESET;
-                flows.insert(key, flow, 0).expect("mark");
+                flows.insert(&key, flow, 0).expect("mark");
             }
         }
         dp.expect(&from_backend(&net, &c, 0, b"late"), reason::DROP_BACKEND_FAILED);

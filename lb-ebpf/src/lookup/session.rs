@@ -403,7 +403,7 @@ pub fn expect_server_hello(farm: &FarmInfo, to_client: *mut Flow) {
     if hello.has_ticket_ext && learns_tickets(farm) {
         flags |= flow_flags::LEARN_TICKET;
     }
-    // SAFETY: a live FLOWS value, no other reference to it in this run.
+    // SAFETY: a live flow-table value, no other reference to it in this run.
     let to_client = unsafe { &mut *to_client };
     to_client.client_sid_len = hello.session_id.len as u8;
     // SAFETY: the stash is followed by `SPAN_SLACK` bytes (`pending::Scratch`).
@@ -493,11 +493,11 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
         flags = learn_ticket(farm_id, farm, flow.backend_id, 0, 0, flags);
     }
     if flags & flow_flags::LEARN_DAEMON != 0 && flow.flags & flow_flags::LEARN_DAEMON == 0 {
-        // SAFETY: a live FLOWS value; a word store.
+        // SAFETY: a live flow-table value; a word store.
         unsafe { (*entry).flight_start = pkt.seq };
         let _ = crate::slow::copy_to_daemon(ctx, pkt, slow_kind::SERVER);
     }
-    // SAFETY: a live FLOWS value (no RST removed it); a byte store.
+    // SAFETY: a live flow-table value (no RST removed it); a byte store.
     unsafe { (*entry).flags = flags };
 }
 

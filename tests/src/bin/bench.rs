@@ -221,8 +221,7 @@ fn steady_state() -> anyhow::Result<()> {
     let mut dp = TestDataplane::new(&config());
     let mut test_programs = aya::Ebpf::load(lb_user::TEST_OBJECT)?;
     loaded_pass(&mut test_programs)?;
-    let mut flows: aya::maps::HashMap<&mut aya::maps::MapData, FlowKey, Flow> =
-        dp.ebpf.map_mut(abi::FLOWS_MAP).expect("FLOWS").try_into()?;
+    let mut flows = lb_user::flows::of_mut(&mut dp.ebpf)?;
     // (The handle borrows the object mutably; it ends with its last use below.)
     let identity = |port: u16, direction: abi::FlowDirection, splice: bool| {
         let key = FlowKey {
@@ -269,7 +268,7 @@ fn steady_state() -> anyhow::Result<()> {
     ];
     for (_, port, direction, splice) in cases {
         let (key, flow) = identity(port, direction, splice);
-        flows.insert(key, flow, 0)?;
+        flows.insert(&key, flow, 0)?;
     }
 
     let pass: &Xdp = test_programs.program(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
