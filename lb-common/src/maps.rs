@@ -344,8 +344,11 @@ const _: () = assert!(size_of::<FlowKey>() == 40);
 #[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FlowKeyV4 {
-    pub saddr_be: [u8; 4],
-    pub daddr_be: [u8; 4],
+    /// The address's four bytes in memory order (`u32::from_ne_bytes`):
+    /// words, so the data path stores each in one instruction (as `[u8; 4]`
+    /// LLVM wrote them a byte at a time).
+    pub saddr_be: u32,
+    pub daddr_be: u32,
     pub sport_be: u16,
     pub dport_be: u16,
 }
@@ -516,8 +519,8 @@ impl FlowKey {
     #[inline(always)]
     pub fn v4(&self) -> FlowKeyV4 {
         FlowKeyV4 {
-            saddr_be: first4(&self.saddr_be),
-            daddr_be: first4(&self.daddr_be),
+            saddr_be: u32::from_ne_bytes(first4(&self.saddr_be)),
+            daddr_be: u32::from_ne_bytes(first4(&self.daddr_be)),
             sport_be: self.sport_be,
             dport_be: self.dport_be,
         }
@@ -528,8 +531,8 @@ impl FlowKeyV4 {
     /// The same tuple as a `FlowKey`.
     pub fn widen(&self) -> FlowKey {
         FlowKey {
-            saddr_be: crate::v4_in_16(self.saddr_be),
-            daddr_be: crate::v4_in_16(self.daddr_be),
+            saddr_be: crate::v4_in_16(self.saddr_be.to_ne_bytes()),
+            daddr_be: crate::v4_in_16(self.daddr_be.to_ne_bytes()),
             sport_be: self.sport_be,
             dport_be: self.dport_be,
             family: Family::Ipv4 as u8,
@@ -879,6 +882,23 @@ unsafe impl aya::Pod for BindEvent {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv4_flow_key_shortens_and_widens_back_unchanged() {
+        let key = FlowKey {
+            saddr_be: crate::v4_in_16([198, 18, 0, 10]),
+            daddr_be: crate::v4_in_16([198, 18, 100, 100]),
+            sport_be: 40_000u16.to_be(),
+            dport_be: 443u16.to_be(),
+            family: Family::Ipv4 as u8,
+            _pad: [0; 3],
+        };
+        let short = key.v4();
+        // The table's key holds the bytes as they are on the wire.
+        assert_eq!(short.saddr_be.to_ne_bytes(), [198, 18, 0, 10]);
+        assert_eq!(short.daddr_be.to_ne_bytes(), [198, 18, 100, 100]);
+        assert_eq!(short.widen(), key);
+    }
 
     #[test]
     fn v4_key_keeps_the_rest_of_the_address_zero() {
