@@ -14,7 +14,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use lb_common::{
-    csum, reason,
+    csum,
+    maps::Family,
+    reason,
     tcpopt::{self, CookieOptions, HeaderBuf, SynOptions},
 };
 
@@ -200,8 +202,11 @@ pub fn reset_v4(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
     }
 }
 
+/// The TCP header of the RST that answers `pkt`, in the per-CPU header
+/// scratch, its checksum left zero: ports swapped, sequence number = the
+/// client's acknowledgement, acknowledging its data.
 #[inline(always)]
-fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
+fn reset_header(ctx: &XdpContext, pkt: &Tcp) -> Option<&'static mut HeaderBuf> {
     let data_len = payload(ctx, pkt).map_or(0, |(_, len)| len) as u32;
     let buf = header_scratch()?;
     let tcp = bytes_at::<20>(ctx, pkt.l4_off)?;
@@ -212,13 +217,19 @@ fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     buf[8..12].copy_from_slice(&pkt.seq.wrapping_add(data_len).to_be_bytes());
     buf[12] = 5 << 4;
     buf[13] = RST | ACK;
-    // Window, checksum (filled below), urgent pointer: zero. VERIFIER:
-    // volatile byte stores; plain ones LLVM merges into a `memset` call
-    // (see `mem`).
+    // Window, checksum (filled by the caller), urgent pointer: zero.
+    // VERIFIER: volatile byte stores; plain ones LLVM merges into a
+    // `memset` call (see `mem`).
     for b in &mut buf[14..20] {
         // SAFETY: a byte of the scratch buffer.
         unsafe { core::ptr::write_volatile(b, 0) };
     }
+    Some(buf)
+}
+
+#[inline(always)]
+fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
+    let buf = reset_header(ctx, pkt)?;
     let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?;
     let mut sum = tcpopt::sum_words(buf, 20);
     sum += u16::from_ne_bytes([ip[16], ip[17]]) as u32 + u16::from_ne_bytes([ip[18], ip[19]]) as u32;
@@ -234,6 +245,56 @@ fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
     }
     swap_macs(ctx)?;
     shrink(ctx, old_total, new_total)
+}
+
+/// As `reset_v4`, for an IPv6 client (a `tcp` VIP's): addresses, ports and
+/// MACs swapped, hop limit reset, the same sequence and acknowledgement
+/// numbers. A segment with extension headers before TCP is dropped
+/// unanswered (`why` is counted either way), as before there was this.
+// VERIFIER: not inlined, like `reset_v4`.
+#[inline(never)]
+pub fn reset_v6(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
+    match build_reset_v6(ctx, pkt) {
+        Some(()) => Verdict::send(why, xdp_action::XDP_TX),
+        None => Verdict::drop(why),
+    }
+}
+
+const IPV6_HLEN: usize = 40;
+
+#[inline(always)]
+fn build_reset_v6(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
+    if pkt.l4_off != pkt.l3_off + IPV6_HLEN {
+        return None;
+    }
+    let buf = reset_header(ctx, pkt)?;
+    let ip = bytes_at_mut::<IPV6_HLEN>(ctx, pkt.l3_off)?;
+    // RFC 8200 §8.1: the pseudo-header is both addresses, the upper-layer
+    // length (20) and the next header (6); the sum does not depend on the
+    // addresses' order.
+    let mut sum = tcpopt::sum_words(buf, 20);
+    for i in (8..IPV6_HLEN).step_by(2) {
+        sum += u16::from_ne_bytes([ip[i], ip[i + 1]]) as u32;
+    }
+    sum += u16::from_ne_bytes([0, IPPROTO_TCP]) as u32 + u16::from_ne_bytes(20u16.to_be_bytes()) as u32;
+    let tcp_csum = !csum::fold(csum::fold(sum) as u32);
+    buf[16..18].copy_from_slice(&tcp_csum.to_ne_bytes());
+    let old_total = IPV6_HLEN + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    ip[4..6].copy_from_slice(&20u16.to_be_bytes());
+    ip[7] = SYN_ACK_TTL;
+    let mut src = [0u8; 16];
+    src.copy_from_slice(&ip[8..24]);
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&ip[24..40]);
+    ip[8..24].copy_from_slice(&dst);
+    ip[24..40].copy_from_slice(&src);
+    // SAFETY: buf holds 20 bytes of TCP header; the packet has at least 20 at l4_off.
+    let rc = unsafe { bpf_xdp_store_bytes(ctx.ctx as *mut _, pkt.l4_off as u32, buf.as_mut_ptr() as *mut _, 20) };
+    if rc != 0 {
+        return None;
+    }
+    swap_macs(ctx)?;
+    shrink(ctx, old_total, IPV6_HLEN + 20)
 }
 
 /// Cuts a packet whose IP total length went from `old_total` to
@@ -327,10 +388,14 @@ pub fn payload_offset(ctx: &XdpContext, pkt: &Tcp) -> Option<usize> {
 /// header: a short frame's Ethernet padding is not data), if it has any.
 #[inline(always)]
 pub fn payload(ctx: &XdpContext, pkt: &Tcp) -> Option<(usize, usize)> {
-    let (Some(ip), Some(tcp)) = (bytes_at::<4>(ctx, pkt.l3_off), bytes_at::<13>(ctx, pkt.l4_off)) else {
+    let (Some(ip), Some(tcp)) = (bytes_at::<6>(ctx, pkt.l3_off), bytes_at::<13>(ctx, pkt.l4_off)) else {
         return None;
     };
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    // IPv4's total length counts its header; IPv6's payload length does not.
+    let total = match pkt.family {
+        Family::Ipv4 => u16::from_be_bytes([ip[2], ip[3]]) as usize,
+        Family::Ipv6 => IPV6_HLEN + u16::from_be_bytes([ip[4], ip[5]]) as usize,
+    };
     let headers = (pkt.l4_off - pkt.l3_off) + ((tcp[12] >> 4) as usize) * 4;
     (total > headers).then_some((pkt.l3_off + headers, total - headers))
 }

@@ -204,8 +204,9 @@ fn process(ctx: &XdpContext, family: Family) -> Verdict {
 /// daemon): the client's next segment is answered with an RST of its own
 /// leg (its acknowledgement number is the sequence number it expects) and
 /// the connection is forgotten, so it reconnects to a healthy backend at
-/// once; the backend's segments are dropped. IPv6 clients get no RST yet:
-/// their segments are dropped and the connection forgotten.
+/// once; the backend's segments are dropped. (An IPv6 segment with
+/// extension headers before TCP gets no RST: it is dropped and the
+/// connection forgotten.)
 #[inline(always)]
 fn reset_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
     if flow.direction != FlowDirection::ToBackend as u8 {
@@ -213,10 +214,13 @@ fn reset_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Verdict {
     }
     lookup::flow::unbind(&pkt.key, flow);
     pending::remove(&pkt.key);
-    if pkt.flags & parse::RST != 0 || pkt.family != Family::Ipv4 {
+    if pkt.flags & parse::RST != 0 {
         return Verdict::drop(reason::DROP_BACKEND_FAILED);
     }
-    handshake::reset_v4(ctx, pkt, reason::RESET_BACKEND_FAILED)
+    match pkt.family {
+        Family::Ipv4 => handshake::reset_v4(ctx, pkt, reason::RESET_BACKEND_FAILED),
+        Family::Ipv6 => handshake::reset_v6(ctx, pkt, reason::RESET_BACKEND_FAILED),
+    }
 }
 
 /// A `tls` VIP binds on the ClientHello, so until then XDP itself is the

@@ -10,7 +10,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use lb_common::{Flow, FlowKey, NextHop, maps::FlowDirection, reason};
 use tether_tests::{
-    dataplane::{TestDataplane, XDP_DROP, XDP_REDIRECT},
+    dataplane::{TestDataplane, XDP_DROP, XDP_REDIRECT, XDP_TX},
     fibnet::{BACKEND, BACKEND_MAC, BACKEND6, CLIENT, CLIENT_MAC, CLIENT6, Net, SNAT, SNAT6},
     packet::*,
 };
@@ -385,5 +385,43 @@ fn an_ipv6_connection_through_a_tcp_vip_is_natted_both_ways() {
             frame6(CLIENT_MAC, net.client_side_mac, VIP6, CLIENT6, &to_client),
             "SYN-ACK as the client must see it"
         );
+    });
+}
+
+/// A connection of a failed backend (`flow_flags::RESET`, as the daemon
+/// marks them) over IPv6: the client's next segment is answered with an RST
+/// from the VIP at the sequence number it expects, acknowledging its data,
+/// and both entries go.
+#[test]
+fn an_ipv6_client_of_a_failed_backend_gets_an_rst() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = dataplane("10000-65535");
+        let lb_mac = [0x02, 0, 0, 0, 0, 1];
+        let syn = client_segment(40_000, TCP_SYN);
+        dp.expect(&frame6(lb_mac, CLIENT_MAC, CLIENT6, VIP6, &syn), reason::NEW_FLOW);
+        let entries = dp.flows();
+        assert_eq!(entries.len(), 2);
+        let mut tables = lb_user::flows::of_mut(&mut dp.ebpf).expect("the flow tables");
+        for (key, mut flow) in entries {
+            flow.flags |= lb_common::maps::flow_flags::RESET;
+            tables.insert(&key, flow, 0).expect("mark");
+        }
+
+        let data = client_segment(40_000, TCP_ACK | TCP_PSH);
+        let (action, out) = dp.expect(&frame6(lb_mac, CLIENT_MAC, CLIENT6, VIP6, &data), reason::RESET_BACKEND_FAILED);
+        assert_eq!(action, XDP_TX, "the RST goes back out of the interface it came in on");
+        let rst = TcpSeg {
+            src_port: PORT,
+            dst_port: 40_000,
+            seq: data.ack,
+            ack: data.seq + data.payload.len() as u32,
+            flags: TCP_RST | TCP_ACK,
+            window: 0,
+            options: Vec::new(),
+            payload: Vec::new(),
+        };
+        assert_eq!(out, frame6(CLIENT_MAC, lb_mac, VIP6, CLIENT6, &rst), "the RST, byte for byte");
+        assert!(dp.flows().is_empty(), "nothing is kept for a reset client");
     });
 }
