@@ -250,7 +250,7 @@ fn build_reset_v4(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {
 /// As `reset_v4`, for an IPv6 client (a `tcp` VIP's): addresses, ports and
 /// MACs swapped, hop limit reset, the same sequence and acknowledgement
 /// numbers. A segment with extension headers before TCP is dropped
-/// unanswered (`why` is counted either way), as before there was this.
+/// unanswered (`why` is counted either way).
 // VERIFIER: not inlined, like `reset_v4`.
 #[inline(never)]
 pub fn reset_v6(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {

@@ -5,7 +5,7 @@
 use aya_ebpf::programs::XdpContext;
 use lb_common::{
     Flow,
-    csum::{update16, update32, update128},
+    csum::{Delta, update32},
     maps::Family,
 };
 
@@ -20,28 +20,26 @@ const TCP_CSUM: usize = 16;
 // function its frame passed 512 bytes.
 #[inline(never)]
 pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
-    let addr_delta = match pkt.family {
+    let addrs = match pkt.family {
         Family::Ipv4 => rewrite_v4_addrs(ctx, pkt, flow)?,
         Family::Ipv6 => rewrite_v6_addrs(ctx, pkt, flow)?,
     };
     let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?.as_mut_ptr();
+    let change = addrs.add16(pkt.key.sport_be, flow.new_sport_be).add16(pkt.key.dport_be, flow.new_dport_be);
     // SAFETY: ports (0..4) and checksum (16..18) of the 20 bytes bounded.
     unsafe {
-        let mut tcp_csum = update_fold(addr_delta, word::load16(tcp.add(TCP_CSUM)));
-        tcp_csum = update16(tcp_csum, pkt.key.sport_be, flow.new_sport_be);
-        tcp_csum = update16(tcp_csum, pkt.key.dport_be, flow.new_dport_be);
         word::store16(tcp, flow.new_sport_be);
         word::store16(tcp.add(2), flow.new_dport_be);
-        word::store16(tcp.add(TCP_CSUM), tcp_csum);
+        word::store16(tcp.add(TCP_CSUM), change.apply(word::load16(tcp.add(TCP_CSUM))));
     }
     Some(())
 }
 
-/// The address part of the TCP checksum change is computed while the IP header
-/// is at hand; it is returned as a "delta checksum" starting from 0xFFFF (the
-/// checksum of nothing) and merged into the real one by `update_fold`.
+/// Rewrites the addresses (and the IPv4 header checksum) and returns their
+/// part of the TCP checksum's change (the pseudo-header covers them), which
+/// `apply` adds to the ports' and applies once.
 #[inline(always)]
-fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<u16> {
+fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<Delta> {
     let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?.as_mut_ptr();
     let (s, d) = (&flow.new_saddr_be, &flow.new_daddr_be);
     let new_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
@@ -53,12 +51,12 @@ fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<u16> {
         word::store16(ip.add(10), ip_csum);
         word::store32(ip.add(12), new_src);
         word::store32(ip.add(16), new_dst);
-        Some(update32(update32(0xFFFF, old_src, new_src), old_dst, new_dst))
+        Some(Delta::NONE.add32(old_src, new_src).add32(old_dst, new_dst))
     }
 }
 
 #[inline(always)]
-fn rewrite_v6_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<u16> {
+fn rewrite_v6_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<Delta> {
     let ip = bytes_at_mut::<40>(ctx, pkt.l3_off)?;
     let mut old_src = [0u8; 16];
     old_src.copy_from_slice(&ip[8..24]);
@@ -66,12 +64,5 @@ fn rewrite_v6_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<u16> {
     old_dst.copy_from_slice(&ip[24..40]);
     ip[8..24].copy_from_slice(&flow.new_saddr_be);
     ip[24..40].copy_from_slice(&flow.new_daddr_be);
-    Some(update128(update128(0xFFFF, &old_src, &flow.new_saddr_be), &old_dst, &flow.new_daddr_be))
-}
-
-/// Applies a delta checksum (see `rewrite_v4_addrs`) to a real one: both are
-/// complements of sums, so the sums add.
-#[inline(always)]
-fn update_fold(delta: u16, check: u16) -> u16 {
-    !lb_common::csum::fold(!check as u32 + !delta as u32)
+    Some(Delta::NONE.add128(&old_src, &flow.new_saddr_be).add128(&old_dst, &flow.new_daddr_be))
 }

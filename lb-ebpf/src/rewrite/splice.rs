@@ -8,7 +8,7 @@
 use aya_ebpf::{helpers::bpf_xdp_store_bytes, programs::XdpContext};
 use lb_common::{
     Flow,
-    csum::{fold, update16, update32},
+    csum::{Delta, fold, update16},
     tcpopt::{self, OptionDeltas},
 };
 
@@ -27,52 +27,55 @@ const NOP_NOP_TS: [u8; 4] = [1, 1, 8, 10];
 pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
     let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?.as_mut_ptr();
     let translate_ack = pkt.flags & ACK != 0 && flow.ack_delta != 0;
+    // The fixed header's changes; the checksum is written once, with the
+    // timestamps' if the fast path below takes them.
+    let mut change = Delta::NONE;
     // SAFETY: fields inside the 20 bytes bounded.
     let header_len = unsafe {
-        let mut check = word::load16(tcp.add(TCP_CSUM));
         if flow.seq_delta != 0 {
             let seq = pkt.seq.wrapping_add(flow.seq_delta);
-            check = update32(check, pkt.seq.to_be(), seq.to_be());
+            change = change.add32(pkt.seq.to_be(), seq.to_be());
             word::store32(tcp.add(4), seq.to_be());
         }
         if translate_ack {
             let ack = pkt.ack.wrapping_add(flow.ack_delta);
-            check = update32(check, pkt.ack.to_be(), ack.to_be());
+            change = change.add32(pkt.ack.to_be(), ack.to_be());
             word::store32(tcp.add(8), ack.to_be());
         }
         if flow.wscale_in != flow.wscale_out {
             let old = u16::from_be(word::load16(tcp.add(14)));
             let new = tcpopt::rescale_window(old, flow.wscale_in, flow.wscale_out);
-            check = update16(check, old.to_be(), new.to_be());
+            change = change.add16(old.to_be(), new.to_be());
             word::store16(tcp.add(14), new.to_be());
         }
-        word::store16(tcp.add(TCP_CSUM), check);
         ((*tcp.add(12) >> 4) as usize) * 4
     };
     let sack_delta = if translate_ack { flow.ack_delta } else { 0 };
-    if header_len <= 20 || (flow.tsval_delta == 0 && flow.tsecr_delta == 0 && sack_delta == 0) {
-        return Some(());
-    }
-    if header_len == 32 {
+    let options_change = header_len > 20 && (flow.tsval_delta != 0 || flow.tsecr_delta != 0 || sack_delta != 0);
+    if options_change && header_len == 32 {
         if let Some(tcp) = bytes_at_mut::<32>(ctx, pkt.l4_off) {
             let tcp = tcp.as_mut_ptr();
             // SAFETY: options (20..32) and checksum inside the 32 bytes bounded.
             unsafe {
                 if word::load32(tcp.add(20)) == u32::from_ne_bytes(NOP_NOP_TS) {
-                    let mut check = word::load16(tcp.add(TCP_CSUM));
                     let tsval = u32::from_be(word::load32(tcp.add(24)));
                     let tsecr = u32::from_be(word::load32(tcp.add(28)));
                     let new_tsval = tsval.wrapping_add(flow.tsval_delta);
                     let new_tsecr = tsecr.wrapping_add(flow.tsecr_delta);
-                    check = update32(check, tsval.to_be(), new_tsval.to_be());
-                    check = update32(check, tsecr.to_be(), new_tsecr.to_be());
+                    change = change.add32(tsval.to_be(), new_tsval.to_be()).add32(tsecr.to_be(), new_tsecr.to_be());
                     word::store32(tcp.add(24), new_tsval.to_be());
                     word::store32(tcp.add(28), new_tsecr.to_be());
-                    word::store16(tcp.add(TCP_CSUM), check);
+                    word::store16(tcp.add(TCP_CSUM), change.apply(word::load16(tcp.add(TCP_CSUM))));
                     return Some(());
                 }
             }
         }
+    }
+    // SAFETY: the checksum inside the 20 bytes bounded above (the packet
+    // has not changed length since).
+    unsafe { word::store16(tcp.add(TCP_CSUM), change.apply(word::load16(tcp.add(TCP_CSUM)))) };
+    if !options_change {
+        return Some(());
     }
     let deltas = OptionDeltas { tsval: flow.tsval_delta, tsecr: flow.tsecr_delta, sack: sack_delta };
     translate_options(ctx, pkt, &deltas)
