@@ -354,7 +354,7 @@ pub struct FlowKeyV4 {
 }
 const _: () = assert!(size_of::<FlowKeyV4>() == 12);
 
-/// Value of `FLOWS`: how to rewrite packets of one direction of a connection.
+/// Value of `FLOWS_V4` and `FLOWS_V6`: how to rewrite packets of one direction of a connection.
 /// Created by XDP when it binds a connection to a backend; `last_seen_ns` is
 /// refreshed by XDP; the splice fields are filled when a `tls` connection's
 /// backend answers (tc); expired and removed by the daemon's sweeper.
