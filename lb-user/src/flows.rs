@@ -41,9 +41,18 @@ impl<T: BorrowMut<MapData>> FlowTables<T> {
         if is_v4(key) { self.v4.insert(key.v4(), flow, flags) } else { self.v6.insert(key, flow, flags) }
     }
 
-    /// Removes the entry of `key`; `MapError::KeyNotFound` if there is none.
+    /// Removes the entry of `key`; `MapError::KeyNotFound` if there is none
+    /// (aya reports that as the syscall's ENOENT, which callers that remove
+    /// both entries of a pair, or race XDP's own removal, must tell apart
+    /// from a failure).
     pub fn remove(&mut self, key: &FlowKey) -> Result<(), MapError> {
-        if is_v4(key) { self.v4.remove(&key.v4()) } else { self.v6.remove(key) }
+        let removed = if is_v4(key) { self.v4.remove(&key.v4()) } else { self.v6.remove(key) };
+        match removed {
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
+                Err(MapError::KeyNotFound)
+            }
+            other => other,
+        }
     }
 }
 

@@ -425,3 +425,24 @@ fn an_ipv6_client_of_a_failed_backend_gets_an_rst() {
         assert!(dp.flows().is_empty(), "nothing is kept for a reset client");
     });
 }
+
+/// The daemon's sweep removes an expired connection's two entries in one
+/// pass, though each names the other (both come up for removal twice).
+#[test]
+fn a_sweep_removes_both_entries_of_an_expired_connection() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = dataplane("10000-65535");
+        for port in [40_000, 40_001] {
+            dp.expect(&from_client(&client_segment(port, TCP_SYN), VIP), reason::NEW_FLOW);
+        }
+        assert_eq!(dp.flows().len(), 4);
+        let none = std::time::Duration::ZERO;
+        let timeouts = lb_user::config::Timeouts { connect: none, idle: none, half_open: none, closing: none };
+        // The coarse clock's tick: make sure "now" is past the entries' times.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let sweep = lb_user::loader::sweep(&mut dp.ebpf, &timeouts).expect("the sweep succeeds");
+        assert_eq!(sweep.removed, 4);
+        assert!(dp.flows().is_empty(), "{:?}", dp.flows());
+    });
+}
