@@ -376,19 +376,29 @@ fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
     assert_eq!(answers.len(), 7, "the page and five requests, then done: {answers:?}");
     assert_eq!(answers[6], "done");
     // Which session Chromium offers for which request varies from run to
-    // run: the first request has been a full handshake with the rest
-    // resuming its session, and it has been a full handshake with the rest
-    // resuming the page's. What must hold: requests 2-5 are resumed (nginx
-    // logs `r`; each backend has its own ticket key, so a resumption sent
-    // to another backend would be a full handshake there), and every
-    // connection tether placed by persistence is one nginx resumed, and the
-    // other way round.
+    // run, and whether it offers one at all: on a loaded machine a
+    // connection can start before the ticket of the one before it arrived
+    // (CI runs have had one or two of requests 1-5 as full handshakes, each
+    // on the backend the algorithm chose). What must hold is tether's part:
+    // every ticket Chromium offered was looked up and found its backend
+    // (no miss), every connection placed by persistence is one nginx
+    // resumed (nginx logs `r`; each backend has its own ticket key, so a
+    // resumption sent to another backend would be a full handshake there),
+    // and the other way round; and most of the six connections after the
+    // page's resumed, so the check is not empty.
     let logs: Vec<Vec<String>> = servers.iter().map(BackendServer::access_log).collect();
     let resumed: Vec<&String> = logs.iter().flatten().filter(|line| line.starts_with("r ")).collect();
-    for i in 2..=5 {
-        let request = format!("r /whoami?{i}");
-        assert!(resumed.iter().any(|line| **line == request), "request {i} resumed: {logs:?}\n{answers:?}");
-    }
+    assert!(resumed.len() >= 4, "most connections after the page's resumed: {logs:?}\n{answers:?}");
+    let stats = tether.sessions_cli(&["stats"]).expect("session stats");
+    let row = stats
+        .lines()
+        .find(|l| l.starts_with("web ") && l.contains("ticket-key"))
+        .unwrap_or_else(|| panic!("no ticket-key row:\n{stats}"));
+    // entries, lookups, hits, misses, learns, expiries, evictions, unusable
+    let numbers: Vec<u64> = row.split_whitespace().skip(2).map(|n| n.parse().expect("a count")).collect();
+    let (lookups, hits, misses) = (numbers[1], numbers[2], numbers[3]);
+    assert_eq!(misses, 0, "every offered ticket found its backend:\n{stats}\n{logs:?}");
+    assert_eq!(hits, lookups, "{stats}");
     let after = tether.counters();
     let moved = |r: u32| after.get(r) - before.get(r);
     assert_eq!(
@@ -396,6 +406,7 @@ fn headless_chromium_loads_a_page_and_its_resumptions_stay_on_its_backend() {
         resumed.len() as u64,
         "every resumption placed by persistence, every placement resumed: {logs:?}\n{after:?}"
     );
+    assert_eq!(hits, resumed.len() as u64, "{stats}\n{logs:?}");
     assert!(moved(reason::TLS_HELLO_PART) >= 6, "Chromium's hellos spanned segments: {after:?}");
     assert_eq!(moved(reason::TLS_HELLO_TOO_LONG), 0, "{after:?}");
 }
