@@ -21,7 +21,7 @@ use lb_common::{
 };
 
 use crate::{
-    parse::{Tcp, bytes_at, bytes_at_mut},
+    parse::{IPV6_HLEN, Tcp, bytes_at, bytes_at_mut},
     verdict::Verdict,
 };
 
@@ -259,8 +259,6 @@ pub fn reset_v6(ctx: &XdpContext, pkt: &Tcp, why: u32) -> Verdict {
         None => Verdict::drop(why),
     }
 }
-
-const IPV6_HLEN: usize = 40;
 
 #[inline(always)]
 fn build_reset_v6(ctx: &XdpContext, pkt: &Tcp) -> Option<()> {

@@ -36,23 +36,25 @@ impl<T: Borrow<MapData>> FlowTables<T> {
 }
 
 impl<T: BorrowMut<MapData>> FlowTables<T> {
-    /// Writes the entry of `key` (`flags`: 0, `BPF_NOEXIST` or `BPF_EXIST`).
+    /// Writes the entry of `key` (`flags`: 0, `BPF_NOEXIST` or `BPF_EXIST`);
+    /// `MapError::KeyNotFound` if `BPF_EXIST` found none.
     pub fn insert(&mut self, key: &FlowKey, flow: Flow, flags: u64) -> Result<(), MapError> {
-        if is_v4(key) { self.v4.insert(key.v4(), flow, flags) } else { self.v6.insert(key, flow, flags) }
+        not_found(if is_v4(key) { self.v4.insert(key.v4(), flow, flags) } else { self.v6.insert(key, flow, flags) })
     }
 
-    /// Removes the entry of `key`; `MapError::KeyNotFound` if there is none
-    /// (aya reports that as the syscall's ENOENT, which callers that remove
-    /// both entries of a pair, or race XDP's own removal, must tell apart
-    /// from a failure).
+    /// Removes the entry of `key`; `MapError::KeyNotFound` if there is none.
     pub fn remove(&mut self, key: &FlowKey) -> Result<(), MapError> {
-        let removed = if is_v4(key) { self.v4.remove(&key.v4()) } else { self.v6.remove(key) };
-        match removed {
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {
-                Err(MapError::KeyNotFound)
-            }
-            other => other,
-        }
+        not_found(if is_v4(key) { self.v4.remove(&key.v4()) } else { self.v6.remove(key) })
+    }
+}
+
+/// aya reports a missing key on update and delete as the syscall's ENOENT,
+/// not as `MapError::KeyNotFound`; callers that remove both entries of a
+/// pair, or race XDP's own removal, must tell it apart from a failure.
+fn not_found(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Err(MapError::KeyNotFound),
+        other => other,
     }
 }
 

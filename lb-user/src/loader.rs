@@ -283,7 +283,6 @@ impl Dataplane {
             match flows.insert(&key, flow, BPF_EXIST) {
                 Ok(()) => marked += usize::from(flow.direction == abi::FlowDirection::ToBackend as u8),
                 Err(MapError::KeyNotFound) => {}
-                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(flows_error(e)),
             }
         }

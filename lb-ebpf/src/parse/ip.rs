@@ -12,7 +12,7 @@ const IPV4_MIN_HLEN: usize = 20;
 const IPV4_MF: u16 = 0x2000;
 const IPV4_OFFSET_MASK: u16 = 0x1FFF;
 
-const IPV6_HLEN: usize = 40;
+pub const IPV6_HLEN: usize = 40;
 const IPV6_HOP_BY_HOP: u8 = 0;
 const IPV6_ROUTING: u8 = 43;
 const IPV6_FRAGMENT: u8 = 44;

@@ -9,6 +9,7 @@ mod tcp;
 use aya_ebpf::programs::XdpContext;
 use lb_common::{FlowKey, VipKey, maps::Family};
 
+pub use ip::IPV6_HLEN;
 pub use tcp::{ACK, FIN, RST, SYN};
 
 /// A TCP segment's facts that lookups and rewrites need.
