@@ -154,6 +154,9 @@ pub const XDP_BIND_PROGRAM: &str = "tether_xdp_bind";
 /// IPv6 frames, tail-called from `tether_xdp`: the same steps over the
 /// IPv6 flow table.
 pub const XDP_V6_PROGRAM: &str = "tether_xdp_v6";
+/// `cargo xtask bench` only, never loaded by the daemon: a binding's
+/// ClientHello parse and persistence lookups on their own.
+pub const XDP_BENCH_CHOOSE_PROGRAM: &str = "tether_bench_choose";
 pub const JUMPS_MAP: &str = "JUMPS";
 /// `JUMPS` slots.
 pub const JUMP_VIP: u32 = 0;

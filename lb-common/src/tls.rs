@@ -120,7 +120,8 @@ pub struct ClientHello {
     pub psk_identity: Span,
     /// The `supported_versions` list (see `offers_tls13`).
     pub supported_versions: Span,
-    /// Extensions walked.
+    /// Extensions walked (not counted by the XDP program, where nothing
+    /// reads it).
     pub extensions: u8,
 }
 
@@ -179,6 +180,15 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Result<u16> {
+        // Both bytes inside the container and the buffer: one check, not
+        // four (the lengths a hello is made of are mostly two bytes).
+        if self.pos + 2 <= self.end {
+            if let Some(&[a, b]) = self.buf.get(self.pos..self.pos + 2) {
+                self.pos += 2;
+                return Ok(u16::from_be_bytes([a, b]));
+            }
+        }
+        // Else the byte that fails says which error it is.
         Ok(u16::from_be_bytes([self.byte()?, self.byte()?]))
     }
 
@@ -356,19 +366,17 @@ pub fn skip_extension(buf: &[u8], at: &mut Extensions, found: &mut Found, hello:
         Some(&[a, b, c, d]) => [a, b, c, d],
         _ => [0; 4],
     };
-    step_over_extension(header, at, found, hello)
+    step_over_extension(header, at, found, &mut hello.extensions)
 }
 
 /// `skip_extension` given the four bytes at `at.pos` (the extension's type
-/// and length), which the XDP program reads its own way. Whatever they are,
-/// the step checks that they and the extension lie inside the block, which
+/// and length), which the XDP program reads its own way, and the count of
+/// extensions walked (`ClientHello::extensions`), which it keeps in a
+/// register over several steps. Whatever the bytes are, the step checks
+/// that they and the extension lie inside the block, which
 /// `client_hello_head` checked lies inside the buffer.
-pub fn step_over_extension(
-    header: [u8; 4],
-    at: &mut Extensions,
-    found: &mut Found,
-    hello: &mut ClientHello,
-) -> Result<()> {
+#[inline(always)]
+pub fn step_over_extension(header: [u8; 4], at: &mut Extensions, found: &mut Found, walked: &mut u8) -> Result<()> {
     let (pos, end) = (at.pos as usize, at.end as usize);
     if pos >= end {
         return Ok(());
@@ -388,7 +396,7 @@ pub fn step_over_extension(
         EXT_SUPPORTED_VERSIONS => found.supported_versions = pos as u16,
         _ => {}
     }
-    hello.extensions = hello.extensions.saturating_add(1);
+    *walked = walked.saturating_add(1);
     at.pos = next as u16;
     Ok(())
 }

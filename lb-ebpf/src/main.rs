@@ -14,6 +14,7 @@
 // `parse::word`: BPF inline assembly.
 #![feature(asm_experimental_arch)]
 
+mod bench;
 mod delayed;
 mod handshake;
 mod lookup;
@@ -92,6 +93,13 @@ pub fn tether_xdp_learn(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn tether_xdp_bind(ctx: XdpContext) -> u32 {
     verdict::finish(bind(&ctx))
+}
+
+/// `cargo xtask bench` only, never attached: a binding's ClientHello parse
+/// and persistence lookups on their own (see `bench`).
+#[xdp]
+pub fn tether_bench_choose(ctx: XdpContext) -> u32 {
+    verdict::finish(bench::choose(&ctx))
 }
 
 #[inline(always)]
@@ -441,9 +449,12 @@ fn existing_flow(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut Flow) -> 
     let why = if to_client { reason::FWD_TO_CLIENT } else { reason::FWD_TO_BACKEND };
     // VERIFIER: the only call of the splice rewrite: each call site of a BPF
     // function is verified on its own, and the option walks are costly.
-    let rewritten = rewrite::nat::apply(ctx, pkt, flow).is_some()
-        && (flow.flags & flow_flags::SPLICE == 0 || rewrite::splice::apply(ctx, pkt, flow).is_some());
-    if !rewritten {
+    let rewritten = if flow.flags & flow_flags::SPLICE != 0 {
+        rewrite::splice::apply(ctx, pkt, flow)
+    } else {
+        rewrite::nat::apply(ctx, pkt, flow)
+    };
+    if rewritten.is_none() {
         return Verdict::drop(reason::PASS_TRUNCATED);
     }
     if flow.next_hop.ifindex != 0 {

@@ -48,8 +48,9 @@ pub const SPAN_SLACK: usize = 32;
 ///
 /// VERIFIER (and speed): a byte-wise copy the verifier accepts, a masked
 /// load and a mask per byte, is about 500 instructions a 32-byte key. Here the start is masked into the buffer
-/// once and each word loaded whole, which may read up to `SPAN_SLACK`
-/// bytes past the buffer's end (masked off).
+/// once and each word loaded whole (one instruction: `parse::word`; a
+/// `read_unaligned` is eight byte loads), which may read up to
+/// `SPAN_SLACK` bytes past the buffer's end (masked off).
 ///
 /// # Safety
 /// `buf` points at `M` bytes followed by `SPAN_SLACK` more readable bytes.
@@ -67,7 +68,7 @@ pub unsafe fn copy_span<const M: usize, const N: usize>(buf: *const [u8; M], spa
     for w in 0..N / 8 {
         // SAFETY: start <= M - 1 and 8 * w + 8 <= N <= SPAN_SLACK: inside
         // the buffer and the room after it (the caller's promise).
-        let word = unsafe { (buf as *const u8).add(start + 8 * w).cast::<u64>().read_unaligned() };
+        let word = unsafe { crate::parse::word::load64((buf as *const u8).add(start + 8 * w)) };
         let bits = clamp_0_64(span_bits - 64 * w as i64);
         // SAFETY: w < N / 8 words of `out`.
         unsafe { words.add(w).write_unaligned(word & low_bits(bits)) };

@@ -17,7 +17,7 @@ use tether_tests::{
     dataplane::{TestDataplane, XDP_REDIRECT},
     fibnet::{BACKEND, BACKEND_MAC, CLIENT, CLIENT_MAC, Net, SNAT},
     packet::*,
-    tls_msg::{client_hello, handshake, new_session_ticket, record, server_hello},
+    tls_msg::{client_hello, ext, handshake, new_session_ticket, record, server_hello},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 100);
@@ -275,6 +275,53 @@ fn an_expired_entry_is_a_miss() {
         assert_ne!(again.backend_port, c.backend_port, "the algorithm chose, not the stale entry");
         let s = stats(&dp, PersistKind::SessionId);
         assert_eq!((s.lookups, s.hits, s.expired), (1, 0, 1));
+    });
+}
+
+/// A ClientHello naming `name` in `server_name`, after `others` extensions
+/// tether does not read (so that the walk over them takes several steps).
+fn hello_naming(name: &[u8], others: usize) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend([0x11; 32]);
+    body.push(0);
+    body.extend([0, 2, 0x13, 0x01, 1, 0]);
+    let mut extensions: Vec<u8> = (0..others).flat_map(|i| ext(0xFF00 + i as u16, &[i as u8; 3])).collect();
+    let entry = [&[0u8][..], &(name.len() as u16).to_be_bytes(), name].concat();
+    extensions.extend(ext(0, &[&(entry.len() as u16).to_be_bytes()[..], &entry].concat()));
+    body.extend((extensions.len() as u16).to_be_bytes());
+    body.extend(extensions);
+    record(22, &handshake(1, &body))
+}
+
+/// `sni`: the data path hashes a server name a few words per step; for
+/// names of every length that crosses a step (and the longest a host name
+/// can be), behind extensions that take the walk over several steps, the
+/// key it learns is the daemon's hash of the name (what `tether sessions
+/// lookup` builds), and the name's next connection finds it.
+#[test]
+fn a_server_name_of_any_length_is_keyed_by_the_daemons_hash() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let config = config(1_000).replace(r#"["session-id", "ticket", "ticket-key"]"#, r#"["sni"]"#);
+        let dp = TestDataplane::new(&config);
+        let mut port = 41_000;
+        for (i, len) in [1usize, 8, 31, 32, 33, 64, 65, 100, 255].into_iter().enumerate() {
+            let name: Vec<u8> = (0..len).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+            let hello = hello_naming(&name, 3 + 4 * i);
+            let first = connect(&net, &dp, port, &hello, reason::TLS_BIND);
+            let learned: Vec<_> = sessions(&dp)
+                .into_iter()
+                .filter(|(k, _)| {
+                    k.kind == PersistKind::Sni as u8 && key_bytes(k) == lb_common::persist::name_hash(&name)
+                })
+                .map(|(_, e)| e.backend_id)
+                .collect();
+            assert_eq!(learned, [backend_id(first.backend_port)], "a {len}-byte name");
+            let again = connect(&net, &dp, port + 1, &hello, reason::TLS_BIND_PERSISTED);
+            assert_eq!(again.backend_port, first.backend_port, "a {len}-byte name");
+            port += 2;
+        }
+        assert_eq!(sessions(&dp).len(), 9, "one entry per name");
     });
 }
 

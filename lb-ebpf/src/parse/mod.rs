@@ -125,6 +125,20 @@ pub mod word {
         v
     }
 
+    /// The 8 bytes at `p`, in memory order (`u64::from_ne_bytes`).
+    ///
+    /// # Safety
+    /// `p` points at 8 readable bytes (of the frame or of a map value).
+    #[inline(always)]
+    pub unsafe fn load64(p: *const u8) -> u64 {
+        let v: u64;
+        // SAFETY: the caller's promise.
+        unsafe {
+            asm!("{v} = *(u64 *)({p} + 0)", p = in(reg) p, v = out(reg) v, options(nostack, readonly, preserves_flags))
+        };
+        v
+    }
+
     /// The 2 bytes at `p`, in memory order (`u16::from_ne_bytes`).
     ///
     /// # Safety

@@ -1,9 +1,10 @@
 //! Splicing (DESIGN.md §2 step 5): a `tls` connection's two legs have
 //! different initial sequence numbers (our cookie vs the backend's ISN),
 //! different timestamp clocks and possibly different window scales. Each
-//! packet of an established spliced flow has its sequence and
-//! acknowledgement numbers, SACK blocks, timestamps and window translated as
-//! its `Flow` says, with incremental checksum updates (RFC 1624).
+//! packet of an established spliced flow is NATed (`nat::rewrite_v4`) and has
+//! its sequence and acknowledgement numbers, SACK blocks, timestamps and
+//! window translated as its `Flow` says, with incremental checksum updates
+//! (RFC 1624), the TCP checksum's folded into one.
 
 use aya_ebpf::{helpers::bpf_xdp_store_bytes, programs::XdpContext};
 use lb_common::{
@@ -12,6 +13,7 @@ use lb_common::{
     tcpopt::{self, OptionDeltas},
 };
 
+use super::nat;
 use crate::{
     handshake,
     parse::{ACK, Tcp, bytes_at_mut, word},
@@ -21,15 +23,17 @@ const TCP_CSUM: usize = 16;
 /// The options of nearly every established Linux segment: NOP NOP TS.
 const NOP_NOP_TS: [u8; 4] = [1, 1, 8, 10];
 
-/// Translates the TCP header of `pkt` (after NAT) as `flow` says.
+/// NATs `pkt` and translates its TCP header as `flow` says: the whole
+/// rewrite of an established spliced segment, its TCP checksum written once
+/// for both.
 // VERIFIER: not inlined; the slow option path needs its own frame.
 #[inline(never)]
 pub fn apply(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<()> {
+    // The addresses' and ports' change, the fixed header's, and the
+    // timestamps' if the fast path below takes them.
+    let mut change = nat::rewrite_v4(ctx, pkt, flow)?;
     let tcp = bytes_at_mut::<20>(ctx, pkt.l4_off)?.as_mut_ptr();
     let translate_ack = pkt.flags & ACK != 0 && flow.ack_delta != 0;
-    // The fixed header's changes; the checksum is written once, with the
-    // timestamps' if the fast path below takes them.
-    let mut change = Delta::NONE;
     // SAFETY: fields inside the 20 bytes bounded.
     let header_len = unsafe {
         if flow.seq_delta != 0 {

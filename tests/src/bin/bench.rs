@@ -328,9 +328,11 @@ fn addr_key(addr: Ipv4Addr) -> AddrKey {
 /// includes the kernel's timer reads and the caches a syscall leaves behind,
 /// so the no-op is measured the same way for comparison.
 fn first_packets() -> anyhow::Result<()> {
-    let dp = TestDataplane::new(&config());
+    let mut dp = TestDataplane::new(&config());
     let mut test_programs = aya::Ebpf::load(lb_user::TEST_OBJECT)?;
     loaded_pass(&mut test_programs)?;
+    let choose: &mut Xdp = dp.ebpf.program_mut(abi::XDP_BENCH_CHOOSE_PROGRAM).expect("bench program").try_into()?;
+    choose.load()?;
     let pass: &Xdp = test_programs.program(abi::XDP_PASS_PROGRAM).expect("pass program").try_into()?;
     let xdp: &Xdp = dp.ebpf.program(abi::XDP_PROGRAM).expect("program").try_into()?;
     let tc: &SchedClassifier = dp.ebpf.program(abi::TC_PROGRAM).expect("program").try_into()?;
@@ -411,6 +413,8 @@ fn first_packets() -> anyhow::Result<()> {
         bind_walk.push(bind_to(WALK_VIP, port));
     }
     let after = dp.counters();
+    let choose: &Xdp = dp.ebpf.program(abi::XDP_BENCH_CHOOSE_PROGRAM).expect("bench program").try_into()?;
+    let isolated = choose_alone(&dp, choose, &hello)?;
     paths.push(Path { label: "TLS first data -> backend SYN", bytes: hello_bytes, samples: bind });
     paths.push(Path { label: "tc: SYN-ACK -> ACK + 517 B stash", bytes: syn_ack_bytes, samples: answer });
     paths.push(Path { label: "  same, session-id only (miss)", bytes: hello_bytes, samples: bind_sid });
@@ -460,7 +464,95 @@ fn first_packets() -> anyhow::Result<()> {
             ": MISMATCH, the figures above are not what they say"
         }
     );
+    println!();
+    isolated.print(&hello);
     Ok(())
+}
+
+/// The ClientHello parse and persistence lookups of a binding on their own
+/// (`tether_bench_choose`: the stash filled from the frame, then the
+/// binding's `choose`), re-run in place for each farm the first-packet
+/// section bound to, so that the four-kind farm's SNI is learned.
+struct ChooseAlone {
+    paths: Vec<Path>,
+    /// Runs counted `tls_bind_persisted` and `tls_bind`, and the runs made
+    /// on frames to the farms that persist (only the four-kind farm hits).
+    persisted: u64,
+    missed: u64,
+    runs: u64,
+}
+
+fn choose_alone(dp: &TestDataplane, choose: &Xdp, hello: &[u8]) -> anyhow::Result<ChooseAlone> {
+    let cases = [
+        ("no persistence (copy, parse)", TLS_VIP),
+        ("session-id only (miss)", SESSION_ID_VIP),
+        ("ticket only (the walk)", WALK_VIP),
+        ("3 kinds (no SNI, misses)", TICKETS_VIP),
+        ("4 kinds (SNI hits)", PERSIST_VIP),
+    ];
+    let frames: Vec<Vec<u8>> = cases
+        .iter()
+        .map(|(_, vip)| {
+            let data = TcpSeg {
+                seq: 1_001,
+                ack: 5_001,
+                options: ts_option(0x200, 0x300),
+                payload: hello.to_vec(),
+                ..TcpSeg::syn(30_000, 443).with_flags(TCP_ACK | TCP_PSH)
+            };
+            tcp_v4(CLIENT, *vip, &data)
+        })
+        .collect();
+    let runs: Vec<(&Xdp, &[u8])> = frames.iter().map(|f| (choose, f.as_slice())).collect();
+    let before = dp.counters();
+    let samples = interleaved(&runs);
+    let after = dp.counters();
+    let counted = |r| after.get(r) - before.get(r);
+    let paths = cases
+        .iter()
+        .zip(&frames)
+        .zip(samples)
+        .map(|(((label, _), frame), samples)| Path { label, bytes: frame.len(), samples })
+        .collect();
+    Ok(ChooseAlone {
+        paths,
+        persisted: counted(lb_common::reason::TLS_BIND_PERSISTED),
+        missed: counted(lb_common::reason::TLS_BIND),
+        runs: (ROUNDS as u64) * u64::from(REPEAT),
+    })
+}
+
+impl ChooseAlone {
+    fn print(&self, hello: &[u8]) {
+        println!(
+            "BPF_PROG_TEST_RUN, a binding's ClientHello parse + persistence lookups alone ({} B hello, \
+             tether_bench_choose): {ROUNDS} interleaved rounds x {REPEAT} runs in place; median, min and max of the \
+             rounds' means, ns per run; \"minus no-op\" is minus the farm without persistence",
+            hello.len()
+        );
+        print_table(&self.paths, "min");
+        let base = self.paths[0].percentile(50) as i64;
+        let cost: Vec<i64> = self.paths[1..].iter().map(|p| p.percentile(50) as i64 - base).collect();
+        println!(
+            "ClientHello parse + persistence lookups: {} ns with four kinds (SNI hits), {} ns with session-id, ticket \
+             and ticket-key, {} ns for the extension walk alone, {} ns with session-id only (target: 300)",
+            cost[3], cost[2], cost[1], cost[0]
+        );
+        // Every run of the five frames: one farm without persistence and
+        // three whose keys are not learned miss, the four-kind farm hits.
+        let expected = (self.runs, 4 * self.runs);
+        println!(
+            "(tls_bind_persisted {}, tls_bind {} of {} runs{})",
+            self.persisted,
+            self.missed,
+            5 * self.runs,
+            if (self.persisted, self.missed) == expected {
+                ": every run took its path"
+            } else {
+                ": MISMATCH, the figures above are not what they say"
+            }
+        );
+    }
 }
 
 /// How long the daemon's sweeper takes to scan a flow table of 50,000
