@@ -182,11 +182,11 @@ impl<'a> Reader<'a> {
     fn u16(&mut self) -> Result<u16> {
         // Both bytes inside the container and the buffer: one check, not
         // four (the lengths a hello is made of are mostly two bytes).
-        if self.pos + 2 <= self.end {
-            if let Some(&[a, b]) = self.buf.get(self.pos..self.pos + 2) {
-                self.pos += 2;
-                return Ok(u16::from_be_bytes([a, b]));
-            }
+        if self.pos + 2 <= self.end
+            && let Some(&[a, b]) = self.buf.get(self.pos..self.pos + 2)
+        {
+            self.pos += 2;
+            return Ok(u16::from_be_bytes([a, b]));
         }
         // Else the byte that fails says which error it is.
         Ok(u16::from_be_bytes([self.byte()?, self.byte()?]))

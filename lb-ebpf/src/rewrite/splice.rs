@@ -9,7 +9,7 @@
 use aya_ebpf::{helpers::bpf_xdp_store_bytes, programs::XdpContext};
 use lb_common::{
     Flow,
-    csum::{Delta, fold, update16},
+    csum::{fold, update16},
     tcpopt::{self, OptionDeltas},
 };
 
