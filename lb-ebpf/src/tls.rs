@@ -4,9 +4,11 @@
 //! learning.
 //!
 //! VERIFIER: a walk over all of a hello's extensions, even at 8, exceeded
-//! the verifier's budget as a bounded loop: it verifies every iteration.
-//! Here each extension is one `bpf_loop` iteration, a callback verified once,
-//! and the walk's state lives in a per-CPU slot. The ClientHello walk's
+//! the verifier's budget as a bounded loop in the binding program: it
+//! verifies every iteration on every path that reaches it. Here the walk is
+//! a few `bpf_loop` iterations, a callback verified once (its 8 extensions
+//! unrolled inside it; the paths of one rejoin before the next), and
+//! the walk's state lives in a per-CPU slot between them. The ClientHello walk's
 //! callback is handed its slot and the stash through the loop's context (a
 //! pointer into the caller's frame, `HelloWalk`); the ServerHello and name
 //! hash callbacks, which run fewer steps, look theirs up.
