@@ -4,8 +4,8 @@
 //! time it to the nanosecond where a whole binding (a few microseconds, most
 //! of it map inserts) hides it in its noise.
 
-use aya_ebpf::{helpers::bpf_xdp_load_bytes, programs::XdpContext};
-use lb_common::{maps::STASH_MAX, reason};
+use aya_ebpf::programs::XdpContext;
+use lb_common::reason;
 
 use crate::{
     lookup::{self, pending, session::Persisted},
@@ -29,21 +29,10 @@ pub fn choose(ctx: &XdpContext) -> Verdict {
     };
     let Some(vip) = lookup::vip(&pkt.vip_key()) else { return Verdict::drop(reason::PASS_NOT_VIP) };
     let Some(farm) = lookup::select::farm(vip.farm_id) else { return Verdict::drop(reason::DROP_NO_BACKEND) };
-    let (Some(p), Some((offset, available))) = (pending::scratch(), crate::handshake::payload(ctx, &pkt)) else {
+    let Some(p) = pending::scratch() else { return Verdict::drop(reason::DROP_FLOW_TABLE) };
+    let Some(len) = crate::handshake::load_payload(ctx, &pkt, &mut p.data) else {
         return Verdict::drop(reason::PASS_TRUNCATED);
     };
-    // VERIFIER: opaque to LLVM, so the range check is made on the register
-    // the helper receives.
-    // SAFETY: reading a local.
-    let len = unsafe { core::ptr::read_volatile(&available) };
-    if len == 0 || len > STASH_MAX {
-        return Verdict::drop(reason::DROP_STASH_SIZE);
-    }
-    // SAFETY: `p.data` has STASH_MAX writable bytes; 1 <= len <= STASH_MAX.
-    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx as *mut _, offset as u32, p.data.as_mut_ptr() as *mut _, len as u32) };
-    if rc != 0 {
-        return Verdict::drop(reason::PASS_TRUNCATED);
-    }
     p.len = len as u16;
     match lookup::session::choose(vip.farm_id, farm, &pkt, len as u16) {
         Persisted::Hit(..) => Verdict::drop(reason::TLS_BIND_PERSISTED),

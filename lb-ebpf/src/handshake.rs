@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use lb_common::{
     csum,
-    maps::Family,
+    maps::{Family, STASH_MAX},
     reason,
     tcpopt::{self, CookieOptions, HeaderBuf, SynOptions},
 };
@@ -380,6 +380,24 @@ pub fn has_payload(ctx: &XdpContext, pkt: &Tcp) -> bool {
 #[inline(always)]
 pub fn payload_offset(ctx: &XdpContext, pkt: &Tcp) -> Option<usize> {
     payload(ctx, pkt).map(|(offset, _)| offset)
+}
+
+/// Copies the segment's data, its first `STASH_MAX` bytes if it is longer,
+/// into `buf`, and returns how many bytes that is; None for a segment
+/// without data (or if the helper failed).
+#[inline(always)]
+pub fn load_payload(ctx: &XdpContext, pkt: &Tcp, buf: &mut [u8; STASH_MAX]) -> Option<usize> {
+    let (offset, available) = payload(ctx, pkt)?;
+    // VERIFIER: the range check must be on the register the helper gets.
+    // SAFETY: reading a local.
+    let len = unsafe { core::ptr::read_volatile(&available) };
+    if len == 0 {
+        return None;
+    }
+    let len = if len > STASH_MAX { STASH_MAX } else { len };
+    // SAFETY: `buf` has STASH_MAX writable bytes; 1 <= len <= STASH_MAX.
+    let rc = unsafe { bpf_xdp_load_bytes(ctx.ctx as *mut _, offset as u32, buf.as_mut_ptr() as *mut _, len as u32) };
+    (rc == 0).then_some(len)
 }
 
 /// Where a segment's data starts in the frame and how long it is (by the IP

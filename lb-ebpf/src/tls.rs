@@ -180,11 +180,9 @@ extern "C" fn name_hash_step(index: u64, _ctx: *mut c_void) -> i64 {
     let sni = read.hello.sni;
     let mut hash = read.name_hash;
     let first = (index as usize) * NAME_WORDS_PER_STEP * 8;
-    let mut more = 1;
     for w in 0..NAME_WORDS_PER_STEP {
         let at = first + 8 * w;
         if at >= sni.len as usize {
-            more = 0;
             break;
         }
         let rest = Span { start: sni.start.wrapping_add(at as u16), len: sni.len.saturating_sub(at as u16) };
@@ -194,7 +192,8 @@ extern "C" fn name_hash_step(index: u64, _ctx: *mut c_void) -> i64 {
         hash.add(u64::from_le_bytes(word));
     }
     read.name_hash = hash;
-    (more == 0) as i64
+    // Done once this step reached the name's end.
+    (first + NAME_WORDS_PER_STEP * 8 >= sni.len as usize) as i64
 }
 
 /// The first bytes of a backend segment, and what was read from them.

@@ -9,7 +9,7 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::{bpf_ktime_get_coarse_ns, bpf_loop, bpf_xdp_load_bytes},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
@@ -434,21 +434,7 @@ pub fn learn_from_server(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, entry: *mut F
     let farm_id = backend.farm_id;
     let Some(farm) = select::farm(farm_id) else { return };
     let Some(read) = server_read() else { return };
-    let Some((payload_off, available)) = crate::handshake::payload(ctx, pkt) else { return };
-    // VERIFIER: the range check must be on the register the helper gets.
-    // SAFETY: reading a local.
-    let len = unsafe { core::ptr::read_volatile(&available) };
-    if len == 0 {
-        return;
-    }
-    let len = if len > STASH_MAX { STASH_MAX } else { len };
-    // SAFETY: `read.buf` has STASH_MAX writable bytes; 1 <= len <= STASH_MAX.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx as *mut _, payload_off as u32, read.buf.as_mut_ptr() as *mut _, len as u32)
-    };
-    if rc != 0 {
-        return;
-    }
+    let Some(len) = crate::handshake::load_payload(ctx, pkt, &mut read.buf) else { return };
     read.len = len as u16;
     let mut flags = flow.flags;
     if flags & flow_flags::LEARN_DAEMON != 0 {

@@ -483,8 +483,8 @@ fn first_packets() -> anyhow::Result<()> {
 /// section bound to, so that the four-kind farm's SNI is learned.
 struct ChooseAlone {
     paths: Vec<Path>,
-    /// Runs counted `tls_bind_persisted` and `tls_bind`, and the runs made
-    /// on frames to the farms that persist (only the four-kind farm hits).
+    /// Runs counted `tls_bind_persisted` and `tls_bind` (only the four-kind
+    /// farm hits), and the runs made of each frame.
     persisted: u64,
     missed: u64,
     runs: u64,
