@@ -420,7 +420,10 @@ pub struct Flow {
     /// starts (a record boundary). XDP hands the daemon a copy of each
     /// backend segment up to `FLIGHT_MAX` bytes past it.
     pub flight_start: u32,
-    pub _pad2: u32,
+    /// Low 32 bits of the kernel's `jiffies` when XDP last read the clock for
+    /// this entry: the clock (a helper call) is read at most once a tick,
+    /// `jiffies` (inlined by the verifier) on every packet. XDP's alone.
+    pub seen_tick: u32,
 }
 const _: () = assert!(size_of::<Flow>() == 128);
 

@@ -1162,7 +1162,7 @@ mod tests {
             offered_key_name: [0; 16],
             next_hop: Default::default(),
             flight_start: 0,
-            _pad2: 0,
+            seen_tick: 0,
         };
         (flow(FlowDirection::ToBackend, to_backend_seen), flow(FlowDirection::ToClient, to_client_seen))
     }

@@ -217,7 +217,11 @@ fn an_established_flow_keeps_its_next_hop_and_asks_again_after_a_second() {
         // used: the old MAC goes out (what proves the lookup is skipped).
         let new_mac = [0x02, 0, 0, 0, 0, 0x22];
         net.ns.ip(&format!("neigh replace {BACKEND} lladdr 02:00:00:00:00:22 dev be nud permanent"));
+        // XDP reads the clock once a tick (`Flow::seen_tick`); an entry
+        // marked with an earlier tick makes this packet read it, so what is
+        // checked is the refresh rule, not whether the tick moved on.
         let mut entry = kept;
+        entry.seen_tick = kept.seen_tick.wrapping_sub(1);
         entry.last_seen_ns = lb_user::loader::monotonic_ns() - 100_000_000;
         write_flow(&mut dp, &key, &entry);
         let (_, out) = dp.expect(&data, reason::FWD_TO_BACKEND);

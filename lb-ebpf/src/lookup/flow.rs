@@ -3,7 +3,7 @@
 
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
-    helpers::bpf_ktime_get_coarse_ns,
+    helpers::{bpf_jiffies64, bpf_ktime_get_coarse_ns},
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray},
 };
@@ -75,6 +75,17 @@ fn clock_ns() -> u64 {
     unsafe { bpf_ktime_get_coarse_ns() }
 }
 
+/// The low 32 bits of `jiffies`, the tick count. The coarse clock moves once
+/// a tick, so within one tick it reads the same as it did at the tick's
+/// first packet, and the established path reads it only when the tick
+/// changed. A load, where the clock is a helper call: the verifier inlines
+/// `bpf_jiffies64` on 64-bit JITs.
+#[inline(always)]
+fn tick() -> u32 {
+    // SAFETY: no preconditions.
+    unsafe { bpf_jiffies64() as u32 }
+}
+
 /// Keeps the FIB's answer for this direction's next packets (see
 /// `Flow::next_hop`). The MACs go first: a reader that sees the ifindex set
 /// sees them too, unless a refresh raced it, which costs one stale packet.
@@ -132,13 +143,17 @@ fn remove(key: &FlowKey) {
 pub fn on_packet(flow: *mut Flow, pkt: &Tcp) -> &'static Flow {
     // SAFETY: `flow` points into a map value that stays valid for this
     // program run; see above for its concurrent writers.
-    let (last_seen_ns, created_ns, flags) = unsafe { ((*flow).last_seen_ns, (*flow).created_ns, (*flow).flags) };
-    if pkt.flags & RST == 0 {
+    let (last_seen_ns, created_ns, flags, seen_tick) =
+        unsafe { ((*flow).last_seen_ns, (*flow).created_ns, (*flow).flags, (*flow).seen_tick) };
+    let tick = tick();
+    // The first packet after creation is always recorded: the sweeper tells a
+    // connection whose backend never answered by last_seen == created.
+    let first_answer = last_seen_ns == created_ns;
+    if pkt.flags & RST == 0 && (tick != seen_tick || first_answer) {
         let now = clock_ns();
-        // The first packet after creation is always recorded: the sweeper
-        // tells a connection whose backend never answered by last_seen ==
-        // created.
-        if now.wrapping_sub(last_seen_ns) > REFRESH_NS || last_seen_ns == created_ns {
+        // SAFETY: as above; a lost update costs one more clock read.
+        unsafe { (*flow).seen_tick = tick };
+        if now.wrapping_sub(last_seen_ns) > REFRESH_NS || first_answer {
             // SAFETY: as above; a lost update only makes the flow look older,
             // or costs one more FIB lookup. The coarse clock can still read
             // the creation time; one nanosecond later keeps "answered"

@@ -264,7 +264,7 @@ fn steady_state() -> anyhow::Result<()> {
             offered_key_name: [0; 16],
             next_hop: Default::default(),
             flight_start: 0,
-            _pad2: 0,
+            seen_tick: 0,
         };
         (key, flow)
     };
