@@ -12,6 +12,7 @@ pub const BACKENDS_MAP: &str = "BACKENDS";
 pub const MAGLEV_MAP: &str = "MAGLEV";
 pub const SETTINGS_MAP: &str = "SETTINGS";
 pub const OWNED_ADDRS_MAP: &str = "OWNED_ADDRS";
+pub const OWNED_FILTER_MAP: &str = "OWNED_FILTER";
 pub const FARMS_MAP: &str = "FARMS";
 pub const FARM_RR_MAP: &str = "FARM_RR";
 pub const PENDING_MAP: &str = "PENDING";
@@ -29,7 +30,7 @@ pub const PORT_CURSORS_MAP: &str = "PORT_CURSORS";
 /// sessions, counters and configuration that must outlive one daemon
 /// process (per-CPU scratch space and the tail-call table are each load's
 /// own).
-pub const PINNED_MAPS: [&str; 19] = [
+pub const PINNED_MAPS: [&str; 20] = [
     STATS_MAP,
     FLOWS_V4_MAP,
     FLOWS_V6_MAP,
@@ -46,6 +47,7 @@ pub const PINNED_MAPS: [&str; 19] = [
     BACKEND_LOAD_MAP,
     VIPS_MAP,
     OWNED_ADDRS_MAP,
+    OWNED_FILTER_MAP,
     SETTINGS_MAP,
     PORT_CURSORS_MAP,
     FARM_NAMES_MAP,
@@ -294,6 +296,41 @@ pub struct AddrKey {
     pub _pad: [u8; 3],
 }
 const _: () = assert!(size_of::<AddrKey>() == 20);
+
+/// Words of `OwnedFilter`: 65,536 bits, so that even 2,048 owned addresses
+/// (`2 * MAX_VIPS`) leave 97% of them clear.
+pub const OWNED_FILTER_WORDS: usize = 1024;
+
+/// Value of `OWNED_FILTER`, an array of one: a bit for each address tether
+/// owns (`OWNED_ADDRS`), at `owned_filter_slot`. XDP tests it before any
+/// hash-table lookup, so that traffic of the host's own (to addresses with
+/// a clear bit) leaves after a few instructions. A set bit only says "look
+/// further": addresses can share one. Written by the daemon, which only
+/// ever sets bits: a connection to an address a reload took away keeps its
+/// flow entries until it ends, and its packets must still reach them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnedFilter {
+    pub words: [u64; OWNED_FILTER_WORDS],
+}
+
+/// The filter's input for an address as `AddrKey` holds it: its four
+/// native-endian words folded by xor. An IPv4 address's is its first word
+/// (the other three are zero), which XDP has at hand.
+#[inline(always)]
+pub fn owned_filter_fold(addr_be: &[u8; 16]) -> u32 {
+    let word = |i: usize| u32::from_ne_bytes([addr_be[i], addr_be[i + 1], addr_be[i + 2], addr_be[i + 3]]);
+    word(0) ^ word(4) ^ word(8) ^ word(12)
+}
+
+/// Where a folded address (`owned_filter_fold`) has its bit in
+/// `OwnedFilter`: the word's index and the bit's mask. Multiplicative
+/// hashing, top 16 bits: neighbouring addresses land far apart.
+#[inline(always)]
+pub fn owned_filter_slot(folded: u32) -> (usize, u64) {
+    let hash = folded.wrapping_mul(0x9E37_79B1) >> 16;
+    ((hash >> 6) as usize, 1 << (hash & 63))
+}
 
 /// `OWNED_ADDRS` value bits: what an address is to the data path.
 pub mod owned {
@@ -865,6 +902,8 @@ unsafe impl aya::Pod for FlowKeyV4 {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for AddrKey {}
 #[cfg(feature = "user")]
+unsafe impl aya::Pod for OwnedFilter {}
+#[cfg(feature = "user")]
 unsafe impl aya::Pod for Flow {}
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for BackendInfo {}
@@ -912,6 +951,27 @@ mod tests {
         assert_eq!(&k.addr_be[..4], &[198, 18, 100, 100]);
         assert!(k.addr_be[4..].iter().all(|b| *b == 0));
         assert_eq!(Family::try_from(k.family), Ok(Family::Ipv4));
+    }
+
+    #[test]
+    fn an_ipv4_address_folds_to_its_first_word_as_xdp_reads_it() {
+        let addr = crate::v4_in_16([198, 18, 100, 100]);
+        assert_eq!(owned_filter_fold(&addr), u32::from_ne_bytes([198, 18, 100, 100]));
+    }
+
+    #[test]
+    fn owned_filter_slots_are_in_range_and_spread_neighbouring_addresses() {
+        let mut slots = std::collections::HashSet::new();
+        for last in 0..=255u8 {
+            let (word, mask) = owned_filter_slot(owned_filter_fold(&crate::v4_in_16([198, 18, 100, last])));
+            assert!(word < OWNED_FILTER_WORDS);
+            assert_eq!(mask.count_ones(), 1);
+            slots.insert((word, mask));
+        }
+        // 256 neighbours in 65,536 bits: a handful may share one, not more.
+        assert!(slots.len() >= 250, "{} distinct bits of 256", slots.len());
+        let v6 = std::net::Ipv6Addr::new(0x2001, 2, 0, 2, 0, 0, 0, 1).octets();
+        assert!(owned_filter_slot(owned_filter_fold(&v6)).0 < OWNED_FILTER_WORDS);
     }
 
     #[test]

@@ -174,9 +174,15 @@ fn process(ctx: &XdpContext, family: Family) -> Verdict {
         }
         return Verdict::drop(reason::DROP_NO_V6_PROGRAM);
     }
-    // Established traffic first: it is most of the packets, both directions,
-    // and a flow entry exists only for addresses tether owns, so it needs no
-    // other lookup. (The host's own TCP traffic pays one missed lookup more.)
+    // A flow entry exists only for addresses tether owns (or owned, see
+    // `OwnedFilter`), so the host's own traffic can leave before any hash
+    // lookup.
+    if !lookup::may_own(&pkt.key.daddr_be, family) {
+        return Verdict::pass(reason::PASS_NOT_VIP);
+    }
+    // Established traffic next: it is most of the packets, both directions,
+    // and needs no other lookup. (Traffic to an address whose bit it shares
+    // pays for a missed one.)
     if let Some(entry) = lookup::flow::get(family, &pkt.key) {
         let flow = lookup::flow::on_packet(entry, &pkt);
         if !(pkt.is_syn() && flow.flags & flow_flags::SPLICE != 0) {

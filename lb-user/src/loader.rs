@@ -837,6 +837,16 @@ fn write_vips(ebpf: &mut Ebpf, config: &Config, layout: &Layout) -> Result<(), L
         *kinds.entry(vip.address).or_default() |= abi::owned::VIP;
         *kinds.entry(vip.snat).or_default() |= abi::owned::SNAT;
     }
+    // The filter first, so an address is never in `OWNED_ADDRS` with a
+    // clear bit (XDP would pass its traffic to the host).
+    let map_err = |source| LoadError::Map { map: abi::OWNED_FILTER_MAP, source };
+    let mut filter_map: Array<&mut MapData, abi::OwnedFilter> = map_mut(ebpf, abi::OWNED_FILTER_MAP)?;
+    let mut filter = filter_map.get(&0, 0).map_err(map_err)?;
+    for addr in kinds.keys() {
+        let (word, mask) = abi::owned_filter_slot(abi::owned_filter_fold(&addr_bytes(*addr)));
+        filter.words[word] |= mask;
+    }
+    filter_map.set(0, filter, 0).map_err(map_err)?;
     let map_err = |source| LoadError::Map { map: abi::OWNED_ADDRS_MAP, source };
     let mut owned: HashMap<&mut MapData, AddrKey, u32> = map_mut(ebpf, abi::OWNED_ADDRS_MAP)?;
     let mut wanted = std::collections::HashSet::new();

@@ -101,6 +101,12 @@ fn main() -> anyhow::Result<()> {
     }
     let net = Net::new();
     if wanted("steady") {
+        // The steady state's entries rewrite nothing, so a frame stays the
+        // same run after run; their packets go to the VIPs (flow entries
+        // are only for owned addresses), which the FIB must then answer for.
+        for vip in [VIP, TLS_VIP] {
+            net.ns.ip(&format!("route add {vip}/32 via {BACKEND}"));
+        }
         net.ns.enter(steady_state)?;
         println!();
     }
@@ -218,8 +224,8 @@ fn loaded_pass(test_programs: &mut aya::Ebpf) -> anyhow::Result<()> {
 
 /// Established traffic, re-run in place. A rewritten frame must come back to
 /// the same flow entry for that, so each path gets a synthetic *identity*
-/// entry: addresses and ports rewritten to themselves (towards an address
-/// whose neighbour is known), with the splice deltas and window scales of a
+/// entry: addresses and ports rewritten to themselves (to a VIP, as a flow
+/// entry's packets go to an owned address, routed via the backend), with the splice deltas and window scales of a
 /// real `tls` connection where the path splices. The work per packet is the
 /// real one: parse, flow lookup, NAT with checksum updates,
 /// sequence/timestamp translation, MAC rewrite, redirect. The next hop is the
@@ -231,10 +237,10 @@ fn steady_state() -> anyhow::Result<()> {
     loaded_pass(&mut test_programs)?;
     let mut flows = lb_user::flows::of_mut(&mut dp.ebpf)?;
     // (The handle borrows the object mutably; it ends with its last use below.)
-    let identity = |port: u16, direction: abi::FlowDirection, splice: bool| {
+    let identity = |vip: Ipv4Addr, port: u16, direction: abi::FlowDirection, splice: bool| {
         let key = FlowKey {
             saddr_be: addr_key(CLIENT).addr_be,
-            daddr_be: addr_key(BACKEND).addr_be,
+            daddr_be: addr_key(vip).addr_be,
             sport_be: port.to_be(),
             dport_be: 443u16.to_be(),
             family: 4,
@@ -269,13 +275,13 @@ fn steady_state() -> anyhow::Result<()> {
         (key, flow)
     };
     let cases = [
-        ("tcp VIP client->backend", 40_100, abi::FlowDirection::ToBackend, false),
-        ("tcp VIP backend->client", 40_101, abi::FlowDirection::ToClient, false),
-        ("tls spliced client->backend", 40_102, abi::FlowDirection::ToBackend, true),
-        ("tls spliced backend->client", 40_103, abi::FlowDirection::ToClient, true),
+        ("tcp VIP client->backend", VIP, 40_100, abi::FlowDirection::ToBackend, false),
+        ("tcp VIP backend->client", VIP, 40_101, abi::FlowDirection::ToClient, false),
+        ("tls spliced client->backend", TLS_VIP, 40_102, abi::FlowDirection::ToBackend, true),
+        ("tls spliced backend->client", TLS_VIP, 40_103, abi::FlowDirection::ToClient, true),
     ];
-    for (_, port, direction, splice) in cases {
-        let (key, flow) = identity(port, direction, splice);
+    for (_, vip, port, direction, splice) in cases {
+        let (key, flow) = identity(vip, port, direction, splice);
         flows.insert(&key, flow, 0)?;
     }
 
@@ -284,14 +290,14 @@ fn steady_state() -> anyhow::Result<()> {
     let host_traffic = tcp_v4(CLIENT, Ipv4Addr::new(198, 18, 0, 1), &TcpSeg::syn(40_001, 22));
     let mut labels = vec!["no-op XDP (baseline)", "non-VIP pass"];
     let mut frames = vec![host_traffic.clone(), host_traffic.clone()];
-    for (label, port, _, _) in cases {
+    for (label, vip, port, _, _) in cases {
         let seg = TcpSeg {
             options: ts_option(0x300, 0x9000),
             payload: vec![0x17; 64],
             ..TcpSeg::syn(port, 443).with_flags(TCP_ACK)
         };
         labels.push(label);
-        frames.push(tcp_v4(CLIENT, BACKEND, &seg));
+        frames.push(tcp_v4(CLIENT, vip, &seg));
     }
     let programs = std::iter::once(pass).chain(std::iter::repeat(xdp));
     let runs: Vec<(&Xdp, &[u8])> = programs.zip(frames.iter().map(Vec::as_slice)).collect();
