@@ -630,6 +630,10 @@ mod bulk {
     #[derive(Clone, Copy, Default)]
     struct TlsSample {
         handshakes_per_s: f64,
+        /// The whole machine's busy CPU time while the handshakes ran, per
+        /// handshake, and as CPUs kept busy.
+        cpu_ms_per_handshake: f64,
+        busy_cpus: f64,
         failed: u64,
         bulk_mbyte_per_s: f64,
     }
@@ -698,12 +702,16 @@ mod bulk {
     /// then `TLS_BULK` bytes through one connection and back.
     fn measure_tls(topo: &Topology, target: SocketAddr) -> anyhow::Result<TlsSample> {
         let duration = Duration::from_secs(u64::from(SECONDS));
+        let busy_before = busy_seconds()?;
         let (ok, failed) = peers::tls_exchanges(&topo.clients[0].ns, target, TLS_CONCURRENCY, duration)?;
+        let busy = busy_seconds()? - busy_before;
         let start = std::time::Instant::now();
         peers::rustls_echo(&topo.clients[0].ns, target, TLS_BULK)?;
         let seconds = start.elapsed().as_secs_f64();
         Ok(TlsSample {
             handshakes_per_s: ok as f64 / duration.as_secs_f64(),
+            cpu_ms_per_handshake: busy * 1e3 / ok.max(1) as f64,
+            busy_cpus: busy / duration.as_secs_f64(),
             failed,
             bulk_mbyte_per_s: TLS_BULK as f64 / seconds / 1e6,
         })
@@ -716,24 +724,28 @@ mod bulk {
         };
         let handshakes: Vec<f64> = tls.iter().map(|s| mid(s.iter().map(|t| t.handshakes_per_s).collect())).collect();
         let bulk: Vec<f64> = tls.iter().map(|s| mid(s.iter().map(|t| t.bulk_mbyte_per_s).collect())).collect();
+        let cpu: Vec<f64> = tls.iter().map(|s| mid(s.iter().map(|t| t.cpu_ms_per_handshake).collect())).collect();
+        let busy: Vec<f64> = tls.iter().map(|s| mid(s.iter().map(|t| t.busy_cpus).collect())).collect();
         println!(
             "TLS (rustls client and server, ECDSA P-256): handshakes/s with {TLS_CONCURRENCY} concurrent clients over \
              {SECONDS} s, and {} MiB echoed through one connection; {ROUNDS} interleaved rounds, medians",
             TLS_BULK >> 20
         );
         println!(
-            "{:<26} {:>12} {:>10} {:>8} {:>14} {:>10}",
-            "path", "handshakes/s", "vs direct", "failed", "bulk MB/s", "vs direct"
+            "{:<26} {:>12} {:>10} {:>8} {:>12} {:>10} {:>14} {:>10}",
+            "path", "handshakes/s", "vs direct", "failed", "CPU ms / hs", "CPUs busy", "bulk MB/s", "vs direct"
         );
         let labels = ["no balancer (lb routes)", "HAProxy 2.6, TCP mode", "tether tls VIP (XDP)"];
         for (i, label) in labels.iter().enumerate() {
             let failed: u64 = tls[i].iter().map(|t| t.failed).sum();
             println!(
-                "{:<26} {:>12.0} {:>9.2}x {:>8} {:>14.0} {:>9.2}x",
+                "{:<26} {:>12.0} {:>9.2}x {:>8} {:>12.3} {:>10.2} {:>14.0} {:>9.2}x",
                 label,
                 handshakes[i],
                 handshakes[i] / handshakes[0],
                 failed,
+                cpu[i],
+                busy[i],
                 bulk[i],
                 bulk[i] / bulk[0]
             );
