@@ -559,8 +559,8 @@ fn carry_over(
 /// Events the main loop may fall behind by before the reader drops them.
 const BIND_QUEUE: usize = 4096;
 /// How long the `BINDS` reader rests after draining the ring. Woken for
-/// every event, the daemon spent about 60 µs of CPU per new connection,
-/// 10% of a CPU at 1,600 handshakes a second (`tether-bench bulk`,
+/// every event, the daemon spent 60-75 µs of CPU per new connection,
+/// 10-12% of a CPU at 1,600 handshakes a second (`tether-bench bulk`,
 /// /proc/<pid>/stat), and the handshakes it slowed shared those CPUs. Log
 /// lines come up to this much later; the ring (`BINDS_RING_BYTES`) holds
 /// this long's events up to some 200,000 new connections a second.
