@@ -1,8 +1,8 @@
 //! Hot reload (`tether reload`, SIGHUP) with real servers: connections under
 //! way survive a new configuration that reweights, adds and removes
 //! backends, and a VIP that goes lets its open connections finish; learned
-//! sessions keep their backend when the farms and backends are renumbered; an invalid file is refused and the old
-//! configuration keeps serving.
+//! sessions keep their backend when the farms and backends are renumbered;
+//! an invalid file is refused and the old configuration keeps serving.
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 

@@ -225,9 +225,10 @@ fn loaded_pass(test_programs: &mut aya::Ebpf) -> anyhow::Result<()> {
 /// Established traffic, re-run in place. A rewritten frame must come back to
 /// the same flow entry for that, so each path gets a synthetic *identity*
 /// entry: addresses and ports rewritten to themselves (to a VIP, as a flow
-/// entry's packets go to an owned address, routed via the backend), with the splice deltas and window scales of a
-/// real `tls` connection where the path splices. The work per packet is the
-/// real one: parse, flow lookup, NAT with checksum updates,
+/// entry's packets go to an owned address, routed via the backend), with
+/// the splice deltas and window scales of a real `tls` connection where the
+/// path splices. The work per packet is the real one: parse, the
+/// owned-address filter, flow lookup, NAT with checksum updates,
 /// sequence/timestamp translation, MAC rewrite, redirect. The next hop is the
 /// one the entry keeps (the FIB is asked on the first run, and in real
 /// traffic once a second per flow direction).
