@@ -719,11 +719,19 @@ impl TryFrom<u8> for PersistKind {
     }
 }
 
-/// Most key bytes a persistence entry keeps (a whole TLS session ID).
-pub const SESSION_KEY_MAX: usize = 32;
+/// Longest key a kind reads from a handshake: a whole TLS session ID, or a
+/// ticket's first 32 bytes (`persist::TICKET_ID_LEN`).
+pub const SESSION_KEY_SOURCE_MAX: usize = 32;
+/// Key bytes a `SESSIONS` entry stores: a key of up to 16 bytes as it is, a
+/// longer one folded into 16 (`persist::fold_key`). The kernel hashes and
+/// compares the whole key on every lookup: a 24-byte key is one jhash2 mix
+/// and a final where 40 bytes were three mixes and a final.
+pub const SESSION_KEY_MAX: usize = 16;
 
-/// Key of `SESSIONS`: which farm, which kind, and up to 32 key bytes (the
-/// rest zero; `len` tells a short key from a zero-padded longer one).
+/// Key of `SESSIONS` (and `SESSION_PREFIXES`): which farm, which kind, and
+/// the key's bytes (`persist::stored_key`: the rest zero; `len`, the length
+/// of the key read, 1 to 32, tells a short key from a zero-padded longer
+/// one, and a folded key from one kept as it is).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SessionKey {
@@ -734,7 +742,28 @@ pub struct SessionKey {
     pub _pad: [u8; 2],
     pub bytes: [u8; SESSION_KEY_MAX],
 }
-const _: () = assert!(size_of::<SessionKey>() == 40);
+const _: () = assert!(size_of::<SessionKey>() == 24);
+
+impl SessionKey {
+    /// The key of `source` (at most `SESSION_KEY_SOURCE_MAX` bytes are
+    /// read) for `kind` in farm `farm_id`: the host's way to the key XDP
+    /// builds from the same bytes.
+    pub fn new(farm_id: u32, kind: PersistKind, source: &[u8]) -> SessionKey {
+        let len = source.len().min(SESSION_KEY_SOURCE_MAX);
+        SessionKey {
+            farm_id,
+            kind: kind as u8,
+            len: len as u8,
+            _pad: [0; 2],
+            bytes: crate::persist::stored_key(&source[..len]),
+        }
+    }
+
+    /// Whether `bytes` holds a fold of a longer key rather than the key.
+    pub fn is_folded(&self) -> bool {
+        self.len as usize > SESSION_KEY_MAX
+    }
+}
 
 /// Value of `SESSIONS`: the backend that holds the session. Created by XDP
 /// when it learns from a server's handshake (or, for `sni` and `source-ip`,

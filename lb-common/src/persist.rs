@@ -46,6 +46,42 @@ pub fn copy_key<const M: usize, const N: usize>(buf: &[u8; M], span: Span, out: 
     }
 }
 
+/// The 16 key bytes a `SessionKey` stores for a key of up to 32 bytes:
+/// the key itself when it has at most 16, else `fold_key` of it.
+pub fn stored_key(source: &[u8]) -> [u8; crate::maps::SESSION_KEY_MAX] {
+    let mut padded = [0u8; crate::maps::SESSION_KEY_SOURCE_MAX];
+    let len = source.len().min(padded.len());
+    padded[..len].copy_from_slice(&source[..len]);
+    let word = |i: usize| u64::from_le_bytes(padded[8 * i..8 * i + 8].try_into().unwrap_or_default());
+    let [a, b] = fold_key([word(0), word(1), word(2), word(3)]);
+    let mut out = [0u8; crate::maps::SESSION_KEY_MAX];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// Folds a key of up to 32 bytes, as four little-endian words (zero past
+/// its end), into the two words a `SessionKey` stores: each word of the
+/// first half XORed with a scramble of its partner in the second. The
+/// scramble maps zero to zero, so a key of at most 16 bytes is stored as it
+/// is; it is a bijection, so two keys that differ only in one half never
+/// fold alike, and keys that differ in both (random session IDs, tickets
+/// past their key names) fold alike only by chance, 2^-128. A client that
+/// makes its session ID fold like another's only sends itself to that
+/// backend, as sending the other's ID would. The XDP program folds with
+/// this function too (`lb-ebpf/src/mem.rs`, `fold_span`).
+#[inline(always)]
+pub const fn fold_key(words: [u64; 4]) -> [u64; 2] {
+    [words[0] ^ scramble(words[2]), words[1] ^ scramble(words[3])]
+}
+
+/// An odd multiplier (a bijection modulo 2^64) and a rotation: cheap in
+/// BPF, and every input bit reaches the high half.
+#[inline(always)]
+const fn scramble(x: u64) -> u64 {
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
 /// A 128-bit hash of a name, eight bytes at a time, so that the XDP program
 /// can feed it one word per `bpf_loop` step. Not cryptographic: a client
 /// that finds two names with one hash only sends itself to another backend.
@@ -138,6 +174,44 @@ fn leading_ones(n: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_up_to_16_bytes_are_stored_as_they_are() {
+        let name: Vec<u8> = (1..=16).collect();
+        assert_eq!(stored_key(&name)[..], name[..]);
+        let mut short = [0u8; 16];
+        short[..4].copy_from_slice(&[198, 18, 0, 1]);
+        assert_eq!(stored_key(&[198, 18, 0, 1]), short);
+    }
+
+    #[test]
+    fn longer_keys_fold_to_distinct_stored_keys() {
+        let id: Vec<u8> = (0..32).map(|i| (i * 37 + 11) as u8).collect();
+        let folded = stored_key(&id);
+        assert_ne!(folded[..], id[..16], "a 32-byte key is folded, not cut");
+        // One byte changed anywhere in either half, or the key cut short,
+        // changes what is stored.
+        for at in 0..32 {
+            let mut other = id.clone();
+            other[at] ^= 0x01;
+            assert_ne!(stored_key(&other), folded, "byte {at}");
+        }
+        assert_ne!(stored_key(&id[..31]), folded);
+        // Only the first 32 bytes count (a ticket's id).
+        let mut longer = id.clone();
+        longer.extend_from_slice(&[0xAA; 100]);
+        assert_eq!(stored_key(&longer), folded);
+    }
+
+    #[test]
+    fn the_fold_is_xor_with_a_bijective_scramble() {
+        assert_eq!(scramble(0), 0);
+        let words = [0x0123_4567_89AB_CDEF, 0xFEDC_BA98_7654_3210, 0x1111_2222_3333_4444, 0x5555_6666_7777_8888];
+        assert_eq!(fold_key(words), [words[0] ^ scramble(words[2]), words[1] ^ scramble(words[3])]);
+        // The multiplier is odd, so the scramble is invertible: no two
+        // second halves scramble alike.
+        assert_eq!(0x9E37_79B9_7F4A_7C15u64 % 2, 1);
+    }
 
     #[test]
     fn ticket_ids_and_key_names_are_prefixes() {

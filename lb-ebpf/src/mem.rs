@@ -75,6 +75,39 @@ pub unsafe fn copy_span<const M: usize, const N: usize>(buf: *const [u8; M], spa
     }
 }
 
+/// The first 32 bytes of `span` from the `M`-byte buffer at `buf`, folded
+/// into the 16 a `SessionKey` stores (`lb_common::persist::fold_key`; a
+/// span of up to 16 bytes is stored as it is), written to `out`. Returns
+/// the span's first eight bytes as they are (zero past its end), which the
+/// fold hides. Words are read as `copy_span` reads them.
+///
+/// # Safety
+/// As `copy_span`: `buf` points at `M` bytes followed by `SPAN_SLACK` more
+/// readable bytes.
+#[inline(always)]
+pub unsafe fn fold_span<const M: usize>(buf: *const [u8; M], span: Span, out: &mut [u8; 16]) -> u64 {
+    const { assert!(M.is_power_of_two() && 32 <= SPAN_SLACK) };
+    let start = span.start as usize & (M - 1);
+    let span_bits = 8 * (span.len as i64).min(32);
+    // SAFETY: reading a local (opaque to LLVM, as in `copy_span`).
+    let span_bits = unsafe { core::ptr::read_volatile(&span_bits) };
+    let word = |w: usize| {
+        // SAFETY: start <= M - 1 and 8 * w + 8 <= 32 <= SPAN_SLACK (the
+        // caller's promise).
+        let loaded = unsafe { crate::parse::word::load64((buf as *const u8).add(start + 8 * w)) };
+        loaded & low_bits(clamp_0_64(span_bits - 64 * w as i64))
+    };
+    let words = [word(0), word(1), word(2), word(3)];
+    let [a, b] = lb_common::persist::fold_key(words);
+    let out = out.as_mut_ptr() as *mut u64;
+    // SAFETY: two words of the 16-byte `out`.
+    unsafe {
+        out.write_unaligned(a);
+        out.add(1).write_unaligned(b);
+    }
+    words[0]
+}
+
 /// `x` clamped to [0, 64] without a branch (a BPF comparison is a jump).
 #[inline(always)]
 fn clamp_0_64(x: i64) -> u64 {

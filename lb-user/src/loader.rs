@@ -411,9 +411,7 @@ impl Dataplane {
         let map_err = |source| LoadError::Map { map: abi::SESSIONS_MAP, source };
         let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
-        let mut bytes = [0u8; abi::SESSION_KEY_MAX];
-        bytes[..16].copy_from_slice(name);
-        let key = SessionKey { farm_id, kind: abi::PersistKind::TicketKey as u8, len: 16, _pad: [0, 0], bytes };
+        let key = SessionKey::new(farm_id, abi::PersistKind::TicketKey, name);
         let owner = match sessions.get(&key, 0) {
             Ok(known) if known.backend_id != backend_id => abi::NO_BACKEND,
             Ok(_) | Err(MapError::KeyNotFound) => backend_id,
@@ -764,10 +762,7 @@ fn write_farms(ebpf: &mut Ebpf, config: &Config, layout: &Layout) -> Result<(), 
 /// The `SESSION_PREFIXES` key of a backend's session ID prefix (config
 /// validation keeps it to 1-16 bytes).
 pub fn session_prefix_key(farm_id: u32, prefix: &[u8]) -> SessionKey {
-    let mut bytes = [0u8; abi::SESSION_KEY_MAX];
-    let len = prefix.len().min(abi::SESSION_KEY_MAX);
-    bytes[..len].copy_from_slice(&prefix[..len]);
-    SessionKey { farm_id, kind: abi::PersistKind::SessionIdPrefix as u8, len: len as u8, _pad: [0, 0], bytes }
+    SessionKey::new(farm_id, abi::PersistKind::SessionIdPrefix, prefix)
 }
 
 /// The MTU of an interface in this network namespace (an ioctl, not sysfs:

@@ -15,7 +15,7 @@ use std::{
 
 use lb_common::{
     FarmInfo, Flow, FlowKey,
-    maps::{FLIGHT_MAX, PersistKind, SESSION_KEY_MAX, SessionKey, flow_flags},
+    maps::{FLIGHT_MAX, PersistKind, SessionKey, flow_flags},
     persist::{KEY_NAME_LEN, TICKET_ID_LEN},
     tls::{CONTENT_HANDSHAKE, RECORD_HEADER, TLS13},
 };
@@ -193,10 +193,7 @@ fn uses(flight: &Flight, kind: PersistKind) -> bool {
 }
 
 fn key(farm_id: u32, kind: PersistKind, bytes: &[u8]) -> SessionKey {
-    let len = bytes.len().min(SESSION_KEY_MAX);
-    let mut key = SessionKey { farm_id, kind: kind as u8, len: len as u8, _pad: [0; 2], bytes: [0; SESSION_KEY_MAX] };
-    key.bytes[..len].copy_from_slice(&bytes[..len]);
-    key
+    SessionKey::new(farm_id, kind, bytes)
 }
 
 /// A TLS ≤ 1.2 session ID, unless empty or an echo of the client's offer
@@ -250,7 +247,7 @@ mod tests {
     #[derive(Default)]
     struct Recorder {
         flow: Option<Flow>,
-        learned: Vec<(u8, Vec<u8>, u32)>,
+        learned: Vec<(SessionKey, u32)>,
     }
 
     impl Sessions for Recorder {
@@ -262,11 +259,11 @@ mod tests {
             Some((3, FarmInfo { persist_mask, ..Default::default() }))
         }
         fn learn(&mut self, key: &SessionKey, backend_id: u32) -> anyhow::Result<()> {
-            self.learned.push((key.kind, key.bytes[..usize::from(key.len)].to_vec(), backend_id));
+            self.learned.push((*key, backend_id));
             Ok(())
         }
         fn learn_key_name(&mut self, _: u32, name: &[u8; KEY_NAME_LEN], backend_id: u32) -> anyhow::Result<()> {
-            self.learned.push((PersistKind::TicketKey as u8, name.to_vec(), backend_id));
+            self.learned.push((SessionKey::new(3, PersistKind::TicketKey, name), backend_id));
             Ok(())
         }
     }
@@ -347,8 +344,8 @@ mod tests {
             assert_eq!(
                 dp.learned,
                 vec![
-                    (PersistKind::SessionId as u8, vec![0x5A; 32], 7),
-                    (PersistKind::Ticket as u8, ticket[..TICKET_ID_LEN].to_vec(), 7)
+                    (SessionKey::new(3, PersistKind::SessionId, &[0x5A; 32]), 7),
+                    (SessionKey::new(3, PersistKind::Ticket, &ticket[..TICKET_ID_LEN]), 7)
                 ],
                 "cut at {cut:?}"
             );

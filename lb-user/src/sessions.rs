@@ -8,7 +8,7 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use lb_common::{
     maps::{
         MAX_PERSIST_KINDS, NO_BACKEND, PERSIST_STAT_SLOTS, PersistCounters, PersistKind, REMOVALS_FLUSHED,
-        SESSION_KEY_MAX, SessionEntry, SessionKey,
+        SESSION_KEY_MAX, SESSION_KEY_SOURCE_MAX, SessionEntry, SessionKey,
     },
     persist,
 };
@@ -202,8 +202,15 @@ impl KindCounters {
 
 /// How a key of `kind` is written on the command line and in listings:
 /// hex bytes for session IDs, tickets and key names, the hash for server
-/// names (`lookup --key` takes the name), the prefix for addresses.
+/// names (`lookup --key` takes the name), the prefix for addresses. A key
+/// longer than 16 bytes (a 32-byte session ID, a ticket's first 32 bytes)
+/// is stored folded (`persist::fold_key`), and listed as `fold<length>:`
+/// and the stored bytes, which `lookup` and `flush` take as well as the
+/// whole key.
 pub fn format_key(key: &SessionKey) -> String {
+    if key.is_folded() {
+        return format!("{FOLDED}{}:{}", key.len, hex(&key.bytes));
+    }
     let bytes = &key.bytes[..(key.len as usize).min(SESSION_KEY_MAX)];
     match PersistKind::try_from(key.kind) {
         Ok(PersistKind::SourceIp) if key.len == 4 => IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]]).to_string(),
@@ -229,16 +236,39 @@ fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok((0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("checked hex")).collect())
 }
 
+/// How a listing writes a folded key: `fold32:` and 16 hex bytes.
+const FOLDED: &str = "fold";
+
+/// A folded key as `format_key` writes it, `fold<length>:<hex>` (the
+/// length of the key before folding, 17 to 32); None for any other text.
+fn parse_folded(farm_id: u32, kind: PersistKind, value: &str) -> anyhow::Result<Option<SessionKey>> {
+    let Some((len, bytes)) = value.trim().strip_prefix(FOLDED).and_then(|rest| rest.split_once(':')) else {
+        return Ok(None);
+    };
+    let Ok(len) = len.parse::<u8>() else { return Ok(None) };
+    if !(SESSION_KEY_MAX + 1..=SESSION_KEY_SOURCE_MAX).contains(&usize::from(len)) {
+        bail!("a folded key stands for 17 to 32 bytes; `{value}` says {len}");
+    }
+    let bytes: [u8; SESSION_KEY_MAX] = unhex(bytes)?
+        .try_into()
+        .map_err(|b: Vec<u8>| anyhow::anyhow!("a folded key has {SESSION_KEY_MAX} bytes; `{value}` has {}", b.len()))?;
+    Ok(Some(SessionKey { farm_id, kind: kind as u8, len, _pad: [0, 0], bytes }))
+}
+
 /// The `SESSIONS` key an operator names: `value` is hex for `session-id`
 /// (the whole ID), `ticket` (the ticket, or its first 32 bytes) and
 /// `ticket-key` (16 bytes), the server name for `sni`, the client address
-/// for `source-ip` (the farm's prefix length is applied).
+/// for `source-ip` (the farm's prefix length is applied). A session ID or
+/// ticket may also be named as a listing writes its folded key
+/// (`format_key`).
 pub fn key_for(farm: &Farm, farm_id: u32, kind: PersistKind, value: &str) -> anyhow::Result<SessionKey> {
-    let mut key = SessionKey { farm_id, kind: kind as u8, len: 0, _pad: [0, 0], bytes: [0; SESSION_KEY_MAX] };
-    let mut put = |bytes: &[u8]| {
-        key.len = bytes.len() as u8;
-        key.bytes[..bytes.len()].copy_from_slice(bytes);
-    };
+    if matches!(kind, PersistKind::SessionId | PersistKind::Ticket)
+        && let Some(key) = parse_folded(farm_id, kind, value)?
+    {
+        return Ok(key);
+    }
+    let mut key = SessionKey::new(farm_id, kind, &[]);
+    let mut put = |bytes: &[u8]| key = SessionKey::new(farm_id, kind, bytes);
     match kind {
         PersistKind::SessionId => {
             let id = unhex(value)?;
@@ -286,5 +316,48 @@ pub fn backend_label(layout: &LayoutReport, backend_id: u32) -> String {
     match layout.backend_name(backend_id) {
         Some(name) => name.to_owned(),
         None => format!("#{backend_id} (not in the configuration)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn farm() -> Farm {
+        let text = "[daemon]\ninterfaces = [\"eth0\"]\n\n[[vip]]\nname = \"v\"\naddress = \"198.18.100.100\"\n\
+                    port = 443\nfarm = \"web\"\nsnat = \"198.19.0.1\"\n\n[[farm]]\nname = \"web\"\n\
+                    [[farm.backend]]\nname = \"b0\"\naddress = \"198.19.0.11:443\"\n";
+        let config = Config::parse(Path::new("t.toml"), text).unwrap_or_else(|e| panic!("{e:?}"));
+        config.farms[0].clone()
+    }
+
+    #[test]
+    fn a_listed_folded_key_names_the_same_entry_as_the_whole_id() {
+        let farm = farm();
+        let id: Vec<u8> = (0..32).map(|i| i * 7 + 1).collect();
+        let whole = key_for(&farm, 2, PersistKind::SessionId, &hex(&id)).expect("the whole ID");
+        assert!(whole.is_folded());
+        let listed = format_key(&whole);
+        assert!(listed.starts_with("fold32:"), "{listed}");
+        assert_eq!(key_for(&farm, 2, PersistKind::SessionId, &listed).expect("the listed key"), whole);
+        // A 16-byte ID is stored and listed as it is.
+        let short = key_for(&farm, 2, PersistKind::SessionId, &hex(&id[..16])).expect("a short ID");
+        assert_eq!((short.is_folded(), format_key(&short)), (false, hex(&id[..16])));
+    }
+
+    #[test]
+    fn a_malformed_folded_key_is_refused() {
+        let farm = farm();
+        let bytes = hex(&[0xAB; 16]);
+        for bad in
+            [format!("fold16:{bytes}"), format!("fold33:{bytes}"), "fold32:abcd".to_owned(), "fold32:zz".to_owned()]
+        {
+            assert!(key_for(&farm, 0, PersistKind::SessionId, &bad).is_err(), "{bad}");
+        }
+        // Not a form of `ticket-key`, whose keys are never folded.
+        assert!(key_for(&farm, 0, PersistKind::TicketKey, &format!("fold32:{bytes}")).is_err());
     }
 }

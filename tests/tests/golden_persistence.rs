@@ -90,8 +90,16 @@ fn sessions(dp: &TestDataplane) -> Vec<(SessionKey, SessionEntry)> {
     }
 }
 
-fn key_bytes(key: &SessionKey) -> &[u8] {
-    &key.bytes[..key.len as usize]
+/// What a key stores of its bytes: their length and the bytes (folded
+/// when longer than 16).
+fn key_bytes(key: &SessionKey) -> (u8, [u8; abi::SESSION_KEY_MAX]) {
+    (key.len, key.bytes)
+}
+
+/// `key_bytes` of the key the host builds from `source`: what the XDP
+/// program must have stored.
+fn stored(source: &[u8]) -> (u8, [u8; abi::SESSION_KEY_MAX]) {
+    key_bytes(&SessionKey::new(0, PersistKind::SessionId, source))
 }
 
 fn stats(dp: &TestDataplane, kind: PersistKind) -> PersistCounters {
@@ -123,7 +131,7 @@ fn a_session_id_is_learned_from_the_server_hello_and_brings_the_resumption_back(
         dp.expect(&from_backend(&net, &c, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
         let table = sessions(&dp);
         assert_eq!(table.len(), 1, "{table:?}");
-        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::SessionId as u8, &sid[..]));
+        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::SessionId as u8, stored(&sid)));
         assert_eq!(table[0].1.backend_id, backend_id(c.backend_port));
         // The flow is done learning: later segments are not read.
         let to_client = dp.flows().into_iter().find(|(_, f)| f.direction == FlowDirection::ToClient as u8).unwrap().1;
@@ -181,8 +189,8 @@ fn a_ticket_is_learned_from_the_new_session_ticket_of_the_second_flight() {
         let mut table = sessions(&dp);
         table.sort_by_key(|(k, _)| k.kind);
         assert_eq!(table.len(), 2, "{table:?}");
-        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::Ticket as u8, &ticket[..32]));
-        assert_eq!((table[1].0.kind, key_bytes(&table[1].0)), (PersistKind::TicketKey as u8, &ticket[..16]));
+        assert_eq!((table[0].0.kind, key_bytes(&table[0].0)), (PersistKind::Ticket as u8, stored(&ticket[..32])));
+        assert_eq!((table[1].0.kind, key_bytes(&table[1].0)), (PersistKind::TicketKey as u8, stored(&ticket[..16])));
         assert!(table.iter().all(|(_, e)| e.backend_id == backend_id(c.backend_port)));
 
         // The ticket offered later brings its connection back (the ticket
@@ -312,7 +320,7 @@ fn a_server_name_of_any_length_is_keyed_by_the_daemons_hash() {
             let learned: Vec<_> = sessions(&dp)
                 .into_iter()
                 .filter(|(k, _)| {
-                    k.kind == PersistKind::Sni as u8 && key_bytes(k) == lb_common::persist::name_hash(&name)
+                    k.kind == PersistKind::Sni as u8 && key_bytes(k) == stored(&lb_common::persist::name_hash(&name))
                 })
                 .map(|(_, e)| e.backend_id)
                 .collect();
@@ -377,8 +385,8 @@ fn a_million_tls13_handshakes_leave_the_tls12_sessions_in_place() {
         }
         let table = sessions(&dp);
         assert_eq!(table.len(), TLS12 as usize, "TLS 1.3 echoes were learned");
-        let learned: std::collections::HashSet<&[u8]> = table.iter().map(|(k, _)| key_bytes(k)).collect();
-        assert!(tls12.iter().all(|id| learned.contains(&id[..])), "a TLS 1.2 session was lost");
+        let learned: std::collections::HashSet<_> = table.iter().map(|(k, _)| key_bytes(k)).collect();
+        assert!(tls12.iter().all(|id| learned.contains(&stored(id))), "a TLS 1.2 session was lost");
         let s = stats(&dp, PersistKind::SessionId);
         assert_eq!(s.learns, u64::from(TLS12));
     });

@@ -18,7 +18,7 @@ use lb_common::{
     FarmInfo, Flow,
     maps::{
         BackendState, FLIGHT_MAX, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure,
-        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_KEY_MAX, STASH_MAX, SessionEntry, SessionKey,
+        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_KEY_SOURCE_MAX, STASH_MAX, SessionEntry, SessionKey,
         flow_flags, slow_kind,
     },
     persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
@@ -83,18 +83,31 @@ fn key_slot(farm_id: u32, kind: PersistKind) -> Option<&'static mut SessionKey> 
     Some(key)
 }
 
-/// A key from `span` of `buf` (at most 32 bytes); None for an empty span.
+/// A key from `span` of `buf` (its first 32 bytes, folded into 16 when
+/// longer than that: `mem::fold_span`); None for an empty span.
 #[inline(always)]
 fn span_key(farm_id: u32, kind: PersistKind, buf: &[u8; STASH_MAX], span: Span) -> Option<&'static SessionKey> {
+    span_key_and_head(farm_id, kind, buf, span).map(|(key, _)| key)
+}
+
+/// `span_key`, and the span's first eight bytes as they are (the key may
+/// hold them folded).
+#[inline(always)]
+fn span_key_and_head(
+    farm_id: u32,
+    kind: PersistKind,
+    buf: &[u8; STASH_MAX],
+    span: Span,
+) -> Option<(&'static SessionKey, u64)> {
     if span.is_empty() {
         return None;
     }
     let key = key_slot(farm_id, kind)?;
-    key.len = span.len.min(SESSION_KEY_MAX as u16) as u8;
+    key.len = span.len.min(SESSION_KEY_SOURCE_MAX as u16) as u8;
     // SAFETY: both buffers keys are read from (the stash and the server's
     // segment) are followed by `SPAN_SLACK` bytes of their map value.
-    unsafe { crate::mem::copy_span(buf, span, &mut key.bytes) };
-    Some(key)
+    let head = unsafe { crate::mem::fold_span(buf, span, &mut key.bytes) };
+    Some((key, head))
 }
 
 /// The client's side of a binding: the farm, the client's address, and
@@ -498,11 +511,13 @@ fn learn_session_id(farm_id: u32, farm: &FarmInfo, flow: &Flow, read: &crate::tl
     if !uses(farm, PersistKind::SessionId) {
         return;
     }
-    let Some(key) = span_key(farm_id, PersistKind::SessionId, &read.buf, read.hello.session_id) else { return };
+    let Some((key, head)) = span_key_and_head(farm_id, PersistKind::SessionId, &read.buf, read.hello.session_id) else {
+        return;
+    };
     // VERIFIER: words compared, not slices: a slice comparison is a call to
-    // the byte-loop `memcmp` (see `mem`).
-    let (head, _) = key.bytes.split_first_chunk::<8>().unwrap_or((&[0; 8], &[]));
-    if key.len == flow.client_sid_len && u64::from_ne_bytes(*head) == u64::from_ne_bytes(flow.client_sid_prefix) {
+    // the byte-loop `memcmp` (see `mem`). The ID's own first bytes: the key
+    // holds a 32-byte ID folded.
+    if key.len == flow.client_sid_len && head == u64::from_ne_bytes(flow.client_sid_prefix) {
         return;
     }
     learn(key, flow.backend_id);
