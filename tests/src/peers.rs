@@ -191,7 +191,7 @@ impl BackendServer {
         std::fs::write(dir.path().join("httpd.conf"), conf).expect("write httpd.conf");
         let mut cmd = ns.command("apache2");
         cmd.args(["-f", &format!("{d}/httpd.conf"), "-DFOREGROUND"]);
-        let mut proc = Proc::spawn(&format!("apache2 {name}"), cmd);
+        let mut proc = Proc::spawn(&format!("apache2 {name}"), cmd).stopped_with_sigterm();
         wait_for_listener(ns, addr, &mut proc);
         BackendServer { name: name.to_owned(), addr, proc, _dir: dir }
     }

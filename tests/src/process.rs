@@ -12,6 +12,8 @@ pub struct Proc {
     what: String,
     child: Child,
     output: Arc<Mutex<String>>,
+    /// Ended with SIGTERM first (see `stopped_with_sigterm`).
+    sigterm_first: bool,
 }
 
 impl Proc {
@@ -22,7 +24,16 @@ impl Proc {
         let output = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().expect("piped"), output.clone());
         collect(child.stderr.take().expect("piped"), output.clone());
-        Proc { what: what.to_owned(), child, output }
+        Proc { what: what.to_owned(), child, output, sigterm_first: false }
+    }
+
+    /// Makes the guard end the process with SIGTERM, and SIGKILL only if it
+    /// has not exited 5 s later: for servers whose workers outlive a killed
+    /// parent (Apache's mpm_event children, which run as www-data and
+    /// were left behind by SIGKILL).
+    pub fn stopped_with_sigterm(mut self) -> Proc {
+        self.sigterm_first = true;
+        self
     }
 
     pub fn pid(&self) -> u32 {
@@ -82,6 +93,18 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        if self.sigterm_first {
+            // SAFETY: a signal to our own child, which has not been reaped
+            // (try_wait said it runs), so its pid is not reused.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
