@@ -66,13 +66,25 @@ pub unsafe fn copy_span<const M: usize, const N: usize>(buf: *const [u8; M], spa
     let span_bits = unsafe { core::ptr::read_volatile(&span_bits) };
     let words = out.as_mut_ptr() as *mut u64;
     for w in 0..N / 8 {
-        // SAFETY: start <= M - 1 and 8 * w + 8 <= N <= SPAN_SLACK: inside
-        // the buffer and the room after it (the caller's promise).
-        let word = unsafe { crate::parse::word::load64((buf as *const u8).add(start + 8 * w)) };
-        let bits = clamp_0_64(span_bits - 64 * w as i64);
+        // SAFETY: 8 * w + 8 <= N <= SPAN_SLACK (the caller's promise).
+        let word = unsafe { span_word(buf, start, span_bits, w) };
         // SAFETY: w < N / 8 words of `out`.
-        unsafe { words.add(w).write_unaligned(word & low_bits(bits)) };
+        unsafe { words.add(w).write_unaligned(word) };
     }
+}
+
+/// Word `w` of a span that starts at `start` (already masked into the
+/// buffer) and has `span_bits` bits: loaded whole, the bits past the span
+/// cleared.
+///
+/// # Safety
+/// `buf` points at `M` bytes followed by `SPAN_SLACK` more readable bytes,
+/// `start` < M, and 8 * w + 8 <= `SPAN_SLACK`.
+#[inline(always)]
+unsafe fn span_word<const M: usize>(buf: *const [u8; M], start: usize, span_bits: i64, w: usize) -> u64 {
+    // SAFETY: inside the buffer and the room after it (the caller's promise).
+    let word = unsafe { crate::parse::word::load64((buf as *const u8).add(start + 8 * w)) };
+    word & low_bits(clamp_0_64(span_bits - 64 * w as i64))
 }
 
 /// The first 32 bytes of `span` from the `M`-byte buffer at `buf`, folded
@@ -91,12 +103,8 @@ pub unsafe fn fold_span<const M: usize>(buf: *const [u8; M], span: Span, out: &m
     let span_bits = 8 * (span.len as i64).min(32);
     // SAFETY: reading a local (opaque to LLVM, as in `copy_span`).
     let span_bits = unsafe { core::ptr::read_volatile(&span_bits) };
-    let word = |w: usize| {
-        // SAFETY: start <= M - 1 and 8 * w + 8 <= 32 <= SPAN_SLACK (the
-        // caller's promise).
-        let loaded = unsafe { crate::parse::word::load64((buf as *const u8).add(start + 8 * w)) };
-        loaded & low_bits(clamp_0_64(span_bits - 64 * w as i64))
-    };
+    // SAFETY: start < M and 8 * w + 8 <= 32 <= SPAN_SLACK (the caller's promise).
+    let word = |w: usize| unsafe { span_word(buf, start, span_bits, w) };
     let words = [word(0), word(1), word(2), word(3)];
     let [a, b] = lb_common::persist::fold_key(words);
     let out = out.as_mut_ptr() as *mut u64;

@@ -192,10 +192,6 @@ fn uses(flight: &Flight, kind: PersistKind) -> bool {
     flight.farm.persist_mask & (1 << kind as u8) != 0
 }
 
-fn key(farm_id: u32, kind: PersistKind, bytes: &[u8]) -> SessionKey {
-    SessionKey::new(farm_id, kind, bytes)
-}
-
 /// A TLS ≤ 1.2 session ID, unless empty or an echo of the client's offer
 /// (a resumption, whose entry its lookup refreshed).
 fn learn_session_id(dp: &mut impl Sessions, flight: &Flight, session_id: &[u8]) -> u64 {
@@ -208,7 +204,10 @@ fn learn_session_id(dp: &mut impl Sessions, flight: &Flight, session_id: &[u8]) 
     {
         return 0;
     }
-    report(dp.learn(&key(flight.farm_id, PersistKind::SessionId, session_id), flow.backend_id), "session ID")
+    report(
+        dp.learn(&SessionKey::new(flight.farm_id, PersistKind::SessionId, session_id), flow.backend_id),
+        "session ID",
+    )
 }
 
 /// A TLS 1.2 ticket: its first `TICKET_ID_LEN` bytes, and its key name.
@@ -216,7 +215,10 @@ fn learn_ticket(dp: &mut impl Sessions, flight: &Flight, ticket: &[u8]) -> u64 {
     let mut learned = 0;
     if uses(flight, PersistKind::Ticket) {
         let id = &ticket[..ticket.len().min(TICKET_ID_LEN)];
-        learned += report(dp.learn(&key(flight.farm_id, PersistKind::Ticket, id), flight.flow.backend_id), "ticket");
+        learned += report(
+            dp.learn(&SessionKey::new(flight.farm_id, PersistKind::Ticket, id), flight.flow.backend_id),
+            "ticket",
+        );
     }
     if uses(flight, PersistKind::TicketKey) && ticket.len() > KEY_NAME_LEN {
         let name: [u8; KEY_NAME_LEN] = ticket[..KEY_NAME_LEN].try_into().unwrap_or_default();

@@ -267,31 +267,32 @@ pub fn key_for(farm: &Farm, farm_id: u32, kind: PersistKind, value: &str) -> any
     {
         return Ok(key);
     }
-    let mut key = SessionKey::new(farm_id, kind, &[]);
-    let mut put = |bytes: &[u8]| key = SessionKey::new(farm_id, kind, bytes);
-    match kind {
+    // The bytes the data path keys by; `SessionKey::new` stores them.
+    let source: Vec<u8> = match kind {
         PersistKind::SessionId => {
             let id = unhex(value)?;
             if id.is_empty() || id.len() > 32 {
                 bail!("a session ID has 1 to 32 bytes; `{value}` has {}", id.len());
             }
-            put(&id);
+            id
         }
         PersistKind::Ticket => {
-            let ticket = unhex(value)?;
+            let mut ticket = unhex(value)?;
             if ticket.is_empty() {
                 bail!("give the ticket's bytes (at least its first 32) in hex");
             }
-            put(&ticket[..ticket.len().min(persist::TICKET_ID_LEN)]);
+            ticket.truncate(persist::TICKET_ID_LEN);
+            ticket
         }
         PersistKind::TicketKey => {
-            let name = unhex(value)?;
+            let mut name = unhex(value)?;
             if name.len() < persist::KEY_NAME_LEN {
                 bail!("a ticket key name has 16 bytes; `{value}` has {}", name.len());
             }
-            put(&name[..persist::KEY_NAME_LEN]);
+            name.truncate(persist::KEY_NAME_LEN);
+            name
         }
-        PersistKind::Sni => put(&persist::name_hash(value.as_bytes())),
+        PersistKind::Sni => persist::name_hash(value.as_bytes()).to_vec(),
         PersistKind::SourceIp => {
             let address: IpAddr = value.parse().with_context(|| format!("`{value}` is not an IP address"))?;
             let (family, prefix) = match address {
@@ -300,11 +301,11 @@ pub fn key_for(farm: &Farm, farm_id: u32, kind: PersistKind, value: &str) -> any
             };
             let mut masked = [0u8; 16];
             let len = persist::source_prefix(&crate::loader::addr_bytes(address), family, prefix, &mut masked);
-            put(&masked[..len as usize]);
+            masked[..len as usize].to_vec()
         }
         PersistKind::SessionIdPrefix => bail!("`session-id-prefix` has no table: it routes by the configured prefixes"),
-    }
-    Ok(key)
+    };
+    Ok(SessionKey::new(farm_id, kind, &source))
 }
 
 /// A backend's name for listings; `NO_BACKEND` is a ticket key several
