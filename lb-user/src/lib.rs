@@ -17,6 +17,7 @@ pub mod neighbors;
 pub mod pending;
 pub mod pins;
 pub mod server_flight;
+pub mod session_filter;
 pub mod sessions;
 pub mod sessions_cli;
 pub mod slow_path;

@@ -27,6 +27,7 @@ use crate::{
     farm,
     layout::Layout,
     pins,
+    session_filter::SessionFilter,
     stats::{self, Counters},
 };
 
@@ -74,6 +75,9 @@ pub struct Dataplane {
     /// `SESSION_REMOVALS`, taken out of `ebpf` so that the session sweep can
     /// hold it and `SESSIONS` at once.
     session_removals: Option<aya::maps::Map>,
+    /// `SESSION_FILTER`, mapped: marked for each key the daemon adds,
+    /// rebuilt by the session sweep.
+    session_filter: SessionFilter,
     /// The links attaching the programs, pinned; closed after the pins go.
     links: Vec<FdLink>,
     instance: pins::Instance,
@@ -125,11 +129,21 @@ impl Dataplane {
                 return Err(e);
             }
         };
+        let session_filter = match crate::session_filter::of(&ebpf) {
+            Ok(filter) => filter,
+            Err(e) => {
+                if !adopting {
+                    pins::remove(&instance.dir);
+                }
+                return Err(e);
+            }
+        };
         // From here on, Drop detaches and unpins whatever a failed step
         // leaves, unless the pins were adopted.
         let mut dp = Dataplane {
             ebpf,
             session_removals: None,
+            session_filter,
             links: Vec::new(),
             instance,
             keep_pins: adopting,
@@ -137,6 +151,10 @@ impl Dataplane {
         };
         dp.session_removals = dp.ebpf.take_map(abi::SESSION_REMOVALS_MAP);
         if adopting {
+            // Pins of a build before the filter leave it empty, which would
+            // make every adopted session a miss: marked before the new
+            // programs take over.
+            rebuild_session_filter(&dp.ebpf, &dp.session_filter)?;
             let runtime = farm::Runtime::from_config(config);
             let forgotten = dp.apply(config, &layout, &runtime, &removed_farms, &removed_backends)?;
             info!(
@@ -335,11 +353,9 @@ impl Dataplane {
             .ok_or(LoadError::Missing { what: "map", name: abi::SESSION_REMOVALS_MAP })?;
         let mut removals: aya::maps::Array<&mut MapData, u64> =
             removals_map.try_into().map_err(|source| LoadError::Map { map: abi::SESSION_REMOVALS_MAP, source })?;
-        let map_err = |source| LoadError::Map { map: abi::SESSIONS_MAP, source };
-        let scanned = match self.ebpf.map(abi::SESSIONS_MAP) {
-            Some(aya::maps::Map::LruHashMap(data)) => crate::sessions::entries(data).map_err(map_err)?,
-            _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
-        };
+        // Entries the sweep removes next are marked in the filter too: a
+        // slot set for nothing only costs a lookup until the next rebuild.
+        let scanned = rebuild_session_filter(&self.ebpf, &self.session_filter)?;
         let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
         crate::sessions::sweep(&scanned, &mut sessions, &mut removals, &timeouts, now)
@@ -420,6 +436,7 @@ impl Dataplane {
         let now = monotonic_ns();
         let entry = abi::SessionEntry { backend_id: owner, _pad: 0, created_ns: now, last_used_ns: now };
         sessions.insert(key, entry, 0).map_err(map_err)?;
+        self.session_filter.mark(&key);
         Ok(owner)
     }
 
@@ -521,6 +538,7 @@ impl crate::server_flight::Sessions for Dataplane {
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
         let now = monotonic_ns();
         sessions.insert(key, abi::SessionEntry { backend_id, _pad: 0, created_ns: now, last_used_ns: now }, 0)?;
+        self.session_filter.mark(key);
         Ok(())
     }
 
@@ -1014,6 +1032,25 @@ fn check_pinned_maps(dir: &std::path::Path) -> Result<(), LoadError> {
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(LoadError::Incompatible { dir: dir.to_owned(), problems }) }
+}
+
+/// Rebuilds the inactive generation of `filter` from a scan of `SESSIONS`
+/// (cleared before the scan starts: see `SessionFilter::begin_rebuild`) and
+/// makes it the active one. Returns what the scan found.
+fn rebuild_session_filter(
+    ebpf: &Ebpf,
+    filter: &SessionFilter,
+) -> Result<Vec<(SessionKey, abi::SessionEntry)>, LoadError> {
+    let rebuilding = filter.begin_rebuild();
+    let scanned = match ebpf.map(abi::SESSIONS_MAP) {
+        Some(aya::maps::Map::LruHashMap(data)) => {
+            crate::sessions::entries(data).map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })?
+        }
+        _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
+    };
+    filter.mark_in(rebuilding, scanned.iter().map(|(key, _)| key));
+    filter.activate(rebuilding);
+    Ok(scanned)
 }
 
 /// The ids an earlier daemon gave farms (by name, from `FARM_NAMES`) and

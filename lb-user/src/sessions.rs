@@ -22,6 +22,7 @@ use crate::{
 /// Pins, beside `stats::SESSIONS_PIN`.
 pub const PERSIST_STATS_PIN: &str = lb_common::maps::PERSIST_STATS_MAP;
 pub const SESSION_REMOVALS_PIN: &str = lb_common::maps::SESSION_REMOVALS_MAP;
+pub const SESSION_FILTER_PIN: &str = lb_common::maps::SESSION_FILTER_MAP;
 
 /// The kinds in `PersistKind` order, with their configuration names.
 pub const KINDS: [(PersistKind, &str); MAX_PERSIST_KINDS] = [
@@ -104,6 +105,8 @@ pub struct Pinned {
     sessions: Map,
     stats: Map,
     removals: Map,
+    /// None for the pins of a build without the filter.
+    filter: Option<crate::session_filter::SessionFilter>,
 }
 
 impl Pinned {
@@ -114,11 +117,26 @@ impl Pinned {
                 .with_context(|| format!("cannot open {}; is the daemon running?", path.display()))?;
             Ok(Map::from_map_data(data)?)
         };
+        let filter_pin = instance_dir.join(SESSION_FILTER_PIN);
+        let filter = match MapData::from_pin(&filter_pin) {
+            Ok(data) => Some(
+                crate::session_filter::SessionFilter::map(&data)
+                    .with_context(|| format!("cannot map {}", filter_pin.display()))?,
+            ),
+            Err(_) => None,
+        };
         Ok(Pinned {
             sessions: open(SESSIONS_PIN)?,
             stats: open(PERSIST_STATS_PIN)?,
             removals: open(SESSION_REMOVALS_PIN)?,
+            filter,
         })
+    }
+
+    /// Slots of the session filter's active generation that are marked,
+    /// out of `SESSION_FILTER_SLOTS`; None if the instance has no filter.
+    pub fn filter_marked(&self) -> Option<u64> {
+        self.filter.as_ref().map(|f| f.marked())
     }
 
     pub fn entries(&self) -> anyhow::Result<Vec<(SessionKey, SessionEntry)>> {

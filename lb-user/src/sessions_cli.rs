@@ -148,6 +148,14 @@ fn stats(config: &Config, layout: &LayoutReport, pinned: &Pinned) -> anyhow::Res
         entries.len(),
         100.0 * entries.len() as f64 / capacity.max(1) as f64
     );
+    match pinned.filter_marked() {
+        Some(marked) => println!(
+            "filter: {marked} of {} slots marked ({:.2}%: the share of misses still looked up)",
+            lb_common::maps::SESSION_FILTER_SLOTS,
+            100.0 * marked as f64 / f64::from(lb_common::maps::SESSION_FILTER_SLOTS)
+        ),
+        None => println!("filter: none pinned"),
+    }
     match entries.iter().map(|(_, e)| e.created_ns).min() {
         Some(oldest) => println!("oldest entry: learned {} s ago", now.saturating_sub(oldest) / 1_000_000_000),
         None => println!("oldest entry: none"),

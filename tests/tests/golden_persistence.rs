@@ -534,3 +534,67 @@ fn a_connection_marked_for_reset_answers_the_client_with_an_rst_and_drops_the_ba
         assert!(dp.flows().is_empty(), "the connection is forgotten: {:?}", dp.flows());
     });
 }
+
+/// `SESSION_FILTER`: a key XDP learns is marked in both generations; a key
+/// in `SESSIONS` whose slot nobody marked is a miss without a lookup, which
+/// proves lookups read the filter; a rebuild from the table marks it, and
+/// leaves out the slot of a key no longer there.
+#[test]
+fn the_session_filter_marks_learned_keys_and_a_rebuild_follows_the_table() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(1_000));
+        let filter = lb_user::session_filter::of(&dp.ebpf).expect("map the filter");
+        assert_eq!(filter.active(), 0);
+        assert_eq!(filter.marked(), 0, "a new filter is empty");
+        let learned_sid = [0x5E; 32];
+        let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&learned_sid, false)), reason::FWD_TO_CLIENT);
+        let learned = SessionKey::new(0, PersistKind::SessionId, &learned_sid);
+        assert!(filter.is_marked(&learned), "XDP marked what it learned");
+        assert_eq!(filter.marked(), 1);
+
+        // An entry put in the table behind the filter's back, naming the
+        // backend round-robin gives the next connection only every other time.
+        let hidden_sid = [0x77; 32];
+        let hidden = SessionKey::new(0, PersistKind::SessionId, &hidden_sid);
+        let owner = backend_id(PORTS[1]);
+        {
+            let mut map: HashMap<&mut MapData, SessionKey, SessionEntry> =
+                dp.ebpf.map_mut(abi::SESSIONS_MAP).expect("SESSIONS").try_into().expect("hash map");
+            let now = lb_user::loader::monotonic_ns();
+            map.insert(hidden, SessionEntry { backend_id: owner, _pad: 0, created_ns: now, last_used_ns: now }, 0)
+                .expect("insert");
+        }
+        assert!(!filter.is_marked(&hidden));
+        let before = stats(&dp, PersistKind::SessionId);
+        connect(&net, &dp, 40_001, &client_hello(&hidden_sid, None), reason::TLS_BIND);
+        let after = stats(&dp, PersistKind::SessionId);
+        assert_eq!((after.lookups - before.lookups, after.hits - before.hits), (1, 0), "the filter said miss");
+
+        // The rebuild, as the daemon's sweep runs it.
+        let rebuilding = filter.begin_rebuild();
+        assert_eq!(rebuilding, 1);
+        let table = sessions(&dp);
+        filter.mark_in(rebuilding, table.iter().map(|(key, _)| key));
+        filter.activate(rebuilding);
+        assert!(filter.is_marked(&hidden) && filter.is_marked(&learned));
+        for port in [40_002, 40_003] {
+            let c = connect(&net, &dp, port, &client_hello(&hidden_sid, None), reason::TLS_BIND_PERSISTED);
+            assert_eq!(backend_id(c.backend_port), owner, "the table's entry chose");
+        }
+
+        // A key gone from the table: the next rebuild leaves its slot clear.
+        {
+            let mut map: HashMap<&mut MapData, SessionKey, SessionEntry> =
+                dp.ebpf.map_mut(abi::SESSIONS_MAP).expect("SESSIONS").try_into().expect("hash map");
+            map.remove(&learned).expect("remove");
+        }
+        let rebuilding = filter.begin_rebuild();
+        assert_eq!(rebuilding, 0);
+        filter.mark_in(rebuilding, sessions(&dp).iter().map(|(key, _)| key));
+        filter.activate(rebuilding);
+        assert!(!filter.is_marked(&learned) && filter.is_marked(&hidden));
+        assert_eq!(filter.marked(), 1);
+    });
+}

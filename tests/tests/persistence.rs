@@ -410,6 +410,8 @@ fn the_session_table_can_be_inspected_flushed_and_expires() {
     // (the first hello offered no session ID, so it looked nothing up)
     assert_eq!(numbers, [1, 1, 1, 0, 1, 0, 0, 0], "{stats}");
     assert!(stats.contains("table: 1 of "), "{stats}");
+    // The one key learned is the one slot of `SESSION_FILTER` marked.
+    assert!(stats.contains(&format!("filter: 1 of {} slots marked", lb_common::maps::SESSION_FILTER_SLOTS)), "{stats}");
 
     let flushed =
         tether.sessions_cli(&["flush", "--farm", "web", "--kind", "session-id", "--key", &id]).expect("flush");
@@ -433,6 +435,17 @@ fn the_session_table_can_be_inspected_flushed_and_expires() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
     while !tether.sessions().is_empty() {
         assert!(std::time::Instant::now() < deadline, "no sweep removed {:?}", tether.sessions());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    // Each sweep rebuilds the filter from the table first, so the sweep
+    // after the one that removed the last entry leaves no slot marked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(25);
+    loop {
+        let stats = tether.sessions_cli(&["stats"]).expect("stats");
+        if stats.contains("filter: 0 of ") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no rebuild cleared the filter:\n{stats}");
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }

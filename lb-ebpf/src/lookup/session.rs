@@ -8,18 +8,18 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_F_MMAPABLE, BPF_NOEXIST},
     helpers::{bpf_ktime_get_coarse_ns, bpf_loop},
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use lb_common::{
     FarmInfo, Flow,
     maps::{
         BackendState, FLIGHT_MAX, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure,
-        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_KEY_SOURCE_MAX, STASH_MAX, SessionEntry, SessionKey,
-        flow_flags, slow_kind,
+        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_FILTER_ACTIVE, SESSION_FILTER_ELEMENTS,
+        SESSION_FILTER_WORDS, SESSION_KEY_SOURCE_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags, slow_kind,
     },
     persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
     tls::{self, Span, TlsError},
@@ -36,6 +36,54 @@ use crate::{
 /// daemon's sweeper and listed by `tether sessions`.
 #[map(name = "SESSIONS")]
 static SESSIONS: LruHashMap<SessionKey, SessionEntry> = LruHashMap::with_max_entries(MAX_SESSIONS, 0);
+
+/// Which `SESSIONS` keys may be present: a byte per slot
+/// (`persist::filter_slot`), nonzero once a key of that slot was added, in
+/// two generations, and after them the number of the one lookups read
+/// (`SESSION_FILTER_ACTIVE`). Most lookups in TLS 1.3 traffic miss (its
+/// session IDs are random), and a zero byte answers those without the hash
+/// table's call, hash and bucket walk. Every key added, here (`learn`) or
+/// by the daemon, is marked in both generations after it is added; the
+/// daemon rebuilds the inactive generation from the table (cleared, then
+/// marked from a scan) and makes it the active one, so that slots of
+/// evicted and expired keys do not stay set forever. A key added while the
+/// scan runs is marked after it is in the table: either the scan sees it or
+/// its mark comes after the clear. Plain byte stores, which cannot undo
+/// another CPU's: no read-modify-write. Memory-mapped by the daemon.
+#[map(name = "SESSION_FILTER")]
+static SESSION_FILTER: Array<u64> = Array::with_max_entries(SESSION_FILTER_ELEMENTS, BPF_F_MMAPABLE);
+
+/// The filter byte of `slot` in `generation` (0 or 1).
+#[inline(always)]
+fn filter_byte(generation: u32, slot: u32) -> Option<*mut u8> {
+    let word = SESSION_FILTER.get_ptr_mut(generation * SESSION_FILTER_WORDS + slot / 8)?;
+    // SAFETY: a byte inside the 8-byte element.
+    Some(unsafe { (word as *mut u8).add((slot % 8) as usize) })
+}
+
+/// Whether `key` may be in `SESSIONS`: false only when it cannot be.
+#[inline(always)]
+fn may_be_learned(key: &SessionKey) -> bool {
+    // SAFETY: a word the daemon stores whole.
+    let generation = SESSION_FILTER.get(SESSION_FILTER_ACTIVE).map_or(0, |g| *g as u32 & 1);
+    match filter_byte(generation, persist::filter_slot(key)) {
+        // SAFETY: a byte of a live map value.
+        Some(byte) => unsafe { core::ptr::read_volatile(byte) != 0 },
+        None => true,
+    }
+}
+
+/// Marks `key`, just added to `SESSIONS`, in both generations of the filter.
+#[inline(always)]
+fn mark_learned(key: &SessionKey) {
+    let slot = persist::filter_slot(key);
+    for generation in 0..2 {
+        if let Some(byte) = filter_byte(generation, slot) {
+            // SAFETY: a byte of a live map value; a byte store.
+            unsafe { core::ptr::write_volatile(byte, 1) };
+        }
+    }
+}
 
 /// `session-id-prefix`: each configured prefix's backend id. Written by the
 /// daemon.
@@ -251,6 +299,9 @@ fn look_up(c: &mut Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead,
     };
     let stats = counters(c.farm_id, kind)?;
     stats.lookups += 1;
+    if !may_be_learned(key) {
+        return None;
+    }
     let entry = SESSIONS.get_ptr_mut(key)?;
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
@@ -346,6 +397,8 @@ fn learn(key: &SessionKey, backend_id: u32) {
     if !added {
         let _ = SESSIONS.insert(key, &entry, 0);
     }
+    // After the insert: see `SESSION_FILTER`.
+    mark_learned(key);
     if let Some(stats) = counters(key.farm_id, PersistKind::try_from(key.kind).unwrap_or(PersistKind::SessionId)) {
         stats.learns += 1;
         stats.inserted += added as u64;
