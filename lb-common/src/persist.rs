@@ -83,18 +83,22 @@ pub const fn fold_key(words: [u64; 4]) -> [u64; 2] {
 /// every key it adds to `SESSIONS` and reads it before a lookup, and by the
 /// daemon, which marks the keys it adds and rebuilds a generation from the
 /// table. Every field of the key goes in: the same bytes of two kinds or
-/// farms are different keys. The top bits of the last product index the
-/// table; the scramble before it (whose rotation brings high bits down)
-/// is needed: a bare multiply mixes only upwards, and 65,536 addresses
-/// that differ in two bytes took 43,000 slots of its top 22 bits where
-/// uniform slots give 65,000.
+/// farms are different keys. Its three words are multiplied at once (the
+/// program waits on this before the filter's byte, so one long chain of
+/// multiplies would show), rotated apart and mixed down once before the
+/// last product, whose top bits index the table: a bare multiply mixes
+/// only upwards, and 65,536 addresses that differ in two bytes took 43,000
+/// slots of its top 22 bits where uniform slots give 65,000.
 #[inline(always)]
 pub fn filter_slot(key: &SessionKey) -> u32 {
     let head = key.farm_id as u64 | (key.kind as u64) << 32 | (key.len as u64) << 40;
     let (lo, hi) = key.bytes.split_at(8);
     let lo = u64::from_le_bytes(lo.try_into().unwrap_or_default());
     let hi = u64::from_le_bytes(hi.try_into().unwrap_or_default());
-    let mixed = scramble(lo ^ scramble(hi ^ scramble(head))).wrapping_mul(SCRAMBLE_MULTIPLIER);
+    let spread = lo.wrapping_mul(SCRAMBLE_MULTIPLIER)
+        ^ hi.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(21)
+        ^ head.wrapping_mul(0x1656_67B1_9E37_79F9).rotate_left(43);
+    let mixed = (spread ^ (spread >> 29)).wrapping_mul(SCRAMBLE_MULTIPLIER);
     (mixed >> (64 - SESSION_FILTER_SLOTS.trailing_zeros())) as u32
 }
 
