@@ -596,5 +596,26 @@ fn the_session_filter_marks_learned_keys_and_a_rebuild_follows_the_table() {
         filter.activate(rebuilding);
         assert!(!filter.is_marked(&learned) && filter.is_marked(&hidden));
         assert_eq!(filter.marked(), 1);
+
+        // Keys XDP learns while a rebuild runs, at each of its steps: after
+        // the clear (before the scan), and after the scan (before the
+        // switch). Both stay marked once the rebuilt generation is active.
+        let learn = |port: u16, sid: &[u8; 32]| {
+            let c = connect(&net, &dp, port, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+            dp.expect(&from_backend(&net, &c, 0, &server_hello(sid, false)), reason::FWD_TO_CLIENT);
+            SessionKey::new(0, PersistKind::SessionId, sid)
+        };
+        let rebuilding = filter.begin_rebuild();
+        let before_scan = learn(40_010, &[0x31; 32]);
+        let table = sessions(&dp);
+        let after_scan = learn(40_011, &[0x32; 32]);
+        filter.mark_in(rebuilding, table.iter().map(|(key, _)| key));
+        filter.activate(rebuilding);
+        let table = sessions(&dp);
+        assert_eq!(table.len(), 3, "{table:?}");
+        for (key, _) in &table {
+            assert!(filter.is_marked(key), "{key:?} is in the table but not in the filter");
+        }
+        assert!(filter.is_marked(&before_scan) && filter.is_marked(&after_scan));
     });
 }
