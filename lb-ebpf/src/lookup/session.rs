@@ -64,7 +64,7 @@ fn filter_byte(generation: u32, slot: u32) -> Option<*mut u8> {
 /// Whether `key` may be in `SESSIONS`: false only when it cannot be.
 #[inline(always)]
 fn may_be_learned(key: &SessionKey) -> bool {
-    // SAFETY: a word the daemon stores whole.
+    // A word the daemon stores whole.
     let generation = SESSION_FILTER.get(SESSION_FILTER_ACTIVE).map_or(0, |g| *g as u32 & 1);
     match filter_byte(generation, persist::filter_slot(key)) {
         // SAFETY: a byte of a live map value.
