@@ -398,12 +398,7 @@ impl Dataplane {
                 names.set(*id, [0; abi::FARM_NAME_MAX], 0).map_err(map_err(abi::FARM_NAMES_MAP))?;
             }
         }
-        let scanned = match self.ebpf.map(abi::SESSIONS_MAP) {
-            Some(aya::maps::Map::LruHashMap(data)) => {
-                crate::sessions::entries(data).map_err(map_err(abi::SESSIONS_MAP))?
-            }
-            _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
-        };
+        let scanned = scan_sessions(&self.ebpf)?;
         let mut sessions: HashMap<&mut MapData, SessionKey, abi::SessionEntry> =
             map_mut(&mut self.ebpf, abi::SESSIONS_MAP)?;
         let mut forgotten = 0;
@@ -1042,15 +1037,20 @@ fn rebuild_session_filter(
     filter: &SessionFilter,
 ) -> Result<Vec<(SessionKey, abi::SessionEntry)>, LoadError> {
     let rebuilding = filter.begin_rebuild();
-    let scanned = match ebpf.map(abi::SESSIONS_MAP) {
-        Some(aya::maps::Map::LruHashMap(data)) => {
-            crate::sessions::entries(data).map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })?
-        }
-        _ => return Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
-    };
+    let scanned = scan_sessions(ebpf)?;
     filter.mark_in(rebuilding, scanned.iter().map(|(key, _)| key));
     filter.activate(rebuilding);
     Ok(scanned)
+}
+
+/// Every entry of `SESSIONS`.
+fn scan_sessions(ebpf: &Ebpf) -> Result<Vec<(SessionKey, abi::SessionEntry)>, LoadError> {
+    match ebpf.map(abi::SESSIONS_MAP) {
+        Some(aya::maps::Map::LruHashMap(data)) => {
+            crate::sessions::entries(data).map_err(|source| LoadError::Map { map: abi::SESSIONS_MAP, source })
+        }
+        _ => Err(LoadError::Missing { what: "map", name: abi::SESSIONS_MAP }),
+    }
 }
 
 /// The ids an earlier daemon gave farms (by name, from `FARM_NAMES`) and
