@@ -82,9 +82,7 @@ fn rewrite_ports(ctx: &XdpContext, pkt: &Tcp, flow: &Flow, addrs: Delta) -> Opti
 #[inline(always)]
 fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<Delta> {
     let ip = bytes_at_mut::<20>(ctx, pkt.l3_off)?.as_mut_ptr();
-    let (s, d) = (&flow.new_saddr_be, &flow.new_daddr_be);
-    let new_src = u32::from_ne_bytes([s[0], s[1], s[2], s[3]]);
-    let new_dst = u32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+    let (new_src, new_dst) = new_v4_addrs(flow);
     // SAFETY: checksum (10..12) and addresses (12..20) of the 20 bytes bounded.
     unsafe {
         let (old_src, old_dst) = (word::load32(ip.add(12)), word::load32(ip.add(16)));
@@ -95,6 +93,25 @@ fn rewrite_v4_addrs(ctx: &XdpContext, pkt: &Tcp, flow: &Flow) -> Option<Delta> {
         Some(Delta::NONE.add32(old_src, new_src).add32(old_dst, new_dst))
     }
 }
+
+/// The new IPv4 addresses of `flow`, as `u32::from_ne_bytes` of their four
+/// bytes, a load each: LLVM cannot tell that a `[u8; 16]` field is aligned,
+/// and assembled each from three loads.
+#[inline(always)]
+fn new_v4_addrs(flow: &Flow) -> (u32, u32) {
+    // SAFETY: both fields hold at least 4 bytes, at 4-aligned offsets of the
+    // 8-aligned `Flow` (asserted below).
+    unsafe {
+        let src = (flow.new_saddr_be.as_ptr() as *const u32).read();
+        let dst = (flow.new_daddr_be.as_ptr() as *const u32).read();
+        (src, dst)
+    }
+}
+const _: () = assert!(
+    core::mem::offset_of!(Flow, new_saddr_be) % 4 == 0
+        && core::mem::offset_of!(Flow, new_daddr_be) % 4 == 0
+        && align_of::<Flow>() >= 4
+);
 
 /// VERIFIER: a word at a time, in place. With copies of the old addresses
 /// on the stack `apply`'s frame was 232 bytes, and `tether_xdp_learn` (280
