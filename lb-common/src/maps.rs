@@ -213,21 +213,70 @@ pub const STASH_SEGMENTS: usize = 8;
 /// `session_capacity` instead. LRU maps are preallocated (about 110 bytes an
 /// entry with the kernel's overhead): kernel memory held from load.
 pub const MAX_SESSIONS: u32 = 1 << 18;
-/// Slots of one generation of `SESSION_FILTER`, the table of bytes that
-/// says which `SESSIONS` keys may be present (`persist::filter_slot`): a
-/// lookup whose slot is zero is a miss without asking the hash table. Two
-/// generations, one byte a slot, eight slots an array element: 8 MiB of
-/// kernel memory. The share of slots a table's keys fill is the share of
-/// misses still looked up: 2.4% for 100,000 entries (a farm's default
-/// capacity), 21% for a million, 61% for 4 million.
-pub const SESSION_FILTER_SLOTS: u32 = 1 << 22;
-/// Array elements (u64, eight slots) of one generation.
-pub const SESSION_FILTER_WORDS: u32 = SESSION_FILTER_SLOTS / 8;
-/// The element after both generations: which one lookups read (0 or 1).
-/// Written by the daemon only.
-pub const SESSION_FILTER_ACTIVE: u32 = 2 * SESSION_FILTER_WORDS;
-/// `SESSION_FILTER`'s elements: two generations and the active one's number.
-pub const SESSION_FILTER_ELEMENTS: u32 = SESSION_FILTER_ACTIVE + 1;
+/// `SESSION_FILTER`, the table of bytes that says which `SESSIONS` keys
+/// may be present (`persist::filter_slot`): a lookup whose slot is zero is
+/// a miss without asking the hash table. Its first element is the header
+/// (`session_filter_header`); then two generations of `2^bits` one-byte
+/// slots, eight to an array element. The loader sizes it from the session
+/// table (`session_filter_bits`). The share of slots a table's keys fill is
+/// the share of misses still looked up.
+pub const SESSION_FILTER_HEADER: u32 = 0;
+/// The smallest filter, and the largest: `2^26` slots a generation, 128 MiB
+/// in all, for tables of 4 Mi entries and more (a table of 16 Mi entries, the
+/// largest, fills 22% of it).
+pub const SESSION_FILTER_MIN_BITS: u32 = 16;
+pub const SESSION_FILTER_MAX_BITS: u32 = 26;
+
+/// The filter's size for a session table of `table_size` entries, as the
+/// log2 of a generation's slots: 16 to 32 slots an entry (a full table
+/// marks at most 6% of them), within the bounds above. For 100,000
+/// entries (a farm's default capacity): 2^21 slots, 4 MiB in all.
+pub const fn session_filter_bits(table_size: u32) -> u32 {
+    let entries = if table_size == 0 { 1 } else { table_size };
+    let bits = entries.next_power_of_two().trailing_zeros() + 4;
+    if bits < SESSION_FILTER_MIN_BITS {
+        SESSION_FILTER_MIN_BITS
+    } else if bits > SESSION_FILTER_MAX_BITS {
+        SESSION_FILTER_MAX_BITS
+    } else {
+        bits
+    }
+}
+
+/// Array elements (u64, eight slots) of one generation of a filter of `bits`.
+pub const fn session_filter_words(bits: u32) -> u32 {
+    1 << (bits - 3)
+}
+
+/// `SESSION_FILTER`'s elements for `bits`: the header and two generations.
+pub const fn session_filter_elements(bits: u32) -> u32 {
+    1 + 2 * session_filter_words(bits)
+}
+
+/// The `bits` of a filter of `elements` elements, if that is a filter's size.
+pub fn session_filter_bits_of(elements: u32) -> Option<u32> {
+    (SESSION_FILTER_MIN_BITS..=SESSION_FILTER_MAX_BITS).find(|&bits| session_filter_elements(bits) == elements)
+}
+
+/// The header: the generation lookups read (bit 0) and the filter's `bits`
+/// (bits 8-15), in one word the daemon stores whole and XDP reads once per
+/// lookup. Zero until the loader writes it: no filter (every lookup asks
+/// the table, nothing is marked).
+pub const fn session_filter_header(generation: u32, bits: u32) -> u64 {
+    (generation & 1) as u64 | (bits as u64) << 8
+}
+
+/// The (generation, bits) of a header; None for one that names no size a
+/// filter can have (a zero header: not written yet).
+#[inline(always)]
+pub fn session_filter_header_parts(header: u64) -> Option<(u32, u32)> {
+    let bits = (header >> 8) as u32 & 0xFF;
+    if !(SESSION_FILTER_MIN_BITS..=SESSION_FILTER_MAX_BITS).contains(&bits) {
+        return None;
+    }
+    Some((header as u32 & 1, bits))
+}
+
 /// A Maglev slot or backend reference that names no backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 
@@ -1003,6 +1052,31 @@ mod tests {
     fn an_ipv4_address_folds_to_its_first_word_as_xdp_reads_it() {
         let addr = crate::v4_in_16([198, 18, 100, 100]);
         assert_eq!(owned_filter_fold(&addr), u32::from_ne_bytes([198, 18, 100, 100]));
+    }
+
+    #[test]
+    fn the_session_filter_is_sized_from_the_table_and_its_header_says_so() {
+        // 16-32 slots an entry, within the bounds.
+        assert_eq!(session_filter_bits(0), SESSION_FILTER_MIN_BITS);
+        assert_eq!(session_filter_bits(1), SESSION_FILTER_MIN_BITS);
+        assert_eq!(session_filter_bits(100_000), 21);
+        assert_eq!(session_filter_bits(1 << 17), 21);
+        assert_eq!(session_filter_bits((1 << 17) + 1), 22);
+        assert_eq!(session_filter_bits(16 * 1024 * 1024), SESSION_FILTER_MAX_BITS);
+        assert_eq!(session_filter_elements(22), 1 + (1 << 20));
+        for bits in SESSION_FILTER_MIN_BITS..=SESSION_FILTER_MAX_BITS {
+            assert_eq!(session_filter_bits_of(session_filter_elements(bits)), Some(bits));
+            for generation in 0..2 {
+                assert_eq!(
+                    session_filter_header_parts(session_filter_header(generation, bits)),
+                    Some((generation, bits))
+                );
+            }
+        }
+        assert_eq!(session_filter_bits_of(session_filter_elements(22) + 1), None);
+        // Not written yet, or slot bytes where a header should be.
+        assert_eq!(session_filter_header_parts(0), None);
+        assert_eq!(session_filter_header_parts(0x0101_0101_0101_0101), None);
     }
 
     #[test]

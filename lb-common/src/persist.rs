@@ -4,7 +4,7 @@
 //! operator looks one up (`tether sessions lookup`).
 
 use crate::{
-    maps::{Family, SESSION_FILTER_SLOTS, SessionKey},
+    maps::{Family, SessionKey},
     tls::Span,
 };
 
@@ -78,8 +78,8 @@ pub const fn fold_key(words: [u64; 4]) -> [u64; 2] {
     [words[0] ^ scramble(words[2]), words[1] ^ scramble(words[3])]
 }
 
-/// The slot of `key` in a generation of `SESSION_FILTER` (below
-/// `SESSION_FILTER_SLOTS`), computed alike by XDP, which marks the slot of
+/// The slot of `key` in a generation of `SESSION_FILTER` of `bits`
+/// (`maps::SESSION_FILTER_MIN_BITS` to `MAX_BITS`; below `2^bits`), computed alike by XDP, which marks the slot of
 /// every key it adds to `SESSIONS` and reads it before a lookup, and by the
 /// daemon, which marks the keys it adds and rebuilds a generation from the
 /// table. Every field of the key goes in: the same bytes of two kinds or
@@ -90,7 +90,7 @@ pub const fn fold_key(words: [u64; 4]) -> [u64; 2] {
 /// only upwards, and 65,536 addresses that differ in two bytes took 43,000
 /// slots of its top 22 bits where uniform slots give 65,000.
 #[inline(always)]
-pub fn filter_slot(key: &SessionKey) -> u32 {
+pub fn filter_slot(key: &SessionKey, bits: u32) -> u32 {
     let head = key.farm_id as u64 | (key.kind as u64) << 32 | (key.len as u64) << 40;
     let (lo, hi) = key.bytes.split_at(8);
     let lo = u64::from_le_bytes(lo.try_into().unwrap_or_default());
@@ -99,7 +99,7 @@ pub fn filter_slot(key: &SessionKey) -> u32 {
         ^ hi.wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(21)
         ^ head.wrapping_mul(0x1656_67B1_9E37_79F9).rotate_left(43);
     let mixed = (spread ^ (spread >> 29)).wrapping_mul(SCRAMBLE_MULTIPLIER);
-    (mixed >> (64 - SESSION_FILTER_SLOTS.trailing_zeros())) as u32
+    (mixed >> (64 - (bits & 63))) as u32
 }
 
 /// A multiply by an odd constant (a bijection modulo 2^64), then a
@@ -212,8 +212,10 @@ mod tests {
         use crate::maps::PersistKind;
         let id = [0x42u8; 32];
         let key = crate::maps::SessionKey::new(3, PersistKind::SessionId, &id);
-        let slot = filter_slot(&key);
-        assert!(slot < SESSION_FILTER_SLOTS);
+        for bits in crate::maps::SESSION_FILTER_MIN_BITS..=crate::maps::SESSION_FILTER_MAX_BITS {
+            assert!(filter_slot(&key, bits) < 1 << bits, "{bits}");
+        }
+        let slot = filter_slot(&key, 22);
         // The same bytes in another farm, kind or length are another key, and
         // should land elsewhere (each of these is one chance in 4 million to
         // collide, and these few do not).
@@ -224,7 +226,7 @@ mod tests {
             crate::maps::SessionKey::new(3, PersistKind::SessionId, &[0x42; 31]),
         ];
         for other in others {
-            assert_ne!(filter_slot(&other), slot, "{other:?}");
+            assert_ne!(filter_slot(&other, 22), slot, "{other:?}");
         }
     }
 
@@ -247,13 +249,13 @@ mod tests {
                 x ^= x << 17;
                 chunk.copy_from_slice(&x.to_le_bytes());
             }
-            random.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SessionId, &id)));
+            random.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SessionId, &id), 22));
             // Keys that differ in one byte or word: counters in IDs, addresses.
             let mut id = [0u8; 32];
             id[24..28].copy_from_slice(&i.to_be_bytes());
-            counting.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SessionId, &id)));
+            counting.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SessionId, &id), 22));
             let ip = (0xC612_0000u32 + i).to_be_bytes();
-            addresses.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SourceIp, &ip)));
+            addresses.push(filter_slot(&crate::maps::SessionKey::new(1, PersistKind::SourceIp, &ip), 22));
         }
         for (what, mut slots) in [("random", random), ("counting", counting), ("addresses", addresses)] {
             slots.sort_unstable();

@@ -47,6 +47,8 @@ pub enum LoadError {
     Attach { interface: String, mode: &'static str, source: ProgramError },
     #[error("map `{map}`: {source}")]
     Map { map: &'static str, source: MapError },
+    #[error("map `SESSION_FILTER`: {0}")]
+    Filter(#[from] crate::session_filter::FilterError),
     #[error("pinning: {0}")]
     Pin(#[from] pins::PinError),
     #[error("cannot pin the link to `{interface}` at {}: {why}", path.display())]
@@ -569,12 +571,15 @@ pub fn load(config: &Config) -> Result<Ebpf, LoadError> {
 pub fn load_pinned(config: &Config, layout: &Layout, pin_dir: Option<&std::path::Path>) -> Result<Ebpf, LoadError> {
     let mut loader = aya::EbpfLoader::new();
     loader.map_max_entries(abi::SESSIONS_MAP, session_table_size(config));
+    let filter_bits = abi::session_filter_bits(session_table_size(config));
+    loader.map_max_entries(abi::SESSION_FILTER_MAP, abi::session_filter_elements(filter_bits));
     if let Some(dir) = pin_dir {
         for name in abi::PINNED_MAPS {
             loader.map_pin_path(name, dir.join(name));
         }
     }
     let mut ebpf = loader.load(EBPF_OBJECT)?;
+    crate::session_filter::of(&ebpf)?.set_up();
     write_settings(&mut ebpf, config)?;
     write_farms(&mut ebpf, config, layout)?;
     write_backends(&mut ebpf, config, layout, &farm::Runtime::from_config(config))?;
@@ -1022,7 +1027,19 @@ fn check_pinned_maps(dir: &std::path::Path) -> Result<(), LoadError> {
         };
         differ("key size", info.key_size(), ours.key_size());
         differ("value size", info.value_size(), ours.value_size());
-        if name != abi::SESSIONS_MAP {
+        // Both are sized from the farms' capacities, and kept at their size
+        // when adopted; the filter's header must name its size.
+        if name == abi::SESSION_FILTER_MAP {
+            let written = MapData::from_pin(&path).map_err(crate::session_filter::FilterError::from).and_then(|m| {
+                let filter = crate::session_filter::SessionFilter::map(&m)?;
+                Ok(filter.is_set_up())
+            });
+            match written {
+                Ok(true) => {}
+                Ok(false) => problems.push(format!("`{name}`: the pinned filter has no header")),
+                Err(e) => problems.push(format!("`{name}`: {e}")),
+            }
+        } else if name != abi::SESSIONS_MAP {
             differ("size", info.max_entries(), ours.max_entries());
         }
     }

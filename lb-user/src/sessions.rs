@@ -133,10 +133,10 @@ impl Pinned {
         })
     }
 
-    /// Slots of the session filter's active generation that are marked,
-    /// out of `SESSION_FILTER_SLOTS`; None if the instance has no filter.
-    pub fn filter_marked(&self) -> Option<u64> {
-        self.filter.as_ref().map(|f| f.marked())
+    /// Slots of the session filter's active generation that are marked, and
+    /// its slots; None if the instance has no filter.
+    pub fn filter_marked(&self) -> Option<(u64, u64)> {
+        self.filter.as_ref().map(|f| (f.marked(), f.slots()))
     }
 
     pub fn entries(&self) -> anyhow::Result<Vec<(SessionKey, SessionEntry)>> {

@@ -149,10 +149,9 @@ fn stats(config: &Config, layout: &LayoutReport, pinned: &Pinned) -> anyhow::Res
         100.0 * entries.len() as f64 / capacity.max(1) as f64
     );
     match pinned.filter_marked() {
-        Some(marked) => println!(
-            "filter: {marked} of {} slots marked ({:.2}%: the share of misses still looked up)",
-            lb_common::maps::SESSION_FILTER_SLOTS,
-            100.0 * marked as f64 / f64::from(lb_common::maps::SESSION_FILTER_SLOTS)
+        Some((marked, slots)) => println!(
+            "filter: {marked} of {slots} slots marked ({:.2}%: the share of misses still looked up)",
+            100.0 * marked as f64 / slots as f64
         ),
         None => println!("filter: none pinned"),
     }

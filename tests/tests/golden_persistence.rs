@@ -535,6 +535,59 @@ fn a_connection_marked_for_reset_answers_the_client_with_an_rst_and_drops_the_ba
     });
 }
 
+/// The daemon stamps the entries it adds with CLOCK_MONOTONIC, which runs
+/// up to a tick ahead of XDP's coarse clock: an entry stamped a moment
+/// ahead is fresh, not expired (with a wrapping difference it read as
+/// older than any timeout).
+#[test]
+fn an_entry_stamped_ahead_of_the_coarse_clock_is_fresh() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let mut dp = TestDataplane::new(&config(1_000));
+        let sid = [0x3C; 32];
+        let key = SessionKey::new(0, PersistKind::SessionId, &sid);
+        let owner = backend_id(PORTS[1]);
+        {
+            let mut map: HashMap<&mut MapData, SessionKey, SessionEntry> =
+                dp.ebpf.map_mut(abi::SESSIONS_MAP).expect("SESSIONS").try_into().expect("hash map");
+            // 50 ms ahead: more than a tick at any HZ, far less than the timeout.
+            let ahead = lb_user::loader::monotonic_ns() + 50_000_000;
+            map.insert(key, SessionEntry { backend_id: owner, _pad: 0, created_ns: ahead, last_used_ns: ahead }, 0)
+                .expect("insert");
+        }
+        lb_user::session_filter::of(&dp.ebpf).expect("map the filter").mark(&key);
+        let before = stats(&dp, PersistKind::SessionId);
+        for port in [40_000, 40_001] {
+            let c = connect(&net, &dp, port, &client_hello(&sid, None), reason::TLS_BIND_PERSISTED);
+            assert_eq!(backend_id(c.backend_port), owner, "the entry chose");
+        }
+        let after = stats(&dp, PersistKind::SessionId);
+        assert_eq!((after.hits - before.hits, after.expired - before.expired), (2, 0));
+    });
+}
+
+/// The filter is sized from the session table (16 to 32 slots an entry),
+/// and XDP marks and reads it at that size: a key learned in a larger
+/// table's filter is marked there, and a connection offering it resumes.
+#[test]
+fn the_session_filter_is_sized_from_the_session_table() {
+    let net = Net::new();
+    net.ns.enter(|| {
+        let capacity = 200_000;
+        let dp = TestDataplane::new(&config(capacity));
+        let filter = lb_user::session_filter::of(&dp.ebpf).expect("map the filter");
+        assert_eq!(filter.slots(), 1 << 22, "2^18 entries rounded up, 16 slots each");
+        assert_eq!(filter.slots(), 1 << lb_common::maps::session_filter_bits(capacity));
+        let sid = [0x6A; 32];
+        let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
+        dp.expect(&from_backend(&net, &c, 0, &server_hello(&sid, false)), reason::FWD_TO_CLIENT);
+        assert!(filter.is_marked(&SessionKey::new(0, PersistKind::SessionId, &sid)), "XDP marked what it learned");
+        assert_eq!(filter.marked(), 1);
+        let again = connect(&net, &dp, 40_001, &client_hello(&sid, None), reason::TLS_BIND_PERSISTED);
+        assert_eq!(again.backend_port, c.backend_port, "the session resumes where it was learned");
+    });
+}
+
 /// `SESSION_FILTER`: a key XDP learns is marked in both generations; a key
 /// in `SESSIONS` whose slot nobody marked is a miss without a lookup, which
 /// proves lookups read the filter; a rebuild from the table marks it, and
@@ -545,6 +598,7 @@ fn the_session_filter_marks_learned_keys_and_a_rebuild_follows_the_table() {
     net.ns.enter(|| {
         let mut dp = TestDataplane::new(&config(1_000));
         let filter = lb_user::session_filter::of(&dp.ebpf).expect("map the filter");
+        assert_eq!(filter.slots(), 1 << lb_common::maps::SESSION_FILTER_MIN_BITS, "a small table's filter");
         assert_eq!(filter.active(), 0);
         assert_eq!(filter.marked(), 0, "a new filter is empty");
         let learned_sid = [0x5E; 32];

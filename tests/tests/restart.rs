@@ -153,6 +153,12 @@ fn pins_an_incompatible_data_path_left_are_refused_and_kept() {
     let map = other.map_mut(lb_common::maps::LOSS_PERMILLE_MAP).unwrap();
     map.pin(dir.join(lb_common::maps::STATS_MAP)).unwrap();
     drop(other);
+    // And a session filter whose header was never written (as no daemon of
+    // this version leaves one): its size alone does not say its layout.
+    let mut unwritten = aya::Ebpf::load(lb_user::EBPF_OBJECT).unwrap();
+    let filter = unwritten.map_mut(lb_common::maps::SESSION_FILTER_MAP).unwrap();
+    filter.pin(dir.join(lb_common::maps::SESSION_FILTER_MAP)).unwrap();
+    drop(unwritten);
     let config_dir = tempfile::tempdir().unwrap();
     let path = config_dir.path().join("t.toml");
     let text = config(&topo).replacen(
@@ -166,10 +172,12 @@ fn pins_an_incompatible_data_path_left_are_refused_and_kept() {
     assert!(!out.status.success(), "tether must not adopt it:\n{stderr}");
     assert!(
         stderr.contains("was made by a data path this tether cannot use")
-            && stderr.contains("`STATS`: the pinned map's value size is 4, this data path's is 8"),
+            && stderr.contains("`STATS`: the pinned map's value size is 4, this data path's is 8")
+            && stderr.contains("`SESSION_FILTER`: the pinned filter has no header"),
         "{stderr}"
     );
     assert!(dir.join(lb_common::maps::STATS_MAP).exists(), "the other data path's pin is left alone");
+    assert!(dir.join(lb_common::maps::SESSION_FILTER_MAP).exists(), "and so is the filter's");
     std::fs::remove_dir_all(topo.pin_path()).unwrap();
     // Nothing attached.
     let shown = topo.lb.command("ip").args(["link", "show", LB_CLIENT_IF]).output().unwrap();

@@ -18,8 +18,9 @@ use lb_common::{
     FarmInfo, Flow,
     maps::{
         BackendState, FLIGHT_MAX, Family, MAX_FARMS, MAX_PERSIST_KINDS, MAX_SESSIONS, NO_BACKEND, OnFailure,
-        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_FILTER_ACTIVE, SESSION_FILTER_ELEMENTS,
-        SESSION_FILTER_WORDS, SESSION_KEY_SOURCE_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags, slow_kind,
+        PERSIST_STAT_SLOTS, PersistCounters, PersistKind, SESSION_FILTER_HEADER, SESSION_FILTER_MIN_BITS,
+        SESSION_KEY_SOURCE_MAX, STASH_MAX, SessionEntry, SessionKey, flow_flags, session_filter_elements,
+        session_filter_header_parts, session_filter_words, slow_kind,
     },
     persist::{self, KEY_NAME_LEN, NAME_HASH_LEN},
     tls::{self, Span, TlsError},
@@ -39,8 +40,9 @@ static SESSIONS: LruHashMap<SessionKey, SessionEntry> = LruHashMap::with_max_ent
 
 /// Which `SESSIONS` keys may be present: a byte per slot
 /// (`persist::filter_slot`), nonzero once a key of that slot was added, in
-/// two generations, and after them the number of the one lookups read
-/// (`SESSION_FILTER_ACTIVE`). Most lookups in TLS 1.3 traffic miss (its
+/// two generations, after a header that names the one lookups read and the
+/// filter's size (`maps::session_filter_header`; the loader sizes the map
+/// from the session table). Most lookups in TLS 1.3 traffic miss (its
 /// session IDs are random), and a zero byte answers those without the hash
 /// table's call, hash and bucket walk. Every key added, here (`learn`) or
 /// by the daemon, is marked in both generations after it is added; the
@@ -51,12 +53,23 @@ static SESSIONS: LruHashMap<SessionKey, SessionEntry> = LruHashMap::with_max_ent
 /// its mark comes after the clear. Plain byte stores, which cannot undo
 /// another CPU's: no read-modify-write. Memory-mapped by the daemon.
 #[map(name = "SESSION_FILTER")]
-static SESSION_FILTER: Array<u64> = Array::with_max_entries(SESSION_FILTER_ELEMENTS, BPF_F_MMAPABLE);
+static SESSION_FILTER: Array<u64> =
+    Array::with_max_entries(session_filter_elements(SESSION_FILTER_MIN_BITS), BPF_F_MMAPABLE);
 
-/// The filter byte of `slot` in `generation` (0 or 1).
+/// The generation lookups read and the filter's bits; None before the
+/// loader wrote the header (then nothing is filtered or marked).
 #[inline(always)]
-fn filter_byte(generation: u32, slot: u32) -> Option<*mut u8> {
-    let word = SESSION_FILTER.get_ptr_mut(generation * SESSION_FILTER_WORDS + slot / 8)?;
+fn filter_header() -> Option<(u32, u32)> {
+    // A word the daemon stores whole.
+    session_filter_header_parts(*SESSION_FILTER.get(SESSION_FILTER_HEADER)?)
+}
+
+/// The filter byte of `key` in `generation` (0 or 1) of a filter of `bits`.
+#[inline(always)]
+fn filter_byte(generation: u32, bits: u32, key: &SessionKey) -> Option<*mut u8> {
+    let slot = persist::filter_slot(key, bits);
+    let element = 1 + generation * session_filter_words(bits) + slot / 8;
+    let word = SESSION_FILTER.get_ptr_mut(element)?;
     // SAFETY: a byte inside the 8-byte element.
     Some(unsafe { (word as *mut u8).add((slot % 8) as usize) })
 }
@@ -64,9 +77,8 @@ fn filter_byte(generation: u32, slot: u32) -> Option<*mut u8> {
 /// Whether `key` may be in `SESSIONS`: false only when it cannot be.
 #[inline(always)]
 fn may_be_learned(key: &SessionKey) -> bool {
-    // A word the daemon stores whole.
-    let generation = SESSION_FILTER.get(SESSION_FILTER_ACTIVE).map_or(0, |g| *g as u32 & 1);
-    match filter_byte(generation, persist::filter_slot(key)) {
+    let Some((generation, bits)) = filter_header() else { return true };
+    match filter_byte(generation, bits, key) {
         // SAFETY: a byte of a live map value.
         Some(byte) => unsafe { core::ptr::read_volatile(byte) != 0 },
         None => true,
@@ -76,9 +88,9 @@ fn may_be_learned(key: &SessionKey) -> bool {
 /// Marks `key`, just added to `SESSIONS`, in both generations of the filter.
 #[inline(always)]
 fn mark_learned(key: &SessionKey) {
-    let slot = persist::filter_slot(key);
+    let Some((_, bits)) = filter_header() else { return };
     for generation in 0..2 {
-        if let Some(byte) = filter_byte(generation, slot) {
+        if let Some(byte) = filter_byte(generation, bits, key) {
             // SAFETY: a byte of a live map value; a byte store.
             unsafe { core::ptr::write_volatile(byte, 1) };
         }
@@ -307,7 +319,10 @@ fn look_up(c: &mut Choice, farm: &FarmInfo, kind: PersistKind, read: &HelloRead,
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     // SAFETY: a map value valid for this run; fields are whole words.
     let (backend_id, last_used) = unsafe { ((*entry).backend_id, (*entry).last_used_ns) };
-    if now.wrapping_sub(last_used) > farm.session_timeout_s as u64 * 1_000_000_000 {
+    // Saturating: the daemon stamps the entries it adds with CLOCK_MONOTONIC,
+    // which runs up to a tick ahead of this coarse clock, and an entry a
+    // moment in the future is fresh, not expired.
+    if now.saturating_sub(last_used) > farm.session_timeout_s as u64 * 1_000_000_000 {
         stats.expired += 1;
         return None;
     }
