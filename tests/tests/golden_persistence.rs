@@ -566,7 +566,7 @@ fn an_entry_stamped_ahead_of_the_coarse_clock_is_fresh() {
     });
 }
 
-/// The filter is sized from the session table (16 to 32 slots an entry),
+/// The filter is sized from the session table (4 to 8 slots an entry),
 /// and XDP marks and reads it at that size: a key learned in a larger
 /// table's filter is marked there, and a connection offering it resumes.
 #[test]
@@ -576,7 +576,7 @@ fn the_session_filter_is_sized_from_the_session_table() {
         let capacity = 200_000;
         let dp = TestDataplane::new(&config(capacity));
         let filter = lb_user::session_filter::of(&dp.ebpf).expect("map the filter");
-        assert_eq!(filter.slots(), 1 << 22, "2^18 entries rounded up, 16 slots each");
+        assert_eq!(filter.slots(), 1 << 20, "2^18 entries rounded up, 4 slots each");
         assert_eq!(filter.slots(), 1 << lb_common::maps::session_filter_bits(capacity));
         let sid = [0x6A; 32];
         let c = connect(&net, &dp, 40_000, &client_hello(&[0xAB; 32], None), reason::TLS_BIND);
